@@ -1,0 +1,95 @@
+"""Plain records passed between tasks, adapters, judges and the runner.
+
+Kept free of heavy imports (no torch, no datasets) so any module can use them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+DIMENSIONS: dict[str, str] = {
+    "A": "Instruction Following",
+    "B": "Identity/Fidelity",
+    "C": "Structure/Geometry",
+    "D": "Cross-Reference Consistency",
+    "E": "Causality/Temporal",
+    "F": "Text Grounding",
+    "G": "Overall Usability",
+}
+
+VerdictStatus = Literal["pass", "fail", "error"]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One pass/fail question of a task's checkpoint set (PROTOCOL 3).
+
+    ``caps`` names the dimension that a failed hard checkpoint caps at 0.4 (None when not hard).
+    """
+
+    id: str
+    dimension: str
+    question: str
+    hard: bool = False
+    caps: str | None = None
+
+
+@dataclass(frozen=True)
+class AnswerSet:
+    """The story task's answer set: what a plausible next frame shows, and what it must not."""
+
+    background_summary: str
+    positive_candidates: tuple[str, ...]
+    negative_candidates: tuple[str, ...]
+
+
+@dataclass
+class Case:
+    """One benchmark case: the references (RA, RB, RC order), the instruction and what judges it."""
+
+    task: str
+    case_id: str
+    refs: list[Any]  # PIL.Image.Image, decoded lazily by datasets
+    ref_roles: list[str]
+    prompt: str
+    goal: str = ""
+    constraints_hard: list[str] = field(default_factory=list)
+    constraints_soft: list[str] = field(default_factory=list)
+    answer_set: AnswerSet | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    """A judge's answer for one checkpoint. ``error`` means it could not be read: never a pass."""
+
+    checkpoint_id: str
+    status: VerdictStatus
+    raw: str | None = None
+    rationale: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class JudgeResult:
+    """Everything a judge says about one generated image."""
+
+    verdicts: list[Verdict]
+    answer_set_score: float | None = None  # story task only, 0..10
+    answer_set_status: VerdictStatus | None = None
+    raw: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CaseScore:
+    """A case's score with its dimension breakdown and what went wrong on the way."""
+
+    case_id: str
+    score: float  # 0..100
+    dimensions: dict[str, float]  # letter -> 0..1 after caps
+    n_checkpoint_errors: int = 0
+    clean: bool = True
+    answer_set_score: float | None = None
+    reason: str | None = None  # e.g. "missing image: adapter raised ..."

@@ -1,0 +1,212 @@
+"""The model adapter contract: one class per model, one ``generate`` call per case.
+
+Why a template method: ``generate`` does what every adapter must do the same way (check the references,
+resolve and refuse DAR requests, check the output) and calls ``_generate``, the one method an adapter
+writes. The runner records a :class:`GenerationError` per case; any other exception is a bug.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from micon_tasks.errors import ConfigError, MiconError
+
+if TYPE_CHECKING:  # heavy imports stay out of module import time
+    from PIL.Image import Image
+
+    from dar import DARConfig
+
+__all__ = [
+    "ModelAdapter",
+    "GenerationError",
+    "GenerationRequest",
+    "DARNotSupportedError",
+    "resolve_dar",
+    "seed_everything",
+]
+
+
+class GenerationError(MiconError, RuntimeError):
+    """A generation that failed for a reason outside the harness: a refusal, a safety block, an API error.
+
+    ``reason`` is a short machine-readable code (``"refused"``, ``"safety"``, ``"rate_limited"``,
+    ``"provider_error"``, ``"no_image"``, ``"bad_output"``, ``"model_error"``); ``provider_reason`` is
+    what the provider said, verbatim (never a secret). ``retryable`` says whether trying again may help.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str, provider_reason: str | None = None, retryable: bool = False
+    ):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.provider_reason = provider_reason
+        self.retryable = retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the runner writes into a case record."""
+        return {
+            "message": self.message,
+            "reason": self.reason,
+            "provider_reason": self.provider_reason,
+            "retryable": self.retryable,
+        }
+
+
+class DARNotSupportedError(ConfigError):
+    """DAR was requested from an adapter that cannot apply it (never silently ignored)."""
+
+
+def resolve_dar(dar: Any) -> DARConfig | None:
+    """None/False -> None (off); True -> the paper's defaults; a DARConfig -> itself; a dict -> DARConfig(**dict)."""
+    if dar is None or dar is False:
+        return None
+    from dar import DARConfig  # imported here: the dar package may pull in torch
+
+    if dar is True:
+        return DARConfig()
+    if isinstance(dar, DARConfig):
+        return dar
+    if isinstance(dar, Mapping):
+        try:
+            return DARConfig(**dict(dar))
+        except TypeError as exc:
+            raise ConfigError(f"DAR settings {dict(dar)!r}: {exc}") from None
+    raise ConfigError(f"dar must be None, a bool, a DARConfig or a dict, not {type(dar).__name__}")
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) globally.
+
+    Pipelines draw from the global generators in places that ignore ``generator=`` (OmniGen's reference
+    VAE sampling, dropout, ...), so a seeded run sets every one of them. torch is imported only if loaded.
+    """
+    if seed is None:
+        return
+    import sys
+
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.manual_seed(seed)  # seeds CUDA devices as well
+
+
+@dataclass
+class GenerationRequest:
+    """One item of :meth:`ModelAdapter.generate_batch` (``case_id`` only labels errors)."""
+
+    refs: list[Any]
+    prompt: str
+    seed: int | None = None
+    case_id: str | None = None
+    gen_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelAdapter:
+    """Base class of every model adapter.
+
+    Subclass it, give ``__init__`` explicit keyword arguments (``load_adapter`` checks arg strings against
+    them), write ``_generate``, and register the class with ``@register_adapter("name")``.
+
+    Class attributes:
+      * ``max_refs``: the most reference images the model takes (None: no limit);
+      * ``supports_dar``: whether ``_generate`` applies DAR; if False a DAR request raises;
+      * ``default_size``: the output (width, height) when the caller asks for none.
+    """
+
+    max_refs: ClassVar[int | None] = None
+    supports_dar: ClassVar[bool] = False
+    default_size: ClassVar[tuple[int, int]] = (1024, 1024)
+    registered_name: ClassVar[str | None] = None  # set by the registry on registration
+
+    # -- public API -----------------------------------------------------------------------------
+    def generate(
+        self, refs: Sequence[Image], prompt: str, *, dar: Any = None, seed: int | None = None, **gen_kwargs: Any
+    ) -> Image:
+        """Generate one image from the references (RA, RB, RC order) and the instruction."""
+        refs = self.check_refs(refs)
+        if not isinstance(prompt, str):
+            raise ConfigError(f"adapter {self.name!r}: prompt must be a string, not {type(prompt).__name__}")
+        if dar is not None and dar is not False and not self.supports_dar:
+            raise DARNotSupportedError(
+                f"adapter {self.name!r} cannot apply DAR (supports_dar is False); run it with dar=None/False"
+            )
+        config = resolve_dar(dar)
+        image = self._generate(refs, prompt, dar=config, seed=seed, **gen_kwargs)
+        return self._check_output(image)
+
+    def generate_batch(
+        self, requests: Sequence[GenerationRequest], *, dar: Any = None
+    ) -> list[Image | GenerationError]:
+        """Generate each request in turn; a GenerationError is returned in that item's place.
+
+        Adapters that batch natively override this. Other exceptions propagate: they are bugs.
+        """
+        out: list[Image | GenerationError] = []
+        for req in requests:
+            try:
+                out.append(self.generate(req.refs, req.prompt, dar=dar, seed=req.seed, **req.gen_kwargs))
+            except GenerationError as exc:
+                out.append(exc)
+        return out
+
+    def model_info(self) -> dict[str, Any]:
+        """What goes into results: name, weights, dtype, revision, generation settings. Never secrets."""
+        return {
+            "name": self.name,
+            "adapter": f"{type(self).__module__}.{type(self).__qualname__}",
+            "max_refs": self.max_refs,
+            "supports_dar": self.supports_dar,
+        }
+
+    @property
+    def name(self) -> str:
+        return self.registered_name or type(self).__name__
+
+    # -- the hook an adapter writes ---------------------------------------------------------------
+    def _generate(
+        self, refs: list[Image], prompt: str, *, dar: DARConfig | None, seed: int | None, **gen_kwargs: Any
+    ) -> Image:
+        """Produce the image. ``refs`` are checked RGB PIL images, ``dar`` is resolved (None when off)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _generate()")
+
+    # -- shared checks ----------------------------------------------------------------------------
+    def check_refs(self, refs: Sequence[Any]) -> list[Image]:
+        """A non-empty list of PIL images within ``max_refs``, converted to RGB."""
+        from PIL import Image as PILImage
+
+        if isinstance(refs, PILImage.Image) or not isinstance(refs, Sequence) or isinstance(refs, str):
+            raise ConfigError(f"adapter {self.name!r}: refs must be a list of PIL images")
+        if not refs:
+            raise ConfigError(f"adapter {self.name!r}: at least one reference image is required")
+        if self.max_refs is not None and len(refs) > self.max_refs:
+            raise ConfigError(
+                f"adapter {self.name!r} takes at most {self.max_refs} reference images, got {len(refs)}"
+            )
+        out = []
+        for i, ref in enumerate(refs):
+            if not isinstance(ref, PILImage.Image):
+                raise ConfigError(
+                    f"adapter {self.name!r}: reference {i + 1} is a {type(ref).__name__}, not a PIL image"
+                )
+            out.append(ref if ref.mode == "RGB" else ref.convert("RGB"))
+        return out
+
+    def _check_output(self, image: Any) -> Image:
+        from PIL import Image as PILImage
+
+        if not isinstance(image, PILImage.Image):
+            raise GenerationError(
+                f"adapter {self.name!r} returned a {type(image).__name__}, not a PIL image", reason="bad_output"
+            )
+        return image
+
+    def output_size(self, width: int | None, height: int | None) -> tuple[int, int]:
+        """(width, height): the caller's, else ``default_size``."""
+        dw, dh = self.default_size
+        return (int(width) if width else dw, int(height) if height else dh)

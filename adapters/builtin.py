@@ -9,6 +9,8 @@ import importlib
 
 _MODULES = (
     "adapters.baselines",
+    "adapters.api_openai",
+    "adapters.api_gemini",
 )
 
 for _module in _MODULES:

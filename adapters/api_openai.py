@@ -1,0 +1,136 @@
+"""``gpt_image``: OpenAI's image edit endpoint with several input images, through the ``openai`` SDK.
+
+Every reference goes up as one PNG in the multipart ``image[]`` field; the instruction as the prompt.
+A moderation block comes back as HTTP 400 with code ``moderation_blocked``: it becomes a
+GenerationError(reason="safety") carrying OpenAI's message, never an image.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from typing import Any
+
+from adapters.base import GenerationError, ModelAdapter
+from adapters.retry import RetryPolicy, api_key_from_env, call_with_retries, redact
+from registry import register_adapter
+
+__all__ = ["GPTImageAdapter"]
+
+_SAFETY_CODES = {"moderation_blocked", "content_policy_violation", "content_filter", "safety_violations"}
+
+
+@register_adapter("gpt_image", aliases=("gpt-image", "openai_image"))
+class GPTImageAdapter(ModelAdapter):
+    """GPT-Image through ``client.images.edit(image=[...])``. The key comes from ``api_key_env`` only."""
+
+    max_refs = 16
+    supports_dar = False
+    default_size = (1024, 1024)
+
+    def __init__(
+        self,
+        model: str = "gpt-image-1",
+        size: str = "1024x1024",
+        quality: str | None = None,
+        input_fidelity: str | None = None,
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        timeout: float = 300.0,
+        max_retries: int = 4,
+        backoff: float = 2.0,
+        max_backoff: float = 60.0,
+    ):
+        self.model = model
+        self.size = str(size)
+        self.quality = quality
+        self.input_fidelity = input_fidelity
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.timeout = float(timeout)
+        self.retry = RetryPolicy(int(max_retries), float(backoff), float(max_backoff))
+        self._api_key = api_key_from_env(api_key_env, "gpt_image")
+        self._client: Any = None
+
+    def model_info(self) -> dict[str, Any]:
+        return {
+            **super().model_info(),
+            "weights": self.model,
+            "provider": "openai",
+            "endpoint": "images.edit",
+            "base_url": self.base_url,
+            "generation": {"size": self.size, "quality": self.quality, "input_fidelity": self.input_fidelity},
+        }
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import openai
+
+            # SDK retries off: our RetryPolicy decides, and a test can count requests.
+            self._client = openai.OpenAI(
+                api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+            )
+        return self._client
+
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        files = []
+        for i, ref in enumerate(refs):
+            buf = io.BytesIO()
+            ref.save(buf, format="PNG")
+            files.append((f"image_{i + 1}.png", buf.getvalue(), "image/png"))
+        params: dict[str, Any] = {"model": self.model, "prompt": prompt, "image": files, "size": self.size, "n": 1}
+        if self.quality:
+            params["quality"] = self.quality
+        if self.input_fidelity:
+            params["input_fidelity"] = self.input_fidelity
+        params.update(gen_kwargs)  # seed: the endpoint takes none, so runs are not reproducible by design
+        response = call_with_retries(lambda: self.client.images.edit(**params), self._classify, self.retry)
+        return self._decode(response)
+
+    def _decode(self, response: Any):
+        from PIL import Image as PILImage
+
+        data = getattr(response, "data", None) or []
+        b64 = getattr(data[0], "b64_json", None) if data else None
+        if not b64:
+            raise GenerationError("OpenAI returned no image data", reason="no_image")
+        try:
+            image = PILImage.open(io.BytesIO(base64.b64decode(b64)))
+            image.load()
+        except Exception as exc:  # noqa: BLE001 - a corrupt payload is the provider's failure
+            raise GenerationError(f"OpenAI returned an unreadable image: {exc}", reason="bad_output") from None
+        return image.convert("RGB")
+
+    def _classify(self, exc: BaseException) -> tuple[GenerationError, float | None] | None:
+        import openai
+
+        if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+            return GenerationError(f"OpenAI connection failed: {type(exc).__name__}", reason="provider_error",
+                                   retryable=True), None
+        if not isinstance(exc, openai.APIStatusError):
+            return None
+        status = exc.status_code
+        body = exc.body if isinstance(exc.body, dict) else {}
+        err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+        code = err.get("code") or err.get("type")
+        message = redact(str(err.get("message") or exc.message), [self._api_key])
+        retry_after = _retry_after(exc)
+        if status == 429 and code != "insufficient_quota":
+            return GenerationError(f"OpenAI rate limit (429): {message}", reason="rate_limited",
+                                   provider_reason=message, retryable=True), retry_after
+        if code in _SAFETY_CODES or "safety system" in (message or "").lower():
+            return GenerationError(f"OpenAI blocked the request ({code}): {message}", reason="safety",
+                                   provider_reason=message), None
+        retryable = status >= 500 or status in (408, 409)
+        return GenerationError(f"OpenAI error {status} ({code}): {message}", reason="provider_error",
+                               provider_reason=message, retryable=retryable), retry_after
+
+
+def _retry_after(exc: Any) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,117 @@
+"""Task configs in lm-eval's YAML dialect: ``task:``, ``include:``, ``class:``, ``group:``.
+
+A task card holds a task's data source, its checkpoint set and its scoring in one file. Shared
+templates are named without a ``.yaml`` suffix (``_micon_template_yaml``) and pulled in with
+``include:`` (paths relative to the including file; local keys win; cycles are an error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from micon_tasks.errors import ConfigError
+
+__all__ = ["ScoringConfig", "TaskConfig", "read_yaml", "load_config_file"]
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    hard_cap: float = 0.4
+    story_hybrid: bool = False
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Everything that defines a task. Built from a YAML card with ``TaskConfig.from_dict``."""
+
+    task: str
+    checkpoints: tuple[dict[str, Any], ...]
+    official_folder: str
+    aliases: tuple[str, ...] = ()
+    dataset_path: str = "Hangliuuu/MICON-Bench"
+    dataset_name: str | None = None  # the config name in a published (parquet) repo; defaults to task
+    test_split: str = "test"
+    refs: dict[str, int] = field(default_factory=lambda: {"min": 1, "max": 8})
+    description: str = ""
+    scoring: ScoringConfig = ScoringConfig()
+    answer_set_file: str | None = None
+    checkpoints_from: str | None = None  # an official .qa.txt file replacing `checkpoints`
+    tag: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    source_file: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> TaskConfig:
+        data = dict(data)
+        data.pop("include", None)
+        data.pop("class", None)
+        data.pop("group", None)  # membership is declared by group files; tolerated on task cards
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown task config keys {unknown}; known keys: {sorted(known)}")
+        name = data.get("task")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{source}: 'task' must be a non-empty string")
+        for key in ("official_folder",):
+            if not data.get(key):
+                data[key] = name
+        if "checkpoints" not in data and not data.get("checkpoints_from"):
+            raise ConfigError(f"{source}: task {name!r} needs 'checkpoints' or 'checkpoints_from'")
+        scoring = data.get("scoring") or {}
+        if not isinstance(scoring, dict):
+            raise ConfigError(f"{source}: task {name!r}, field 'scoring' must be a mapping")
+        try:
+            data["scoring"] = ScoringConfig(**scoring)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: task {name!r}, field 'scoring': {exc}") from None
+        data["checkpoints"] = tuple(data.get("checkpoints") or ())
+        data["aliases"] = tuple(_as_list(data.get("aliases")))
+        data["tag"] = tuple(_as_list(data.get("tag")))
+        data.setdefault("source_file", source)
+        return cls(**data)
+
+    @property
+    def config_name(self) -> str:
+        return self.dataset_name or self.task
+
+    def replace(self, **changes: Any) -> TaskConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def read_yaml(path: str | Path, *, _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a YAML mapping with ``include:`` resolved (safe_load only)."""
+    path = Path(path).resolve()
+    if path in _stack:
+        chain = " -> ".join(str(p) for p in (*_stack, path))
+        raise ConfigError(f"include cycle: {chain}")
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a task config must be a YAML mapping, not {type(data).__name__}")
+    merged: dict[str, Any] = {}
+    for inc in _as_list(data.get("include")):
+        merged.update(read_yaml(path.parent / inc, _stack=(*_stack, path)))
+    merged.update({k: v for k, v in data.items() if k != "include"})
+    return merged
+
+
+def load_config_file(path: str | Path) -> TaskConfig:
+    return TaskConfig.from_dict(read_yaml(path), source=str(path))

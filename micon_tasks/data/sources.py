@@ -1,0 +1,230 @@
+"""Turn a data source into a ``datasets.Dataset``: ``datasets`` is the only road to data.
+
+Sources: ``"hub"`` (a Hub dataset repo, raw or published layout), a local folder (raw layout or a
+published parquet folder) and ``"sample"`` (the bundled sample split). There is no silent fallback from
+one to another. A raw layout is converted once and cached by a fingerprint of its cards and images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from micon_tasks.data.raw import find_raw_root, read_raw_task
+from micon_tasks.errors import CaseValidationError, DataSourceError
+
+if TYPE_CHECKING:
+    import datasets
+
+    from micon_tasks.config import TaskConfig
+
+__all__ = [
+    "FEATURES",
+    "SAMPLE_ROOT",
+    "CONVERTER_VERSION",
+    "cache_dir",
+    "features",
+    "load_source",
+    "raw_to_dataset",
+    "resolve_hub_repo",
+]
+
+log = logging.getLogger(__name__)
+
+SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "sample"
+CONVERTER_VERSION = "1"
+DEFAULT_REPO = "Hangliuuu/MICON-Bench"
+
+
+def features() -> datasets.Features:
+    """The one row schema every source yields and ``micon publish`` writes."""
+    from datasets import Features, Image, List, Value
+
+    text_list = List(Value("string"))
+    return Features(
+        {
+            "case_id": Value("string"),
+            "task": Value("string"),
+            "task_type": Value("string"),
+            "refs": List(Image()),
+            "ref_roles": text_list,
+            "ref_paths": text_list,
+            "prompt": Value("string"),
+            "goal": Value("string"),
+            "constraints_hard": text_list,
+            "constraints_soft": text_list,
+            "expectation_list": text_list,
+            "participating_dimensions": text_list,
+            "notes": Value("string"),
+            "answer_set": {
+                "background_summary": Value("string"),
+                "positive_candidates": text_list,
+                "negative_candidates": text_list,
+            },
+        }
+    )
+
+
+def __getattr__(name: str) -> Any:  # FEATURES without importing datasets at module import
+    if name == "FEATURES":
+        return features()
+    raise AttributeError(name)
+
+
+def cache_dir() -> Path:
+    """Where converted datasets live: ``$MICON_CACHE_DIR`` or ``~/.cache/micon_bench``."""
+    return Path(os.environ.get("MICON_CACHE_DIR") or Path.home() / ".cache" / "micon_bench")
+
+
+# -- raw layout -> Dataset ------------------------------------------------------------------------
+def _fingerprint(root: Path, config: TaskConfig) -> str:
+    h = hashlib.sha256(f"micon-raw/{CONVERTER_VERSION}/{config.task}/{config.official_folder}".encode())
+    folder = root / config.official_folder
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(root).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        if path.suffix in (".yaml", ".yml"):
+            h.update(path.read_bytes())
+    if config.answer_set_file and (root / config.answer_set_file).is_file():
+        h.update((root / config.answer_set_file).read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _image_bytes(path: str, *, task: str, case_id: str, field: str) -> bytes:
+    """The file's bytes, once Pillow has checked it is an image (and no decompression bomb)."""
+    from PIL import Image
+
+    data = Path(path).read_bytes()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Image.DecompressionBombError as exc:
+        raise CaseValidationError(task, case_id, field, f"refused as a decompression bomb: {exc}") from None
+    except Exception as exc:  # Pillow raises many types for a broken file
+        raise CaseValidationError(task, case_id, field, f"{Path(path).name} is not a readable image ({exc})") from None
+    return data
+
+
+def raw_to_dataset(root: Path, config: TaskConfig, *, use_cache: bool = True) -> datasets.Dataset:
+    """Convert one task of a raw layout, or reuse the cached conversion with the same fingerprint."""
+    import datasets
+
+    target = cache_dir() / "converted" / f"{config.task}-{_fingerprint(root, config)}"
+    if use_cache and (target / "dataset_info.json").is_file():
+        log.debug("task %r: reusing converted dataset %s", config.task, target)
+        return datasets.load_from_disk(str(target))
+    cases = read_raw_task(root, task=config.task, folder=config.official_folder, answer_set_file=config.answer_set_file)
+    columns: dict[str, list[Any]] = {name: [] for name in features()}
+    for case in cases:
+        rec = case.record
+        for name in columns:
+            if name == "refs":
+                columns[name].append(
+                    [
+                        {"bytes": _image_bytes(p, task=config.task, case_id=rec["case_id"], field=f"refs.{role}"), "path": rel}
+                        for p, role, rel in zip(rec["refs"], rec["ref_roles"], rec["ref_paths"])
+                    ]
+                )
+            else:
+                columns[name].append(rec.get(name))
+    ds = datasets.Dataset.from_dict(columns, features=features())
+    if not use_cache:
+        return ds
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        ds.save_to_disk(str(tmp))
+        if target.exists():
+            shutil.rmtree(tmp)
+        else:
+            tmp.rename(target)  # atomic: a half-written cache is never picked up
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return datasets.load_from_disk(str(target))
+
+
+# -- published (parquet) layout -------------------------------------------------------------------
+def _is_published(path: Path, config: TaskConfig) -> bool:
+    return any((path / "data" / config.config_name).glob("*.parquet"))
+
+
+def _load_published(path: Path, config: TaskConfig) -> datasets.Dataset:
+    import datasets
+
+    files = sorted(str(p) for p in (path / "data" / config.config_name).glob("*.parquet"))
+    ds = datasets.load_dataset("parquet", data_files={config.test_split: files}, split=config.test_split)
+    return ds.cast(features()) if ds.features != features() else ds
+
+
+# -- source resolution ----------------------------------------------------------------------------
+def _offline_message(repo: str, config: TaskConfig, exc: BaseException) -> str:
+    return (
+        f"task {config.task!r}: cannot reach the Hub dataset {repo!r} and nothing is cached "
+        f"({type(exc).__name__}). Use source=\"sample\" (the bundled sample split, also `--source sample`), "
+        f"or download the data once and pass its folder: load_task({config.task!r}, source=\"/path/to/MICON-Bench\")."
+    )
+
+
+def resolve_hub_repo(config: TaskConfig, dataset_path: str | None = None) -> str:
+    return dataset_path or os.environ.get("MICON_DATASET") or config.dataset_path or DEFAULT_REPO
+
+
+def _download(repo: str, config: TaskConfig, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    folder = config.official_folder
+    patterns = [
+        "README.md",
+        f"data/{config.config_name}/*",  # published layout
+        f"{folder}/**",
+        f"data/{folder}/**",  # raw layout, with or without the data/ prefix
+    ]
+    if config.answer_set_file:
+        patterns += [config.answer_set_file, f"data/{config.answer_set_file}"]
+    try:
+        local = snapshot_download(repo_id=repo, repo_type="dataset", revision=revision, allow_patterns=patterns)
+    except Exception as exc:  # offline, DNS, 401/404: one clear message, no fallback
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+        if isinstance(exc, (RepositoryNotFoundError, GatedRepoError)):
+            raise DataSourceError(f"task {config.task!r}: Hub dataset {repo!r} not found or not accessible ({type(exc).__name__})") from None
+        raise DataSourceError(_offline_message(repo, config, exc)) from None
+    return Path(local)
+
+
+def load_source(
+    config: TaskConfig, source: str | os.PathLike = "hub", *, dataset_path: str | None = None, revision: str | None = None
+) -> datasets.Dataset:
+    """The task's cases as a ``datasets.Dataset`` with the project's features."""
+    src = os.fspath(source)
+    if src == "sample":
+        path = SAMPLE_ROOT
+    elif src == "hub":
+        repo = resolve_hub_repo(config, dataset_path)
+        if Path(repo).is_dir():  # MICON_DATASET may point at a local copy
+            path = Path(repo)
+        else:
+            path = _download(repo, config, revision)
+    else:
+        path = Path(src).expanduser()
+        if not path.is_dir():
+            raise DataSourceError(
+                f"task {config.task!r}: source {src!r} is neither 'hub', 'sample' nor an existing folder"
+            )
+    if _is_published(path, config):
+        return _load_published(path, config)
+    root = find_raw_root(path, [config.official_folder])
+    if root is None:
+        raise DataSourceError(
+            f"task {config.task!r}: {path} holds neither the raw layout ({config.official_folder}/cases/*.yaml) "
+            f"nor a published dataset (data/{config.config_name}/*.parquet)"
+        )
+    return raw_to_dataset(root, config)
+

@@ -1,0 +1,157 @@
+"""The registry: lookups, aliases, globs, groups, did-you-mean, clashes and entry-point plugins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+import registry
+from registry import Registry, UnknownNameError
+
+REPO = str(Path(__file__).resolve().parents[1])
+
+PAPER_ORDER = [
+    "object_composition",
+    "spatial_composition",
+    "attribute_disentanglement",
+    "component_transfer",
+    "fgbg_composition",
+    "story_generation",
+]
+
+
+class TestBasics:
+    def test_six_builtin_tasks(self):
+        assert registry.list_tasks() == sorted(PAPER_ORDER)
+
+    @pytest.mark.parametrize(
+        "alias,name",
+        [
+            ("spatial_geometric_constraints", "spatial_composition"),
+            ("attribute_style_decoupling", "attribute_disentanglement"),
+            ("local_element_transfer", "component_transfer"),
+            ("foreground_background_composition", "fgbg_composition"),
+            ("story_infer", "story_generation"),
+            ("object_composition", "object_composition"),
+        ],
+    )
+    def test_official_folder_names_are_aliases(self, alias, name):
+        assert registry.tasks.canonical(alias) == name
+        assert registry.get_task(alias) is registry.get_task(name)
+
+    def test_group_expands_in_paper_order(self):
+        assert registry.expand_task_names("micon") == PAPER_ORDER
+
+    def test_globs_lists_and_dedup(self):
+        assert registry.list_tasks("*_composition") == ["fgbg_composition", "object_composition", "spatial_composition"]
+        assert registry.expand_task_names(["story_infer,object_composition", "object_*"]) == [
+            "story_generation",
+            "object_composition",
+        ]
+
+    def test_unknown_name_suggests_close_names(self):
+        with pytest.raises(UnknownNameError) as err:
+            registry.get_task("spatial_compositon")
+        assert "Did you mean 'spatial_composition'" in str(err.value)
+        with pytest.raises(KeyError):  # also a KeyError, as dict users expect
+            registry.get_task("nope")
+        with pytest.raises(UnknownNameError, match="No task matches"):
+            registry.expand_task_names("zzz_*")
+
+    def test_clash_warns_and_builtin_wins_unless_override(self):
+        reg = Registry("thing")
+
+        class A: ...
+
+        class B: ...
+
+        reg.add("x", A)
+        with pytest.warns(UserWarning, match="clashes"):
+            reg.add("x", B)
+        assert reg.get("x") is A
+        with pytest.warns(UserWarning, match="overridden"):
+            reg.add("x", B, override=True)
+        assert reg.get("x") is B
+
+
+PLUGIN_MODULE = '''
+from registry import register_task, register_adapter
+from micon_tasks.task import MiconTask
+from micon_tasks.config import TaskConfig
+from adapters.base import ModelAdapter
+
+@register_task("plugin_echo_task", aliases=("echo_alias",))
+class EchoTask(MiconTask):
+    config = TaskConfig.from_dict({
+        "task": "plugin_echo_task", "official_folder": "object_composition",
+        "checkpoints": [{"id": "A_check_1", "question": "Is it there?"}]})
+
+@register_adapter("plugin_echo")
+class EchoAdapter(ModelAdapter):
+    def generate(self, refs, prompt, *, dar=None, seed=None, **kw):
+        return refs[0]
+'''
+
+
+def _install_plugin(tmp_path, name: str, module_source: str, entry_points: str):
+    """A real (if minimal) installed distribution: a module plus a .dist-info with entry points."""
+    site = tmp_path / f"site_{name}"
+    site.mkdir()
+    (site / f"{name}.py").write_text(textwrap.dedent(module_source))
+    info = site / f"{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(textwrap.dedent(entry_points))
+    return site
+
+
+@pytest.fixture
+def plugin_site(tmp_path, monkeypatch):
+    site = _install_plugin(
+        tmp_path,
+        "micon_echo_plugin",
+        PLUGIN_MODULE,
+        "[micon.tasks]\necho = micon_echo_plugin\n[micon.adapters]\necho = micon_echo_plugin:EchoAdapter\n",
+    )
+    broken = _install_plugin(
+        tmp_path, "micon_broken_plugin", "raise ImportError('missing dependency zzz')\n", "[micon.tasks]\nbroken = micon_broken_plugin\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(broken))
+    yield site, broken
+    registry.tasks.remove("plugin_echo_task")
+    registry.adapters.remove("plugin_echo")
+    sys.modules.pop("micon_echo_plugin", None)
+
+
+def test_plugin_distribution_adds_task_and_adapter_and_broken_plugin_is_reported(plugin_site):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registry.tasks.reload_plugins()
+        registry.adapters.reload_plugins()
+    messages = [str(w.message) for w in caught]
+    assert any("micon_broken_plugin" in m and "missing dependency zzz" in m for m in messages), messages
+    assert "plugin_echo_task" in registry.list_tasks()
+    assert registry.tasks.canonical("echo_alias") == "plugin_echo_task"
+    assert "plugin_echo" in registry.list_adapters()
+    # the built-ins still work next to the broken plugin
+    assert registry.get_task("story_infer").config.task == "story_generation"
+
+
+def test_plugin_is_found_by_a_fresh_process_and_broken_one_warns(plugin_site):
+    site, broken = plugin_site
+    code = (
+        "import warnings, registry; warnings.simplefilter('always');"
+        "print(registry.list_tasks('plugin_*'), registry.list_adapters('plugin_*'), len(registry.list_tasks()))"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{site}:{broken}:{REPO}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "['plugin_echo_task'] ['plugin_echo'] 7" in out.stdout
+    assert "micon_broken_plugin" in out.stderr

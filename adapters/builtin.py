@@ -11,6 +11,9 @@ _MODULES = (
     "adapters.baselines",
     "adapters.api_openai",
     "adapters.api_gemini",
+    "adapters.diffusers_omnigen",
+    "adapters.diffusers_qwen",
+    "adapters.diffusers_flux",
 )
 
 for _module in _MODULES:

@@ -1,0 +1,170 @@
+"""Shared machinery for adapters built on a diffusers pipeline: loading, seeding, DAR, model info.
+
+Why one base: every diffusers adapter loads the same way (``from_pretrained`` with dtype, revision,
+``trust_remote_code=False``), must seed every generator the pipeline touches, and applies DAR through
+``dar.enable(pipe, config)`` around the call. Subclasses only build the call's keyword arguments.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from adapters.base import GenerationError, ModelAdapter, seed_everything
+from micon_tasks.errors import ConfigError
+
+__all__ = ["DiffusersAdapter", "resolve_dtype", "resolve_device"]
+
+_DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
+           "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
+
+
+def resolve_dtype(name: str | None, device: str) -> Any:
+    """A torch dtype from its name; ``auto``/None gives bfloat16 on CUDA and float32 on the CPU."""
+    import torch
+
+    if name is None or str(name).lower() == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    key = _DTYPES.get(str(name).lower())
+    if key is None:
+        raise ConfigError(f"unknown dtype {name!r}; use one of: auto, {', '.join(sorted(set(_DTYPES.values())))}")
+    return getattr(torch, key)
+
+
+def resolve_device(name: str | None) -> str:
+    import torch
+
+    if name is None or str(name).lower() == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(name)
+
+
+class DiffusersAdapter(ModelAdapter):
+    """Base of the diffusers adapters. Subclasses set ``pipeline_class`` and write ``pipeline_kwargs``."""
+
+    pipeline_class: ClassVar[str] = ""  # attribute name in the ``diffusers`` package
+    supports_dar = True
+
+    def __init__(
+        self,
+        pretrained: str,
+        *,
+        dtype: str | None = "auto",
+        device: str | None = "auto",
+        steps: int = 50,
+        guidance_scale: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        revision: str | None = None,
+        variant: str | None = None,
+        trust_remote_code: bool = False,
+        local_files_only: bool = False,
+        cpu_offload: bool = False,
+    ):
+        if not pretrained:
+            raise ConfigError(f"adapter {self.name!r} needs pretrained=<Hub id or local folder>")
+        self.pretrained = str(pretrained)
+        self.dtype_name = dtype
+        self.device_name = device
+        self.steps = int(steps)
+        self.guidance_scale = None if guidance_scale is None else float(guidance_scale)
+        self.width, self.height = self.output_size(width, height)
+        self.revision = revision
+        self.variant = variant
+        self.trust_remote_code = bool(trust_remote_code)
+        self.local_files_only = bool(local_files_only)
+        self.cpu_offload = bool(cpu_offload)
+        self._pipe: Any = None
+
+    # -- loading ----------------------------------------------------------------------------------
+    @property
+    def pipe(self) -> Any:
+        """The pipeline, loaded on first use (so building an adapter to list or inspect it is cheap)."""
+        if self._pipe is None:
+            self._pipe = self.load_pipeline()
+        return self._pipe
+
+    def load_pipeline(self) -> Any:
+        import diffusers
+
+        self.device = resolve_device(self.device_name)
+        self.torch_dtype = resolve_dtype(self.dtype_name, self.device)
+        cls = getattr(diffusers, self.pipeline_class)
+        kwargs: dict[str, Any] = {"torch_dtype": self.torch_dtype, "local_files_only": self.local_files_only}
+        if self.revision:
+            kwargs["revision"] = self.revision
+        if self.variant:
+            kwargs["variant"] = self.variant
+        if self.trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        pipe = cls.from_pretrained(self.pretrained, **kwargs)
+        if self.cpu_offload:
+            pipe.enable_model_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        self.after_load(pipe)
+        return pipe
+
+    def after_load(self, pipe: Any) -> None:
+        """Hook for subclasses (e.g. loading adapter weights)."""
+
+    # -- generation -------------------------------------------------------------------------------
+    def pipeline_kwargs(self, refs: list[Any], prompt: str) -> dict[str, Any]:
+        """The pipeline call's keyword arguments for these references and this instruction."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def call_context(self) -> Iterator[None]:
+        """Anything the pipeline call needs around it (restored afterwards)."""
+        yield
+
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        import torch
+
+        pipe = self.pipe
+        kwargs = self.pipeline_kwargs(refs, prompt)
+        kwargs.update(gen_kwargs)
+        if seed is not None:
+            # Pipelines draw from the global generators in places that ignore generator= (OmniGen's
+            # reference VAE sampling): seed those too, then give the pipeline its own generator.
+            seed_everything(seed)
+            kwargs.setdefault("generator", torch.Generator(device="cpu").manual_seed(int(seed)))
+        dar_context: Any = contextlib.nullcontext()
+        if dar is not None:
+            import dar as dar_pkg
+
+            dar_context = dar_pkg.enable(pipe, dar)
+        try:
+            with self.call_context(), dar_context, torch.inference_mode():
+                output = pipe(**kwargs)
+        except torch.OutOfMemoryError as exc:
+            raise GenerationError(f"{self.name}: out of memory: {exc}", reason="model_error") from None
+        images = getattr(output, "images", None)
+        if not images:
+            raise GenerationError(f"{self.name}: the pipeline returned no image", reason="no_image")
+        return images[0]
+
+    def generation_settings(self) -> dict[str, Any]:
+        return {"steps": self.steps, "guidance_scale": self.guidance_scale, "height": self.height,
+                "width": self.width}
+
+    def model_info(self) -> dict[str, Any]:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("diffusers")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        return {
+            **super().model_info(),
+            "weights": self.pretrained,
+            "pipeline": self.pipeline_class,
+            "dtype": self.dtype_name,
+            "device": self.device_name,
+            "revision": self.revision,
+            "variant": self.variant,
+            "diffusers_version": version,
+            "generation": self.generation_settings(),
+        }

@@ -1,0 +1,281 @@
+"""The Judge base class: one shared path from requests to JudgeResults, for every backend.
+
+A backend only turns prompts into completions (``_complete``). Rendering, the cache, parsing, error
+results and provenance live here once, so every backend fails the same visible way: a request that
+cannot be judged gives ``error`` verdicts carrying the reason, never an exception for the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import micon_tasks
+from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
+from micon_tasks.judges.parser import PARSER_VERSION, parse_checkpoint_reply, parse_score_reply, parse_single_reply
+from micon_tasks.judges.prompts import Prompt, render_prompts, template_provenance
+from micon_tasks.types import Case, Checkpoint, JudgeResult, Verdict
+
+__all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host"]
+
+
+@dataclass
+class JudgeRequest:
+    """One case to judge: its generated image and the task's checkpoint set."""
+
+    task: str
+    case: Case
+    image: Any  # PIL.Image.Image
+    checkpoints: list[Checkpoint]
+    story: bool = False
+
+
+@dataclass
+class Completion:
+    """A backend's answer to one prompt: reply text, or an error saying why there is none."""
+
+    text: str | None = None
+    error: str | None = None
+    note: str | None = None  # e.g. "finish_reason=length": appended to parse errors
+    attempts: int = 1
+    logprobs: list[float] | None = None  # logits mode: one log-probability per candidate
+
+
+def endpoint_host(url: str | None) -> str | None:
+    """Host[:port] of an endpoint, with any user:password part removed."""
+    if not url:
+        return None
+    parts = urlsplit(url if "//" in url else f"//{url}")
+    host = parts.hostname or ""
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def error_result(request: JudgeRequest, message: str, provenance: dict[str, Any] | None = None) -> JudgeResult:
+    """Every checkpoint ``error`` with the same message (and the answer set too for the story task)."""
+    return JudgeResult(
+        verdicts=[Verdict(cp.id, "error", error=message) for cp in request.checkpoints],
+        answer_set_score=None,
+        answer_set_status="error" if request.story else None,
+        raw=None,
+        provenance={**(provenance or {}), "cached": False},
+    )
+
+
+def _pick_candidate(prompt: Prompt, completion: Completion) -> Completion:
+    """Logits mode: turn candidate log-probabilities into a reply text the parser reads like any other."""
+    lp = completion.logprobs
+    if completion.error is not None:
+        return completion
+    if not lp or len(lp) != len(prompt.candidates) or not all(math.isfinite(x) for x in lp):
+        return Completion(error=f"logits mode: unusable candidate log-probabilities {lp}", attempts=completion.attempts)
+    best = max(range(len(lp)), key=lambda i: lp[i])
+    top = max(lp)
+    norm = math.log(sum(math.exp(x - top) for x in lp)) + top
+    probs = {c.rstrip(","): round(math.exp(x - norm), 4) for c, x in zip(prompt.candidates, lp)}
+    value = int(prompt.candidates[best].rstrip(","))
+    key = "pass" if prompt.name != "answer_set" else "score"
+    text = json.dumps({key: value, "reason": f"logits mode, candidate probabilities {probs}"})
+    return Completion(text=text, attempts=completion.attempts)
+
+
+class Judge:
+    """Base class of the judge backends. Subclasses implement ``_complete`` and ``_describe``.
+
+    ``request_mode`` "case" (one call per case, all checkpoints) or "checkpoint" (one call per
+    checkpoint); ``cache_path`` an SQLite file or None for no cache; ``template_version`` picks the
+    packaged templates.
+    """
+
+    backend = "base"
+    logits = False  # set by a backend that scores candidates instead of generating
+
+    def __init__(self, *, request_mode: str = "case", cache_path: str | None = None, template_version: str = "v1"):
+        if request_mode not in ("case", "checkpoint"):
+            from micon_tasks.errors import ConfigError
+
+            raise ConfigError(f"judge {self.backend!r}: request_mode must be 'case' or 'checkpoint', got {request_mode!r}")
+        self.request_mode = request_mode
+        self.template_version = template_version
+        self.cache = VerdictCache(cache_path) if cache_path else None
+
+    # -- to implement ---------------------------------------------------------------------------
+    def _complete(self, prompts: list[Prompt]) -> list[Completion]:
+        """One completion per prompt, same order; must not raise for one bad prompt."""
+        raise NotImplementedError
+
+    def _describe(self) -> dict[str, Any]:
+        """Backend, model id, endpoint host and decoding settings (never a secret)."""
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        return str(self._describe().get("model"))
+
+    def provenance(self) -> dict[str, Any]:
+        d = self._describe()
+        return {
+            **d,
+            "request_mode": "checkpoint" if self.logits else self.request_mode,
+            "template_version": self.template_version,
+            # Every template this judge may use (the answer-set one serves only the story task).
+            "templates": template_provenance(
+                story=True, request_mode=self.request_mode, logits=self.logits, version=self.template_version
+            ),
+            "parser_version": PARSER_VERSION,
+            "micon_version": micon_tasks.__version__,
+        }
+
+    def _key(self, request: JudgeRequest, prompts: list[Prompt], prov: dict[str, Any]) -> str:
+        return cache_key(
+            {
+                "backend": prov.get("backend"),
+                "model": prov.get("model"),
+                "decoding": prov.get("decoding"),
+                "templates": prov.get("templates"),
+                "parser": PARSER_VERSION,
+                "task": request.task,
+                "case_id": request.case.case_id,
+                "story": request.story,
+                "checkpoints": [[c.id, c.dimension, c.question, c.hard, c.caps] for c in request.checkpoints],
+                "prompts": [[p.name, p.text, p.prefix, p.candidates] for p in prompts],
+                "images": [image_digest(img) for _, img in prompts[0].images] if prompts else [],
+            }
+        )
+
+    def judge(self, request: JudgeRequest) -> JudgeResult:
+        return self.judge_batch([request])[0]
+
+    def judge_batch(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
+        """Judge many cases at once; same order; a bad case gives an all-error result, never a raise."""
+        prov = self.provenance()
+        results: list[JudgeResult | None] = [None] * len(requests)
+        rendered: dict[int, list[Prompt]] = {}
+        keys: dict[int, str] = {}
+        for i, req in enumerate(requests):
+            try:
+                if req.image is None:
+                    raise ValueError("no generated image")
+                if not req.checkpoints:
+                    raise ValueError("empty checkpoint set")
+                rendered[i] = render_prompts(
+                    req.case, req.image, list(req.checkpoints), story=req.story,
+                    request_mode=self.request_mode, logits=self.logits, version=self.template_version,
+                )
+                if self.cache is not None:
+                    keys[i] = self._key(req, rendered[i], prov)
+            except Exception as exc:  # noqa: BLE001 - one bad case must not sink the batch
+                results[i] = error_result(req, f"task {req.task!r}, case {req.case.case_id!r}: cannot build the judge request: {exc}", prov)
+                rendered.pop(i, None)
+
+        if self.cache is not None and keys:
+            try:
+                hits = self.cache.get_many(list(keys.values()))
+            except Exception as exc:  # noqa: BLE001 - a broken cache slows a run, it does not stop it
+                import warnings
+
+                warnings.warn(f"judge cache {self.cache.path} unreadable ({exc}); judging without it", stacklevel=2)
+                hits = {}
+            for i, key in keys.items():
+                if key in hits:
+                    hit = hits[key]
+                    hit.provenance = {**prov, **{k: v for k, v in hit.provenance.items() if k in ("attempts", "latency_s")}, "cached": True}
+                    results[i] = hit
+                    rendered.pop(i)
+
+        flat: list[Prompt] = []
+        owners: list[int] = []
+        for i, prompts in rendered.items():
+            flat.extend(prompts)
+            owners.extend([i] * len(prompts))
+        t0 = time.perf_counter()
+        try:
+            completions = self._complete(flat) if flat else []
+            if len(completions) != len(flat):
+                raise RuntimeError(f"backend returned {len(completions)} completions for {len(flat)} prompts")
+        except Exception as exc:  # noqa: BLE001 - a backend crash marks its cases, it never drops them
+            completions = [Completion(error=f"judge backend failed: {type(exc).__name__}: {exc}") for _ in flat]
+        elapsed = time.perf_counter() - t0
+
+        grouped: dict[int, list[tuple[Prompt, Completion]]] = {i: [] for i in rendered}
+        for owner, p, c in zip(owners, flat, completions):
+            grouped[owner].append((p, _pick_candidate(p, c) if p.candidates else c))
+        to_store = []
+        for i, pairs in grouped.items():
+            req = requests[i]
+            try:
+                res = self._assemble(req, pairs, prov)
+            except Exception as exc:  # noqa: BLE001
+                res = error_result(req, f"task {req.task!r}, case {req.case.case_id!r}: cannot read the judge reply: {exc}", prov)
+            res.provenance["latency_s"] = round(elapsed, 4)
+            results[i] = res
+            if self.cache is not None and i in keys and _is_clean(res, req):
+                to_store.append((keys[i], str(prov.get("model")), req.case.case_id, res))
+        if self.cache is not None and to_store:
+            try:
+                self.cache.put_many(to_store)
+            except Exception as exc:  # noqa: BLE001
+                import warnings
+
+                warnings.warn(f"judge cache {self.cache.path} not written ({exc})", stacklevel=2)
+        return _fill(results, requests, prov)
+
+    def _assemble(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]], prov: dict[str, Any]) -> JudgeResult:
+        verdicts: list[Verdict] = []
+        raws: dict[str, str | None] = {}
+        extras: dict[str, Any] = {}
+        attempts = 0
+        ids = [cp.id for cp in req.checkpoints]
+        ans_score, ans_status = None, ("error" if req.story else None)
+        ans_note: dict[str, Any] = {}
+        for p, c in pairs:
+            attempts += c.attempts
+            raws[p.name] = c.text
+            if p.name == "answer_set":
+                if c.error is not None:
+                    ans_note = {"answer_set_error": c.error}
+                    continue
+                parsed = parse_score_reply(c.text, note=c.note)
+                ans_score, ans_status = parsed.score, parsed.status
+                ans_note = {"answer_set_error": parsed.error} if parsed.error else {"answer_set_rationale": parsed.rationale}
+            elif p.name == "checkpoints":
+                if c.error is not None:
+                    verdicts = [Verdict(cid, "error", error=c.error) for cid in ids]
+                    continue
+                verdicts, extras = parse_checkpoint_reply(c.text, ids, note=c.note)
+            else:
+                if c.error is not None:
+                    verdicts.append(Verdict(p.name, "error", error=c.error))
+                else:
+                    verdicts.append(parse_single_reply(c.text, p.name, note=c.note))
+        got = {v.checkpoint_id for v in verdicts}
+        verdicts.extend(Verdict(cid, "error", error="no judge reply for this checkpoint") for cid in ids if cid not in got)
+        order = {cid: n for n, cid in enumerate(ids)}
+        verdicts.sort(key=lambda v: order[v.checkpoint_id])
+        reply = {k: v for k, v in extras.items()}
+        reply.update(ans_note)
+        return JudgeResult(
+            verdicts=verdicts,
+            answer_set_score=ans_score,
+            answer_set_status=ans_status,  # type: ignore[arg-type]
+            raw=json.dumps(raws, ensure_ascii=False),
+            provenance={**prov, "cached": False, "attempts": attempts, "reply": reply},
+        )
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _is_clean(result: JudgeResult, req: JudgeRequest) -> bool:
+    if any(v.status == "error" for v in result.verdicts):
+        return False
+    return not req.story or (result.answer_set_status != "error" and result.answer_set_score is not None)
+
+
+def _fill(results: list[JudgeResult | None], requests: list[JudgeRequest], prov: dict[str, Any]) -> list[JudgeResult]:
+    return [r if r is not None else error_result(q, "internal error: no result was produced", prov) for r, q in zip(results, requests)]

@@ -1,0 +1,211 @@
+"""``hf`` judge: an in-process transformers vision-language model (Qwen3-VL, Qwen2.5-VL, InternVL, ...).
+
+Two modes. ``generate`` (default) writes the JSON reply like a served judge and goes through the
+same parser. ``logits`` asks one checkpoint per prompt and compares the model's probabilities of the
+continuations ``{"pass": 0`` and ``{"pass": 1`` (and of ``{"score": k,`` for k = 0..10 on the story
+answer set) instead of generating: it always yields a verdict, which makes it useful to exercise the
+whole pipeline with a tiny random model, but such verdicts carry no meaning.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from micon_tasks.errors import ConfigError
+from micon_tasks.judges.base import Completion, Judge
+from micon_tasks.judges.prompts import Prompt
+from registry import register_judge
+
+__all__ = ["HFJudge"]
+
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@register_judge("hf", aliases=("transformers",))
+class HFJudge(Judge):
+    """Judge with ``AutoModelForImageTextToText`` + ``AutoProcessor`` loaded from ``pretrained``."""
+
+    backend = "hf"
+
+    def __init__(
+        self,
+        pretrained: str,
+        dtype: str = "auto",
+        device: str = "auto",
+        batch_size: int = 4,
+        max_new_tokens: int = 800,
+        temperature: float = 0.0,
+        mode: str = "generate",
+        seed: int = 0,
+        trust_remote_code: bool = False,
+        request_mode: str = "case",
+        cache_path: str | None = None,
+        template_version: str = "v1",
+    ):
+        super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version)
+        if mode not in ("generate", "logits"):
+            raise ConfigError(f"judge 'hf': mode must be 'generate' or 'logits', got {mode!r}")
+        if dtype not in _DTYPES:
+            raise ConfigError(f"judge 'hf': dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        if batch_size < 1 or max_new_tokens < 1:
+            raise ConfigError("judge 'hf': batch_size and max_new_tokens must be >= 1")
+        self.pretrained = str(pretrained)
+        self.dtype = dtype
+        self.device = device
+        self.batch_size = int(batch_size)
+        self.max_new_tokens = int(max_new_tokens)
+        self.temperature = float(temperature)
+        self.mode = mode
+        self.logits = mode == "logits"
+        self.seed = int(seed)
+        self.trust_remote_code = bool(trust_remote_code)
+        self._model: Any = None
+        self._processor: Any = None
+
+    def _describe(self) -> dict[str, Any]:
+        decoding: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "generate":
+            decoding.update(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
+            if self.temperature > 0:
+                decoding["seed"] = self.seed
+        return {
+            "backend": self.backend,
+            "model": self.pretrained,
+            "endpoint_host": None,
+            "decoding": decoding,
+            "dtype": self.dtype,
+        }
+
+    # -- loading --------------------------------------------------------------------------------
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.dtype == "auto":
+            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        else:
+            dtype = getattr(torch, self.dtype)
+        processor = AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=self.trust_remote_code)
+        if getattr(processor, "chat_template", None) is None:
+            raise ConfigError(f"judge 'hf': the processor at {self.pretrained!r} has no chat template")
+        tokenizer = getattr(processor, "tokenizer", processor)
+        tokenizer.padding_side = "left"  # generated / scored tokens then end every row at the same column
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForImageTextToText.from_pretrained(
+            self.pretrained, dtype=dtype, trust_remote_code=self.trust_remote_code
+        )
+        model.to(device).eval()
+        self._model, self._processor, self._device = model, processor, device
+
+    def _chat_text(self, p: Prompt) -> str:
+        content: list[dict[str, Any]] = [{"type": "text", "text": p.text}]
+        for label, _ in p.images:
+            content.append({"type": "text", "text": f"{label}:"})
+            content.append({"type": "image"})
+        messages = [{"role": "user", "content": content}]
+        return self._processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _inputs(self, texts: list[str], images: list[list[Any]]) -> Any:
+        rgb = [[im.convert("RGB") for im in row] for row in images]
+        return self._processor(text=texts, images=rgb, padding=True, return_tensors="pt").to(self._device)
+
+    # -- completion -----------------------------------------------------------------------------
+    def _complete(self, prompts: list[Prompt]) -> list[Completion]:
+        try:
+            self._load()
+        except Exception as exc:  # noqa: BLE001 - reported on every case, not raised
+            return [Completion(error=f"cannot load judge model {self.pretrained!r}: {type(exc).__name__}: {exc}")] * len(prompts)
+        if self.logits:
+            return self._score_candidates(prompts)
+        out: list[Completion] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            try:
+                out.extend(self._generate(chunk))
+            except Exception:  # noqa: BLE001 - retry one by one so one bad prompt marks only itself
+                for p in chunk:
+                    try:
+                        out.extend(self._generate([p]))
+                    except Exception as exc:  # noqa: BLE001
+                        out.append(Completion(error=f"generation failed: {type(exc).__name__}: {exc}"))
+        return out
+
+    def _generate(self, prompts: list[Prompt]) -> list[Completion]:
+        import torch
+
+        inputs = self._inputs([self._chat_text(p) for p in prompts], [[im for _, im in p.images] for p in prompts])
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.temperature > 0}
+        if self.temperature > 0:
+            kwargs["temperature"] = self.temperature
+            torch.manual_seed(self.seed)
+        tok = getattr(self._processor, "tokenizer", self._processor)
+        if tok.pad_token_id is not None:
+            kwargs["pad_token_id"] = tok.pad_token_id
+        with torch.inference_mode():
+            out = self._model.generate(**inputs, **kwargs)
+        new = out[:, inputs["input_ids"].shape[1] :]
+        texts = self._processor.batch_decode(new, skip_special_tokens=True)
+        done = []
+        for row, text in zip(new, texts):
+            hit_limit = row.shape[0] >= self.max_new_tokens and (tok.eos_token_id is None or int(row[-1]) != tok.eos_token_id)
+            done.append(Completion(text=text, note="hit max_new_tokens" if hit_limit else None))
+        return done
+
+    def _tail_ids(self, base: str, candidate: str) -> list[int]:
+        """Token ids that ``candidate`` adds after ``base`` (checked to extend the base's tokens)."""
+        tok = getattr(self._processor, "tokenizer", self._processor)
+        a = tok(base, add_special_tokens=False)["input_ids"]
+        b = tok(base + candidate, add_special_tokens=False)["input_ids"]
+        if b[: len(a)] != a or len(b) == len(a):
+            raise ValueError(f"candidate {candidate!r} does not tokenize as a clean continuation of the prompt")
+        return list(b[len(a) :])
+
+    def _score_candidates(self, prompts: list[Prompt]) -> list[Completion]:
+        """Log-probability of every candidate continuation; one forward pass per prompt when all are single tokens."""
+        import torch
+
+        # A unit is one forward pass: (text, images, prompt index, [(candidate index, target ids)], teacher_forced)
+        units: list[tuple[str, list[Any], int, list[tuple[int, list[int]]], bool]] = []
+        logprobs: list[list[float]] = [[math.nan] * len(p.candidates) for p in prompts]
+        errors: dict[int, str] = {}
+        for pi, p in enumerate(prompts):
+            try:
+                base = self._chat_text(p) + p.prefix
+                ids = [self._tail_ids(base, c) for c in p.candidates]
+            except Exception as exc:  # noqa: BLE001
+                errors[pi] = f"cannot build the scoring prompt: {type(exc).__name__}: {exc}"
+                continue
+            imgs = [im for _, im in p.images]
+            if all(len(t) == 1 for t in ids):
+                units.append((base, imgs, pi, list(enumerate(ids)), False))
+            else:
+                units.extend((base + c, imgs, pi, [(ci, ids[ci])], True) for ci, c in enumerate(p.candidates))
+        for start in range(0, len(units), self.batch_size):
+            chunk = units[start : start + self.batch_size]
+            try:
+                inputs = self._inputs([u[0] for u in chunk], [u[1] for u in chunk])
+                keep = max(len(t) for u in chunk for _, t in u[3]) + 1
+                with torch.inference_mode():
+                    logits = self._model(**inputs, logits_to_keep=keep).logits
+                lp = torch.log_softmax(logits[:, -keep:].float(), dim=-1)
+                for b, (_, _, pi, targets, forced) in enumerate(chunk):
+                    for ci, t in targets:
+                        if forced:  # the candidate's tokens are the last len(t) inputs
+                            pos = range(keep - 1 - len(t), keep - 1)
+                            logprobs[pi][ci] = float(sum(lp[b, q, tid] for q, tid in zip(pos, t)))
+                        else:  # next-token distribution after the prompt
+                            logprobs[pi][ci] = float(lp[b, keep - 1, t[0]])
+            except Exception as exc:  # noqa: BLE001
+                for u in chunk:
+                    errors.setdefault(u[2], f"scoring failed: {type(exc).__name__}: {exc}")
+        return [
+            Completion(error=errors[pi]) if pi in errors else Completion(logprobs=logprobs[pi])
+            for pi in range(len(prompts))
+        ]

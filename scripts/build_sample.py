@@ -181,12 +181,18 @@ def mosaic(key: str, box: tuple[int, int, int, int], cells: int = 22) -> Image.I
     return small.resize((LONG_SIDE, round(LONG_SIDE * im.height / im.width)), Image.Resampling.NEAREST)
 
 
+def emboss(key: str, box: tuple[int, int, int, int]) -> Image.Image:
+    """A grey stamped-metal relief."""
+    relief = crop(key, box).convert("L").filter(ImageFilter.EMBOSS)
+    return ImageOps.autocontrast(relief, cutoff=1).convert("RGB")
+
+
 @dataclass(frozen=True)
 class Asset:
     sources: tuple[str, ...]
     how: str  # derivation, for the README
     make: Callable[[], Image.Image]
-    resize: bool = True
+    long_side: int | None = LONG_SIDE  # None: the maker already returns the final size
 
 
 ASSETS: dict[str, Asset] = {
@@ -202,10 +208,12 @@ ASSETS: dict[str, Asset] = {
     "launch_site": Asset(("rocket",), "whole photo", lambda: load_source("rocket")),
     "cameraman": Asset(("camera",), "crop to man, camera and tripod", lambda: crop("camera", (0, 50, 430, 512))),
     "park": Asset(("camera",), "crop to the empty lawn and buildings", lambda: crop("camera", (340, 90, 512, 290))),
-    "coin": Asset(("coins",), "crop to one coin", lambda: crop("coins", (300, 8, 378, 86)), resize=False),
+    "coin": Asset(("coins",), "crop to one coin", lambda: crop("coins", (300, 8, 378, 86)), long_side=128),
     "horse": Asset(("horse",), "silhouette coloured chestnut on pale blue", horse_brown),
     "starfield": Asset(("hubble",), "crop", lambda: crop("hubble", (0, 0, 560, 420))),
-    "lawn": Asset(("grass",), "tinted green", lambda: tint(crop("grass", (0, 0, 384, 288)), (20, 50, 10), (170, 215, 110))),
+    "lawn": Asset(
+        ("grass",), "tinted green", lambda: tint(crop("grass", (0, 0, 384, 288)), (20, 50, 10), (170, 215, 110))
+    ),
     "brick_wall": Asset(
         ("brick",), "tinted terracotta", lambda: tint(crop("brick", (0, 0, 384, 288)), (70, 25, 15), (225, 160, 120))
     ),
@@ -217,11 +225,16 @@ ASSETS: dict[str, Asset] = {
         ("coffee",), "flat poster (posterised to 2 bits per channel)",
         lambda: ImageOps.posterize(crop("coffee", (0, 0, 600, 400)), 2),
     ),
-    "style_mosaic": Asset(("astronaut",), "blocky pixel art (22-cell mosaic)", lambda: mosaic("astronaut", (0, 0, 512, 512)), resize=False),
+    "style_mosaic": Asset(
+        ("astronaut",),
+        "blocky pixel art (22-cell mosaic)",
+        lambda: mosaic("astronaut", (0, 0, 512, 512)),
+        long_side=None,
+    ),
     "style_stain": Asset(("ihc",), "crop", lambda: crop("ihc", (0, 0, 400, 300))),
     "style_emboss": Asset(
         ("coins",), "embossed metal relief (PIL EMBOSS filter)",
-        lambda: ImageOps.autocontrast(crop("coins", (0, 0, 384, 303)).convert("L").filter(ImageFilter.EMBOSS), cutoff=1).convert("RGB"),
+        lambda: emboss("coins", (0, 0, 384, 303)),
     ),
 }
 
@@ -229,11 +242,7 @@ ASSETS: dict[str, Asset] = {
 def render_asset(name: str) -> Image.Image:
     asset = ASSETS[name]
     im = asset.make().convert("RGB")
-    if asset.resize:
-        im = fit(im)
-    elif name == "coin":
-        im = fit(im, 128)
-    return im
+    return fit(im, asset.long_side) if asset.long_side else im
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -377,7 +386,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "Compose one photograph: the tabby cat from image 1 sits on a wooden table directly behind "
                 "the red espresso cup and saucer from image 2 and looks down into the cup."
             ),
-            goal="A photo in which the tabby cat of image 1 sits behind the red espresso cup of image 2 and looks into it.",
+            goal=(
+                "A photo in which the tabby cat of image 1 sits behind the red espresso cup of image 2 and looks "
+                "into it."
+            ),
             hard=[
                 "The cat is the striped tabby with green eyes from image 1.",
                 "The cup is the red espresso cup with a white inside on its red saucer from image 2.",
@@ -393,11 +405,20 @@ CASES: dict[str, list[CaseSpec]] = {
                 "the reins of the chestnut horse from image 3, while the white rocket from image 2 stands upright "
                 "on its launch pad far behind them."
             ),
-            goal="The astronaut of image 1 stands beside the chestnut horse of image 3 with the rocket of image 2 in the distance.",
+            goal=(
+                "The astronaut of image 1 stands beside the chestnut horse of image 3 with the rocket of image 2 in "
+                "the distance."
+            ),
             hard=[
-                "The person is the astronaut of image 1: short light-brown hair, orange spacesuit with a round mission patch.",
+                (
+                    "The person is the astronaut of image 1: short light-brown hair, orange spacesuit with a round "
+                    "mission patch."
+                ),
                 "A chestnut-brown horse with the build of image 3 stands next to her.",
-                "The white rocket of image 2 stands upright in the background, smaller than the horse because it is far away.",
+                (
+                    "The white rocket of image 2 stands upright in the background, smaller than the horse because it "
+                    "is far away."
+                ),
             ],
             soft=["She holds reins or a rope attached to the horse.", "The sky is a deep dusk blue as in image 2."],
             expect=["three subjects in one coherent scene", "consistent ground plane for astronaut and horse"],
@@ -408,7 +429,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "Place the ancient silver coin from image 1 flat on the red saucer from image 2, to the right of "
                 "the cup and in front of the spoon, as if left there as a tip."
             ),
-            goal="The red espresso cup and saucer of image 2 with the coin of image 1 lying flat on the saucer, right of the cup.",
+            goal=(
+                "The red espresso cup and saucer of image 2 with the coin of image 1 lying flat on the saucer, right "
+                "of the cup."
+            ),
             hard=[
                 "The coin shows the worn relief figure of image 1 and is silver-grey.",
                 "The coin lies flat on the saucer, not floating or standing on edge.",
@@ -457,7 +481,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "from image 2 in the upper-right quarter, sitting on a shelf above the cup. The cat must look "
                 "larger than the cup."
             ),
-            goal="Cup of image 1 in the lower-left quarter, cat of image 2 on a shelf in the upper-right quarter, cat larger.",
+            goal=(
+                "Cup of image 1 in the lower-left quarter, cat of image 2 on a shelf in the upper-right quarter, cat "
+                "larger."
+            ),
             hard=[
                 "The cup of image 1 is in the lower-left quarter of the frame.",
                 "The cat of image 2 is in the upper-right quarter of the frame, higher than the cup.",
@@ -473,7 +500,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "to right: the silver coin from image 1, the space helmet from image 2, the red espresso cup from "
                 "image 3. The helmet is in the centre and is the largest of the three."
             ),
-            goal="Coin, helmet and cup of images 1-3 stand in one left-to-right row on a white table, helmet central and largest.",
+            goal=(
+                "Coin, helmet and cup of images 1-3 stand in one left-to-right row on a white table, helmet central "
+                "and largest."
+            ),
             hard=[
                 "Left to right the order is: coin, helmet, cup.",
                 "All three objects rest on the same tabletop line (one horizontal row).",
@@ -488,7 +518,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "The rocket from image 1 stands upright in the left third of the picture; the chestnut horse from "
                 "image 2 stands in the right third on the same ground line, facing left towards the rocket."
             ),
-            goal="Rocket of image 1 upright in the left third, horse of image 2 in the right third facing it, same ground line.",
+            goal=(
+                "Rocket of image 1 upright in the left third, horse of image 2 in the right third facing it, same "
+                "ground line."
+            ),
             hard=[
                 "The rocket is vertical and in the left third of the frame.",
                 "The horse is in the right third of the frame.",
@@ -504,7 +537,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "from image 2 stands on a wall shelf directly above the cat's head; the coin from image 3 lies on the "
                 "floor just to the right of the cat."
             ),
-            goal="Cat of image 1 at bottom centre, shuttle model of image 2 on a shelf straight above it, coin of image 3 on the floor to its right.",
+            goal=(
+                "Cat of image 1 at bottom centre, shuttle model of image 2 on a shelf straight above it, coin of "
+                "image 3 on the floor to its right."
+            ),
             hard=[
                 "The cat is at the bottom centre of the frame.",
                 "The shuttle model is vertically above the cat's head, on a shelf.",
@@ -520,7 +556,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "camera to the left at the tabby cat from image 2, which sits in the left half closer to the viewer, "
                 "so it appears lower in the frame than the tripod's feet."
             ),
-            goal="Cameraman of image 1 on the right filming leftwards; cat of image 2 on the left, nearer to the viewer.",
+            goal=(
+                "Cameraman of image 1 on the right filming leftwards; cat of image 2 on the left, nearer to the "
+                "viewer."
+            ),
             hard=[
                 "The man and tripod are in the right half of the frame.",
                 "The camera lens points left, towards the cat.",
@@ -584,7 +623,10 @@ CASES: dict[str, list[CaseSpec]] = {
                 "Paint the astronaut from image 1 in the look of image 2 (brown ink-like strokes with pale blue "
                 "speckles on a cream ground), standing on the gravel ground of image 3."
             ),
-            goal="The astronaut of image 1 painted in the brown-and-blue stained look of image 2, on gravel like image 3.",
+            goal=(
+                "The astronaut of image 1 painted in the brown-and-blue stained look of image 2, on gravel like "
+                "image 3."
+            ),
             hard=[
                 "The figure is recognisably the astronaut of image 1 (hair, face, spacesuit with neck ring).",
                 "The palette and texture are those of image 2: brown strokes, pale blue speckles, cream ground.",
@@ -726,7 +768,10 @@ CASES: dict[str, list[CaseSpec]] = {
             goal="The horse of image 1 standing in the foreground of the dusk launch site of image 2.",
             hard=[
                 "The horse has the shape and chestnut colour of image 1.",
-                "The background is the launch site of image 2: rocket between lattice towers, dusk sky, bright lamps.",
+                (
+                    "The background is the launch site of image 2: rocket between lattice towers, dusk sky, bright "
+                    "lamps."
+                ),
             ],
             soft=["The horse is lit warmly from the side by the lamps."],
             expect=["horse standing, all four legs on the ground", "rocket stays behind the horse"],
@@ -969,7 +1014,7 @@ def check_case(folder: str, case_id: str, spec: CaseSpec) -> None:
 def ref_image(ref: str, cache: dict[str, Image.Image]) -> Image.Image:
     if ref not in cache:
         if ref.startswith("story:"):
-            _, story, idx = ref.split(":")
+            story = ref.split(":")[1]
             for i, frame in enumerate(STORIES[story]()):
                 cache[f"story:{story}:{i}"] = frame
         else:

@@ -151,7 +151,8 @@ def test_story_answer_set_covers_every_story_case():
 def test_no_orphan_files_and_size_budget():
     referenced = {_confined(rel) for p in _card_paths() for rel in _load(p)["refs"].values()}
     files = {p.resolve() for p in SAMPLE.rglob("*") if p.is_file()}
-    expected = referenced | {p.resolve() for p in _card_paths()} | {ANSWER_SET.resolve(), (SAMPLE / "README.md").resolve()}
+    expected = referenced | {p.resolve() for p in _card_paths()}
+    expected |= {ANSWER_SET.resolve(), (SAMPLE / "README.md").resolve()}
     assert files == expected, f"orphan files: {sorted(map(str, files - expected))}"
     total = sum(p.stat().st_size for p in files)
     assert total < MAX_BYTES, f"sample is {total} bytes, budget {MAX_BYTES}"

@@ -262,3 +262,22 @@ def test_unknown_config_key_is_named(tmp_path):
         warnings.simplefilter("ignore")
         report = include_path(tmp_path)
     assert "checkpont" in report.errors[0][1]
+
+
+# -- the bundled sample -------------------------------------------------------------------------
+@pytest.mark.parametrize("task", list(FOLDERS))
+def test_each_task_loads_from_the_bundled_sample(task):
+    t = load_task(task, source="sample")
+    assert len(t) >= 4
+    cases = list(t)
+    assert [c.case_id for c in cases] == t.case_ids == sorted(t.case_ids)
+    assert all(c.prompt and c.goal and c.constraints_hard for c in cases)
+    assert all(c.refs and all(im.mode == "RGB" for im in c.refs) for c in cases)
+    if task == "story_generation":
+        assert all(c.answer_set and c.answer_set.positive_candidates for c in cases)
+    assert t[-1].case_id == cases[-1].case_id
+
+
+def test_sample_mixes_two_and_three_reference_cases():
+    counts = {len(c.refs) for name in FOLDERS for c in load_task(name, source="sample")}
+    assert counts == {2, 3}

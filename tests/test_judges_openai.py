@@ -1,0 +1,331 @@
+"""The ``openai`` judge over real HTTP against the loopback fake server: good, malformed, failing and
+slow replies. Nothing crashes, nothing is dropped, every failure is counted, retries are bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict
+
+import pytest
+from PIL import Image
+
+from micon_tasks import load_judge
+from micon_tasks.errors import ConfigError
+from micon_tasks.judges import JudgeRequest
+from micon_tasks.scoring import score_case
+from micon_tasks.types import AnswerSet, Case, Checkpoint
+from tests.fake_judge_server import FakeJudgeServer, Reply, checkpoint_ids_in, good_reply, prompt_text, scripted
+
+CPS = [
+    Checkpoint("A_check_1", "A", "Does the image follow the instruction?", True, "A"),
+    Checkpoint("A_check_2", "A", "Is the requested setting shown?"),
+    Checkpoint("B_check_1", "B", "Is the subject the same individual as in RA?", True, "B"),
+    Checkpoint("G_check_1", "G", "Is the image free of artefacts?"),
+]
+IDS = [c.id for c in CPS]
+FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "timeout": 5.0}
+
+
+def make_request(case_id: str, scenario: str | None = None, *, story: bool = False, color: str = "green") -> JudgeRequest:
+    case = Case(
+        task="story_generation" if story else "object_composition",
+        case_id=case_id,
+        refs=[Image.new("RGB", (24, 16), "red"), Image.new("RGB", (16, 16), "blue")],
+        ref_roles=["RA", "RB"],
+        # The fake server picks its script by this token (every template shows the instruction).
+        prompt="Put the cat from RA on the sofa from RB." + (f" SCENARIO:{scenario}" if scenario else ""),
+        goal="The cat sits on the sofa.",
+        constraints_hard=["the cat keeps its stripes"],
+        answer_set=AnswerSet("A cat explores a room.", ("the cat sleeps on the sofa",), ("the cat vanishes",)) if story else None,
+    )
+    return JudgeRequest(case.task, case, Image.new("RGB", (20, 20), color), CPS, story=story)
+
+
+def results_map(body_fn):
+    """A reply whose checkpoint_results come from ``body_fn(ids)``."""
+
+    def responder(body, seen):
+        return Reply(content=body_fn(checkpoint_ids_in(prompt_text(body))))
+
+    return responder
+
+
+def content(text):
+    return lambda body, seen: Reply(content=text)
+
+
+GOOD_OBJ = lambda ids: {"checkpoint_results": {i: {"pass": 1, "reason": "ok"} for i in ids}}  # noqa: E731
+
+# Replies that must give `error` for EVERY checkpoint (and one request each: no retry on a bad reply).
+MALFORMED = {
+    "truncated": results_map(lambda ids: json.dumps(GOOD_OBJ(ids))[:40]),
+    "truncated_fence": results_map(lambda ids: "```json\n" + json.dumps(GOOD_OBJ(ids))[:-5]),
+    "wrong_top_key": results_map(lambda ids: json.dumps({"results": GOOD_OBJ(ids)["checkpoint_results"]})),
+    "nested_under_result": results_map(lambda ids: json.dumps({"result": GOOD_OBJ(ids)})),
+    "string_one": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "1"} for i in ids}})),
+    "string_true": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "true"} for i in ids}})),
+    "string_yes": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "yes"} for i in ids}})),
+    "pass_two": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 2} for i in ids}})),
+    "pass_half": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 0.5} for i in ids}})),
+    "pass_null": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": None} for i in ids}})),
+    "bare_int_entries": results_map(lambda ids: json.dumps({"checkpoint_results": {i: 1 for i in ids}})),
+    "wrong_inner_key": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"passed": 1} for i in ids}})),
+    "results_list": results_map(lambda ids: json.dumps({"checkpoint_results": [{"id": i, "pass": 1} for i in ids]})),
+    "lowercase_ids": results_map(lambda ids: json.dumps({"checkpoint_results": {i.lower(): {"pass": 1} for i in ids}})),
+    "top_level_array": results_map(lambda ids: json.dumps([GOOD_OBJ(ids)])),
+    "python_repr": results_map(lambda ids: repr(GOOD_OBJ(ids))),
+    "ambiguous_two_objects": results_map(
+        lambda ids: json.dumps(GOOD_OBJ(ids)) + "\nCorrection:\n" + json.dumps({"checkpoint_results": {i: {"pass": 0} for i in ids}})
+    ),
+    "duplicate_keys": results_map(
+        lambda ids: '{"checkpoint_results": {' + ", ".join(f'"{i}": {{"pass": 1}}, "{i}": {{"pass": 0}}' for i in ids) + "}}"
+    ),
+    "echoed_template": content('{"checkpoint_results": {"<checkpoint id>": {"pass": 0 or 1, "reason": "..."}}}'),
+    "refusal": content("I'm sorry, but I can't help with evaluating this image."),
+    "empty": content(""),
+    "whitespace": content("   \n  "),
+    "null_content": content(None),
+    "markdown_table": content("| checkpoint | pass |\n|---|---|\n| A_check_1 | 1 |"),
+    "yes_prose": content("Yes, the image satisfies all checkpoints."),
+    "length_cut": lambda body, seen: Reply(content='{"checkpoint_results": {"A_check_1": {"pass": 1', finish_reason="length"),
+    "bad_http_body": lambda body, seen: Reply(raw_body=b"<html>gateway</html>"),
+}
+
+# Replies the parser must read (safe salvage), every checkpoint pass.
+SALVAGED = {
+    "fenced": results_map(lambda ids: "```json\n" + json.dumps(GOOD_OBJ(ids)) + "\n```"),
+    "prose_around": results_map(lambda ids: "Here is my grading:\n" + json.dumps(GOOD_OBJ(ids)) + "\nHope this helps."),
+    "fence_and_prose": results_map(lambda ids: "Sure.\n```\n" + json.dumps(GOOD_OBJ(ids), indent=2) + "\n```\nDone."),
+    "json_bools": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": True} for i in ids}})),
+}
+
+
+@pytest.fixture
+def server_factory():
+    servers = []
+
+    def make(responder=good_reply, **kw):
+        srv = FakeJudgeServer(responder, **kw).start()
+        servers.append(srv)
+        return srv
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+def judge_for(srv, **kw):
+    return load_judge("openai", {"base_url": srv.base_url, "model": "fake-vlm", **FAST, **kw})
+
+
+def test_good_replies_pass_with_provenance(server_factory, monkeypatch):
+    monkeypatch.setenv("MICON_TEST_JUDGE_KEY", "sk-secret-value-123")
+    srv = server_factory(api_key="sk-secret-value-123")
+    judge = judge_for(srv, api_key_env="MICON_TEST_JUDGE_KEY")
+    reqs = [make_request("c1"), make_request("c2", story=True)]
+    res = judge.judge_batch(reqs)
+    assert [[v.status for v in r.verdicts] for r in res] == [["pass"] * 4, ["pass"] * 4]
+    assert [v.checkpoint_id for v in res[0].verdicts] == IDS
+    assert res[0].answer_set_score is None and res[1].answer_set_score == 7.0 and res[1].answer_set_status == "pass"
+    prov = res[1].provenance
+    assert prov["backend"] == "openai" and prov["model"] == "fake-vlm"
+    assert prov["endpoint_host"] == srv.base_url.split("//")[1].split("/")[0]
+    assert prov["decoding"] == {"temperature": 0.1, "max_tokens": 800}
+    assert prov["parser_version"] and prov["cached"] is False
+    assert len(prov["templates"]["checkpoints"]["sha256"]) == 64 and prov["templates"]["answer_set"]["version"] == "v1"
+    assert len(srv.requests) == 3  # one per case, plus the story answer set
+    assert all(r["auth"] == "Bearer sk-secret-value-123" for r in srv.requests)
+    dumped = json.dumps([asdict(r) for r in res]) + json.dumps(judge.provenance())
+    assert "sk-secret-value-123" not in dumped
+    cs = score_case(CPS, res[1], case_id="c2", story=True)
+    assert cs.score == pytest.approx(40 * 1.0 + 6 * 7.0) and cs.clean
+
+
+def test_wrong_key_401_is_final_and_never_leaks(server_factory, monkeypatch):
+    monkeypatch.setenv("MICON_TEST_JUDGE_KEY", "sk-wrong-key-456")
+    srv = server_factory(api_key="sk-right")
+    judge = judge_for(srv, api_key_env="MICON_TEST_JUDGE_KEY", max_retries=3)
+    (res,) = judge.judge_batch([make_request("c1")])
+    assert len(srv.requests) == 1  # 4xx other than 429: no retry
+    assert all(v.status == "error" and "401" in v.error for v in res.verdicts)
+    assert "sk-wrong-key-456" not in json.dumps(asdict(res))
+
+
+def test_malformed_replies_are_errors_never_dropped(server_factory):
+    assert len(MALFORMED) >= 20
+    srv = server_factory(scripted({**MALFORMED, **SALVAGED}))
+    judge = judge_for(srv, max_retries=2)
+    names = list(MALFORMED) + list(SALVAGED)
+    reqs = [make_request(f"case_{n}", n) for n in names]
+    res = judge.judge_batch(reqs)
+    assert len(res) == len(reqs)
+    for name, r in zip(names, res):
+        assert [v.checkpoint_id for v in r.verdicts] == IDS, name
+        statuses = {v.status for v in r.verdicts}
+        if name in MALFORMED:
+            assert statuses == {"error"}, (name, [(v.status, v.error) for v in r.verdicts])
+            assert all(v.error for v in r.verdicts), name
+            cs = score_case(CPS, r, case_id=name, story=False)
+            assert cs.score == 0.0 and not cs.clean and cs.n_checkpoint_errors == 4
+        else:
+            assert statuses == {"pass"}, (name, [(v.status, v.error) for v in r.verdicts])
+        assert srv.scenario_count(name) == 1, name  # a bad reply is not retried (it would be the same)
+    by_name = dict(zip(names, res))
+    assert "truncated" in by_name["truncated"].verdicts[0].error
+    assert "finish_reason=length" in by_name["length_cut"].verdicts[0].error
+    assert "ambiguous" in by_name["ambiguous_two_objects"].verdicts[0].error
+    assert "repeats the key" in by_name["duplicate_keys"].verdicts[0].error
+
+
+def test_partial_reply_marks_only_missing_checkpoints(server_factory):
+    def partial(body, seen):
+        ids = checkpoint_ids_in(prompt_text(body))
+        return Reply(content=json.dumps({"checkpoint_results": {ids[0]: {"pass": 0}, ids[1]: {"pass": 1}, ids[2]: {"pass": "1"}}}))
+
+    srv = server_factory(scripted({"partial": partial}))
+    (res,) = judge_for(srv).judge_batch([make_request("c", "partial")])
+    assert [v.status for v in res.verdicts] == ["fail", "pass", "error", "error"]
+    assert "missing" in res.verdicts[3].error and "'pass'" in res.verdicts[2].error
+    cs = score_case(CPS, res, case_id="c", story=False)
+    # A: 1/2 capped at 0.4 (hard A_check_1 failed); B: 0 (error); G: 0 (missing)
+    assert cs.dimensions == {"A": 0.4, "B": 0.0, "G": 0.0} and cs.n_checkpoint_errors == 2
+
+
+def test_story_answer_set_unreadable_is_error_not_a_stand_in(server_factory):
+    def bad_score(value):
+        def responder(body, seen):
+            if "Scale (an integer from 0 to 10)" in prompt_text(body):
+                return Reply(content=value)
+            return good_reply(body, seen)
+
+        return responder
+
+    cases = {"s_str": '{"score": "7"}', "s_big": '{"score": 11}', "s_frac": '{"score": 7.5}', "s_neg": '{"score": -1}',
+             "s_none": "no score here", "s_nan": '{"score": NaN}', "s_ok_float": '{"score": 8.0}'}
+    srv = server_factory(scripted({k: bad_score(v) for k, v in cases.items()}))
+    res = judge_for(srv).judge_batch([make_request(k, k, story=True) for k in cases])
+    for name, r in zip(cases, res):
+        assert all(v.status == "pass" for v in r.verdicts)
+        if name == "s_ok_float":
+            assert r.answer_set_score == 8.0 and r.answer_set_status == "pass"
+        else:
+            assert r.answer_set_score is None and r.answer_set_status == "error", name
+            assert r.provenance["reply"]["answer_set_error"], name
+            cs = score_case(CPS, r, case_id=name, story=True)
+            assert cs.score == pytest.approx(40.0) and not cs.clean and cs.n_checkpoint_errors == 1
+
+
+def test_retries_are_bounded_and_only_for_retryable_statuses(server_factory):
+    scripts = {
+        "always_429": lambda b, n: Reply(status=429, headers={"Retry-After": "0.01"}),
+        "always_503": lambda b, n: Reply(status=503),
+        "429_then_ok": lambda b, n: Reply(status=429) if n < 2 else good_reply(b, n),
+        "500_then_ok": lambda b, n: Reply(status=500) if n < 1 else good_reply(b, n),
+        "400": lambda b, n: Reply(status=400),
+        "404": lambda b, n: Reply(status=404),
+        "422": lambda b, n: Reply(status=422),
+    }
+    srv = server_factory(scripted(scripts))
+    judge = judge_for(srv, max_retries=3)
+    t0 = time.perf_counter()
+    res = dict(zip(scripts, judge.judge_batch([make_request(k, k) for k in scripts])))
+    assert time.perf_counter() - t0 < 5
+    assert srv.scenario_count("always_429") == 4 and srv.scenario_count("always_503") == 4
+    assert all(v.status == "error" and "429" in v.error and "4 attempts" in v.error for v in res["always_429"].verdicts)
+    assert all(v.status == "pass" for v in res["429_then_ok"].verdicts) and srv.scenario_count("429_then_ok") == 3
+    assert res["429_then_ok"].provenance["attempts"] == 3
+    assert all(v.status == "pass" for v in res["500_then_ok"].verdicts)
+    for k in ("400", "404", "422"):
+        assert srv.scenario_count(k) == 1, k
+        assert all(v.status == "error" and f"HTTP {k}" in v.error for v in res[k].verdicts)
+
+
+def test_slow_replies_time_out_with_bounded_retries(server_factory):
+    srv = server_factory(scripted({"slow": lambda b, n: Reply(content="{}", delay=3.0)}))
+    judge = judge_for(srv, timeout=0.2, max_retries=1)
+    t0 = time.perf_counter()
+    slow, fine = judge.judge_batch([make_request("slow", "slow"), make_request("fine")])
+    assert time.perf_counter() - t0 < 2.5
+    assert srv.scenario_count("slow") == 2
+    assert all(v.status == "error" and "timed out" in v.error for v in slow.verdicts)
+    assert all(v.status == "pass" for v in fine.verdicts)
+
+
+def test_connection_refused_is_an_error_per_case():
+    judge = load_judge("openai", base_url="http://127.0.0.1:9/v1", model="m", max_retries=1, **FAST)
+    res = judge.judge_batch([make_request("a"), make_request("b", story=True)])
+    assert all(v.status == "error" and "connection" in v.error.lower() for r in res for v in r.verdicts)
+    assert res[1].answer_set_status == "error"
+
+
+def test_concurrency_is_bounded_and_parallel(server_factory):
+    srv = server_factory(lambda b, n: Reply(**{**asdict(good_reply(b, n)), "delay": 0.2}))
+    judge = judge_for(srv, concurrency=4)
+    t0 = time.perf_counter()
+    res = judge.judge_batch([make_request(f"c{i}") for i in range(8)])
+    wall = time.perf_counter() - t0
+    assert all(v.status == "pass" for r in res for v in r.verdicts)
+    assert srv.max_in_flight <= 4 and srv.max_in_flight >= 2
+    assert wall < 8 * 0.2  # faster than one at a time
+
+
+def test_per_checkpoint_mode_over_http(server_factory):
+    srv = server_factory()
+    judge = judge_for(srv, request_mode="checkpoint")
+    (res,) = judge.judge_batch([make_request("c1", story=True)])
+    assert [v.status for v in res.verdicts] == ["pass"] * 4 and res.answer_set_score == 7.0
+    assert sorted(r["kind"] for r in srv.requests) == ["answer_set"] + ["single"] * 4
+    assert res.provenance["request_mode"] == "checkpoint" and "checkpoint_single" in res.provenance["templates"]
+
+
+def test_cache_skips_clean_cases_and_retries_bad_ones(server_factory, tmp_path):
+    srv = server_factory(scripted({"refusal": MALFORMED["refusal"]}))
+    cache = tmp_path / "verdicts.sqlite"
+    reqs = [make_request("c1"), make_request("c2", story=True), make_request("bad", "refusal")]
+    first = judge_for(srv, cache_path=str(cache)).judge_batch(reqs)
+    assert len(srv.requests) == 4 and [r.provenance["cached"] for r in first] == [False] * 3
+    second = judge_for(srv, cache_path=str(cache)).judge_batch(reqs)
+    assert len(srv.requests) == 5  # only the unclean case is asked again
+    assert [r.provenance["cached"] for r in second] == [True, True, False]
+    assert [asdict(v) for v in second[1].verdicts] == [asdict(v) for v in first[1].verdicts]
+    assert second[1].answer_set_score == 7.0
+    # A different generated image, model or decoding setting is a different key.
+    judge_for(srv, cache_path=str(cache)).judge_batch([make_request("c1", color="white")])
+    judge_for(srv, cache_path=str(cache), temperature=0.0).judge_batch([make_request("c1")])
+    judge_for(srv, cache_path=str(cache), model="other").judge_batch([make_request("c1")])
+    assert len(srv.requests) == 8
+
+
+def test_bad_request_inside_a_batch_does_not_sink_it(server_factory):
+    srv = server_factory()
+    ok = make_request("ok")
+    no_image = make_request("no_image")
+    no_image.image = None
+    story_without_answer_set = make_request("story", story=True)
+    story_without_answer_set.case.answer_set = None
+    res = judge_for(srv).judge_batch([no_image, ok, story_without_answer_set])
+    assert [v.status for v in res[1].verdicts] == ["pass"] * 4
+    assert all(v.status == "error" and "no generated image" in v.error for v in res[0].verdicts)
+    assert all(v.status == "error" and "answer_set" in v.error for v in res[2].verdicts)
+
+
+def test_judge_batch_inside_a_running_event_loop(server_factory):
+    srv = server_factory()
+    judge = judge_for(srv)
+
+    async def main():
+        return judge.judge_batch([make_request("c1")])
+
+    (res,) = asyncio.run(main())
+    assert [v.status for v in res.verdicts] == ["pass"] * 4
+
+
+def test_bad_judge_args_name_the_accepted_ones():
+    with pytest.raises(ConfigError, match="accepted arguments"):
+        load_judge("openai", "base_urll=http://x")
+    with pytest.raises(ConfigError, match="concurrency"):
+        load_judge("openai", "concurrency=0")
+    judge = load_judge("openai", "base_url=http://127.0.0.1:8000/v1,concurrency=32,temperature=0")
+    assert judge.concurrency == 32 and judge.provenance()["endpoint_host"] == "127.0.0.1:8000"

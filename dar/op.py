@@ -1,0 +1,211 @@
+"""The DAR op: a pure function with torch's SDPA signature plus the reference-key mask.
+
+Why this shape: hooks for transformers, diffusers and hand-written generation loops all end at a
+``(B, H, L, D)`` attention call, so one pure function serves them all. DAR's analysis looks only at m
+sampled queries (an m x Lk score block per head, never Lq x Lk), derives one weight per key, scales the
+reference key vectors by it (which multiplies those keys' logits), and finishes with ONE fused
+``scaled_dot_product_attention`` call for every query.
+
+Deliberate edge cases (also in docs/dar.md):
+* gamma == 0: the exact SDPA call on the caller's tensors (bit-identical output).
+* a row with no reference keys, no selectable queries, or all-equal reference scores (max == min, which
+  includes a single reference key) gets w = 1 everywhere: there is nothing to rebalance.
+* fewer selectable queries than m: all of them are used.
+* a sampled query whose every key is masked contributes nothing (its probabilities count as 0).
+* thresholds are inclusive: r^ >= tau_high boosts, r^ <= tau_low damps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .config import DARConfig
+
+__all__ = ["dar_attention", "sample_query_positions", "rebalance_weights"]
+
+_sdpa = F.scaled_dot_product_attention  # module-level so tests can observe the one fused call
+
+
+def _rows(mask: torch.Tensor | None, batch: int, length: int, name: str, kinds: tuple[str, ...]) -> torch.Tensor | None:
+    """Validate a per-row mask/id tensor of shape (L,), (1, L) or (B, L) and broadcast it to (B, L)."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"dar_attention: {name} must be a torch.Tensor, got {type(mask).__name__}")
+    if ("bool" in kinds and mask.dtype == torch.bool) or ("int" in kinds and not mask.dtype.is_floating_point
+                                                           and not mask.dtype.is_complex and mask.dtype != torch.bool):
+        pass
+    else:
+        raise TypeError(f"dar_attention: {name} must have a {' or '.join(kinds)} dtype, got {mask.dtype}")
+    if mask.dim() == 1:
+        mask = mask.unsqueeze(0)
+    if mask.dim() != 2 or mask.shape[-1] != length or mask.shape[0] not in (1, batch):
+        raise ValueError(f"dar_attention: {name} must have shape ({length},) or ({batch}, {length}), "
+                         f"got {tuple(mask.shape)}")
+    return mask.expand(batch, length)
+
+
+def sample_query_positions(query_mask: torch.Tensor | None, batch: int, length: int, config: DARConfig,
+                           device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pick up to ``config.num_queries`` query positions per row among those ``query_mask`` selects.
+
+    Returns ``(positions, valid)``, both ``(B, M)`` with M = min(m, most selectable queries in a row);
+    ``valid`` is False for padding slots of rows with fewer candidates. With n candidates and n > m,
+    "strided" takes candidate ranks ((2i + 1) * n) // (2m), i < m (evenly spaced, centred); "random" takes
+    ``torch.randperm(n, generator)[:m]`` (sorted), one row after another from a single CPU generator
+    seeded with ``config.seed`` (global RNG when seed is None). With n <= m every candidate is taken.
+    """
+    qm = _rows(query_mask, batch, length, "query_mask", ("bool",))
+    if qm is None:
+        qm = torch.ones(batch, length, dtype=torch.bool, device=device)
+    qm = qm.to(device)
+    counts = qm.sum(dim=1).tolist()
+    m = config.num_queries
+    width = min(m, max(counts, default=0))
+    ranks = torch.zeros(batch, width, dtype=torch.long)
+    valid = torch.zeros(batch, width, dtype=torch.bool)
+    generator = None
+    if config.sampling == "random" and config.seed is not None:
+        generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    for b, n in enumerate(counts):
+        if n == 0:
+            continue
+        if n <= m:
+            chosen = torch.arange(n)
+        elif config.sampling == "strided":
+            chosen = (torch.arange(m) * 2 + 1) * n // (2 * m)
+        else:
+            chosen = torch.randperm(n, generator=generator)[:m].sort().values
+        ranks[b, : chosen.numel()] = chosen
+        valid[b, : chosen.numel()] = True
+    # rank j -> position of the (j + 1)-th selectable query in the row
+    csum = qm.long().cumsum(dim=1)
+    positions = torch.searchsorted(csum, ranks.to(device) + 1).clamp_(max=max(length - 1, 0))
+    return positions, valid.to(device)
+
+
+def _sampled_bias(attn_mask: torch.Tensor | None, is_causal: bool, positions: torch.Tensor, heads: int,
+                  length_k: int) -> torch.Tensor | None:
+    """Additive float32 bias (B', Hm, M, Lk) for the sampled query rows only, from SDPA's mask semantics."""
+    batch, width = positions.shape
+    bias = None
+    if attn_mask is not None:
+        am = attn_mask
+        while am.dim() < 4:
+            am = am.unsqueeze(0)
+        if am.dim() != 4 or am.shape[1] not in (1, heads) or am.shape[-1] not in (1, length_k):
+            raise ValueError(f"dar_attention: attn_mask of shape {tuple(attn_mask.shape)} does not broadcast "
+                             f"to (B, H, Lq, Lk) with H={heads}, Lk={length_k}")
+        if am.shape[2] != 1:  # per-query rows: keep only the sampled ones
+            if am.shape[0] == 1:
+                am = am[0][:, positions].permute(1, 0, 2, 3)
+            else:
+                am = am[torch.arange(batch, device=am.device)[:, None], :, positions].permute(0, 2, 1, 3)
+        if am.dtype == torch.bool:
+            bias = torch.zeros(am.shape, dtype=torch.float32, device=am.device).masked_fill_(~am, float("-inf"))
+        else:
+            bias = am.float()
+    if is_causal:  # SDPA's is_causal is aligned top-left: query i sees keys j <= i
+        keys = torch.arange(length_k, device=positions.device)
+        causal = torch.zeros(batch, 1, width, length_k, dtype=torch.float32, device=positions.device)
+        causal.masked_fill_(keys[None, None, None, :] > positions[:, None, :, None], float("-inf"))
+        bias = causal if bias is None else bias + causal
+    return bias
+
+
+def rebalance_weights(scores: torch.Tensor, ref_mask: torch.Tensor, config: DARConfig,
+                      ref_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """From per-key attention mass ``scores`` (B, Lk) to ``(w, r_hat)``, both (B, Lk) float32.
+
+    r_hat is the min-max normalised score over a row's reference keys (all jointly, or per reference id
+    with ``normalize="per_ref"``); it is NaN for non-reference keys and for groups whose max equals their
+    min. w is 1 + gamma where r_hat >= tau_high, 1 - gamma where r_hat <= tau_low, and 1 elsewhere.
+    """
+    scores = scores.float()
+    if config.normalize == "per_ref":
+        if ref_ids is None:
+            raise ValueError("dar_attention: normalize='per_ref' needs ref_ids (which reference each key belongs to)")
+        uniq = torch.unique(ref_ids[ref_mask])
+        groups = torch.searchsorted(uniq, ref_ids.contiguous()).clamp_(max=max(uniq.numel() - 1, 0))
+        n_groups = max(uniq.numel(), 1)
+    else:
+        groups = torch.zeros_like(ref_mask, dtype=torch.long)
+        n_groups = 1
+    batch = scores.shape[0]
+    flat = groups + torch.arange(batch, device=groups.device)[:, None] * n_groups
+    inf = torch.tensor(float("inf"), device=scores.device)
+    lows = torch.full((batch * n_groups,), float("inf"), device=scores.device)
+    highs = torch.full((batch * n_groups,), float("-inf"), device=scores.device)
+    lows.scatter_reduce_(0, flat.flatten(), torch.where(ref_mask, scores, inf).flatten(), "amin")
+    highs.scatter_reduce_(0, flat.flatten(), torch.where(ref_mask, scores, -inf).flatten(), "amax")
+    low, high = lows[flat], highs[flat]
+    span = high - low
+    defined = ref_mask & (span > 0)
+    r_hat = torch.where(defined, (scores - low) / torch.where(defined, span, 1.0), float("nan"))
+    w = torch.ones_like(scores)
+    w = torch.where(defined & (r_hat >= config.tau_high), 1.0 + config.gamma, w)
+    w = torch.where(defined & (r_hat <= config.tau_low), 1.0 - config.gamma, w)
+    return w, r_hat
+
+
+def dar_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ref_mask: torch.Tensor,
+                  config: DARConfig = DARConfig(), *, attn_mask: torch.Tensor | None = None,
+                  scale: float | None = None, is_causal: bool = False, query_mask: torch.Tensor | None = None,
+                  ref_ids: torch.Tensor | None = None, return_weights: bool = False):
+    """Attention with Dynamic Attention Rebalancing of the reference-image keys.
+
+    Layout is SDPA's: query (B, H, Lq, D), key/value (B, Hkv, Lk, D) with H a multiple of Hkv (GQA).
+    ``ref_mask`` bool (B, Lk) or (Lk,) marks reference keys; ``query_mask`` bool (B, Lq) or (Lq,) the
+    generated-image queries to sample (default all); ``ref_ids`` ints shaped like ``ref_mask`` name each
+    key's reference (needed for ``normalize="per_ref"``). ``attn_mask``, ``scale`` and ``is_causal`` mean
+    what they mean for SDPA. Returns the (B, H, Lq, Dv) output, or ``(output, w, r_hat)`` with
+    ``return_weights=True`` (see :func:`rebalance_weights`).
+    """
+    if not isinstance(config, DARConfig):
+        raise TypeError(f"dar_attention: config must be a DARConfig, got {type(config).__name__}")
+    if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
+        raise ValueError("dar_attention: query, key and value must be 4-D (B, H, L, D) tensors, got shapes "
+                         f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
+    batch, heads, length_q, dim = query.shape
+    kv_heads, length_k = key.shape[1], key.shape[2]
+    if key.shape[0] != batch or value.shape[0] != batch or value.shape[1] != kv_heads or value.shape[2] != length_k \
+            or key.shape[3] != dim:
+        raise ValueError(f"dar_attention: incompatible shapes query {tuple(query.shape)}, key {tuple(key.shape)}, "
+                         f"value {tuple(value.shape)}")
+    if heads % kv_heads:
+        raise ValueError(f"dar_attention: query heads ({heads}) must be a multiple of key/value heads ({kv_heads})")
+    if attn_mask is not None and is_causal:
+        raise ValueError("dar_attention: pass either attn_mask or is_causal=True, not both (as for SDPA)")
+    gqa = heads != kv_heads
+    ref = _rows(ref_mask, batch, length_k, "ref_mask", ("bool",))
+    if ref is None:
+        raise ValueError("dar_attention: ref_mask is required (use torch.zeros(Lk, dtype=torch.bool) for none)")
+    ids = _rows(ref_ids, batch, length_k, "ref_ids", ("int",))
+    if config.gamma == 0.0 and not return_weights:
+        return _sdpa(query, key, value, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=gqa)
+
+    ref = ref.to(query.device)
+    positions, valid = sample_query_positions(query_mask, batch, length_q, config, query.device)
+    width, groups = positions.shape[1], heads // kv_heads
+    scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
+    if width > 0 and bool(ref.any()):
+        sampled = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
+        sampled = sampled.float().reshape(batch, kv_heads, groups, width, dim)
+        factor = dim ** -0.5 if scale is None else scale
+        logits = (sampled * factor) @ key.float().unsqueeze(2).transpose(-1, -2)  # (B, Hkv, G, M, Lk)
+        bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)
+        if bias is not None:
+            bias = bias.to(query.device)
+            if bias.shape[1] == heads:
+                bias = bias.reshape(bias.shape[0], kv_heads, groups, width, bias.shape[-1])
+            else:
+                bias = bias.unsqueeze(2)
+            logits = logits + bias
+        probs = torch.softmax(logits, dim=-1)
+        probs = torch.nan_to_num(probs, nan=0.0) * valid[:, None, None, :, None]  # fully masked rows -> 0
+        scores = probs.sum(dim=(1, 2, 3))
+    w, r_hat = rebalance_weights(scores, ref, config, None if ids is None else ids.to(query.device))
+    scaled_key = key * w.to(key.dtype)[:, None, :, None]
+    out = _sdpa(query, scaled_key, value, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=gqa)
+    return (out, w, r_hat) if return_weights else out

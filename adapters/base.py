@@ -73,7 +73,7 @@ def resolve_dar(dar: Any) -> DARConfig | None:
     if isinstance(dar, Mapping):
         try:
             return DARConfig(**dict(dar))
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"DAR settings {dict(dar)!r}: {exc}") from None
     raise ConfigError(f"dar must be None, a bool, a DARConfig or a dict, not {type(dar).__name__}")
 

@@ -91,7 +91,11 @@ class DiffusersAdapter(ModelAdapter):
         self.device = resolve_device(self.device_name)
         self.torch_dtype = resolve_dtype(self.dtype_name, self.device)
         cls = getattr(diffusers, self.pipeline_class)
-        kwargs: dict[str, Any] = {"torch_dtype": self.torch_dtype, "local_files_only": self.local_files_only}
+        from diffusers.utils import deprecation_utils
+
+        # newer diffusers renamed torch_dtype= to dtype= (the old name warns); older ones know only torch_dtype
+        dtype_key = "dtype" if hasattr(deprecation_utils, "_TORCH_DTYPE_DEPRECATION_MESSAGE") else "torch_dtype"
+        kwargs: dict[str, Any] = {dtype_key: self.torch_dtype, "local_files_only": self.local_files_only}
         if self.revision:
             kwargs["revision"] = self.revision
         if self.variant:
@@ -162,6 +166,7 @@ class DiffusersAdapter(ModelAdapter):
             "weights": self.pretrained,
             "pipeline": self.pipeline_class,
             "dtype": self.dtype_name,
+            "torch_dtype": str(getattr(self, "torch_dtype", None) or "") or None,  # resolved once loaded
             "device": self.device_name,
             "revision": self.revision,
             "variant": self.variant,

@@ -1,0 +1,103 @@
+"""The ``hf`` judge end to end on a tiny random-weight Qwen2-VL built offline (TINY_MODELS.md 3).
+
+Random weights produce noise: ``generate`` mode must then mark every checkpoint ``error`` (never a
+pass or fail by accident), and ``logits`` mode must give real pass/fail verdicts through the real
+processor and model, deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("torch", reason="the hf judge needs torch")
+pytest.importorskip("transformers", reason="the hf judge needs transformers")
+
+from micon_tasks import load_judge  # noqa: E402
+from micon_tasks.judges import JudgeRequest  # noqa: E402
+from micon_tasks.scoring import score_case  # noqa: E402
+from micon_tasks.testing.tiny_vlm import build_tiny_qwen_vl  # noqa: E402
+from micon_tasks.types import AnswerSet, Case, Checkpoint  # noqa: E402
+
+CPS = [
+    Checkpoint("A_check_1", "A", "Is the cat on the sofa?", True, "A"),
+    Checkpoint("B_check_1", "B", "Is it the cat of RA?"),
+    Checkpoint("G_check_1", "G", "Is the image clean?"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    return str(build_tiny_qwen_vl(tmp_path_factory.mktemp("tiny_qwen_vl"), seed=0))
+
+
+def requests():
+    def case(cid, story):
+        return Case(
+            task="story_generation" if story else "object_composition", case_id=cid,
+            refs=[Image.new("RGB", (40, 30), "red"), Image.new("RGB", (28, 28), "blue")], ref_roles=["RA", "RB"],
+            prompt="Cat on sofa.", goal="g", constraints_hard=["h"],
+            answer_set=AnswerSet("bg", ("rests",), ("vanishes",)) if story else None,
+        )
+
+    return [
+        JudgeRequest("object_composition", case("c1", False), Image.new("RGB", (32, 32), "green"), CPS, story=False),
+        JudgeRequest("story_generation", case("s1", True), Image.new("RGB", (36, 28), "white"), CPS, story=True),
+    ]
+
+
+def test_generate_mode_random_weights_give_errors_never_verdicts(tiny_path):
+    judge = load_judge("hf", pretrained=tiny_path, max_new_tokens=6, batch_size=2, device="cpu")
+    res = judge.judge_batch(requests())
+    assert len(res) == 2
+    for r in res:
+        assert [v.checkpoint_id for v in r.verdicts] == [c.id for c in CPS]
+        assert all(v.status == "error" and v.error for v in r.verdicts)
+        # The model ran and replied: these are parser verdicts on its text, not backend failures.
+        assert isinstance(json.loads(r.raw)["checkpoints"], str)
+        assert not any("failed" in v.error or "cannot" in v.error for v in r.verdicts), r.verdicts[0].error
+    assert res[1].answer_set_status == "error" and res[1].answer_set_score is None
+    prov = res[0].provenance
+    assert prov["backend"] == "hf" and prov["model"] == tiny_path and prov["decoding"]["max_new_tokens"] == 6
+    cs = score_case(CPS, res[1], case_id="s1", story=True)
+    assert cs.score == 0.0 and cs.n_checkpoint_errors == 4
+
+
+def test_logits_mode_gives_deterministic_pass_fail(tiny_path, tmp_path):
+    args = {"pretrained": tiny_path, "mode": "logits", "batch_size": 4, "device": "cpu", "cache_path": str(tmp_path / "c.sqlite")}
+    first = load_judge("hf", args).judge_batch(requests())
+    for r in first:
+        assert {v.status for v in r.verdicts} <= {"pass", "fail"}
+        assert all("logits mode" in v.rationale for v in r.verdicts)
+        assert r.provenance["cached"] is False and r.provenance["request_mode"] == "checkpoint"
+    assert first[1].answer_set_status == "pass" and first[1].answer_set_score in {float(k) for k in range(11)}
+    cs = score_case(CPS, first[1], case_id="s1", story=True)
+    assert cs.clean and 0.0 <= cs.score <= 100.0
+    # Reloaded from disk: the same verdicts, now from the cache ...
+    cached = load_judge("hf", args).judge_batch(requests())
+    assert [r.provenance["cached"] for r in cached] == [True, True]
+    assert [[asdict(v) for v in r.verdicts] for r in cached] == [[asdict(v) for v in r.verdicts] for r in first]
+    # ... and recomputed without it (the model is deterministic).
+    fresh = load_judge("hf", {**args, "cache_path": None}).judge_batch(requests())
+    assert [[asdict(v) for v in r.verdicts] for r in fresh] == [[asdict(v) for v in r.verdicts] for r in first]
+    assert fresh[1].answer_set_score == first[1].answer_set_score
+
+
+def test_unloadable_model_marks_every_case():
+    judge = load_judge("hf", pretrained="/nonexistent/tiny", device="cpu")
+    res = judge.judge_batch(requests())
+    assert all(v.status == "error" and "cannot load judge model" in v.error for r in res for v in r.verdicts)
+
+
+def test_tiny_build_is_seeded(tmp_path, tiny_path):
+    import torch
+    from safetensors.torch import load_file
+
+    again = build_tiny_qwen_vl(tmp_path / "again", seed=0)
+    other = build_tiny_qwen_vl(tmp_path / "other", seed=1)
+    a, b, c = (load_file(f"{p}/model.safetensors") for p in (tiny_path, again, other))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)

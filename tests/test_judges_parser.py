@@ -1,0 +1,152 @@
+"""Parser, templates and cache units (no HTTP, no model)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import multiprocessing
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
+from micon_tasks.judges.parser import parse_checkpoint_reply, parse_score_reply, parse_single_reply
+from micon_tasks.judges.prompts import TEMPLATE_FILES, load_template, render_prompts
+from micon_tasks.types import AnswerSet, Case, Checkpoint, JudgeResult, Verdict
+
+IDS = ["A_check_1", "A_check_2"]
+
+
+def statuses(text):
+    verdicts, _ = parse_checkpoint_reply(text, IDS)
+    return [v.status for v in verdicts]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 0}}}', ["pass", "fail"]),
+        ('```json\n{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 1}}}\n```', ["pass", "pass"]),
+        ('Result: {"checkpoint_results": {"A_check_1": {"pass": false}, "A_check_2": {"pass": true}}} end', ["fail", "pass"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": "1"}, "A_check_2": {"pass": 1}}}', ["error", "pass"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": 1}}}', ["pass", "error"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 1}', ["error", "error"]),
+        ("", ["error", "error"]),
+        (None, ["error", "error"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_1": {"pass": 0}, "A_check_2": {"pass": 1}}}', ["error", "error"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 1}}, "checkpoint_results": {}}', ["error", "error"]),
+    ],
+)
+def test_checkpoint_reply(text, expected):
+    assert statuses(text) == expected
+
+
+def test_checkpoint_reply_keeps_reasons_and_extras():
+    text = json.dumps(
+        {
+            "checkpoint_results": {"A_check_1": {"pass": 1, "reason": "cat present"}, "A_check_2": {"pass": 0}, "Z_check_9": {"pass": 1}},
+            "hard_constraint_results": {"H1": {"pass": 1}},
+            "rationale": "overall fine",
+            "flags": ["x"],
+        }
+    )
+    verdicts, extras = parse_checkpoint_reply(text, IDS)
+    assert verdicts[0].rationale == "cat present" and verdicts[1].rationale == "overall fine"
+    assert extras["hard_constraint_results"] == {"H1": {"pass": 1}} and extras["unknown_ids"] == ["Z_check_9"]
+    # Identical repeated objects (a judge echoing itself) are not ambiguous.
+    one = json.dumps({"checkpoint_results": {i: {"pass": 1} for i in IDS}})
+    assert [v.status for v in parse_checkpoint_reply(one + "\n" + one, IDS)[0]] == ["pass", "pass"]
+
+
+def test_single_and_score_replies():
+    assert parse_single_reply('{"pass": 1, "reason": "ok"}', "A_check_1").status == "pass"
+    assert parse_single_reply('sure: {"pass": 0}', "A_check_1").status == "fail"
+    assert parse_single_reply('{"pass": "0"}', "A_check_1").status == "error"
+    assert parse_score_reply('{"score": 9, "reason": "r"}').score == 9.0
+    for bad in ('{"score": true}', '{"score": "9"}', '{"score": 10.5}', '{"score": 12}', "nine", "", '{"score": Infinity}'):
+        parsed = parse_score_reply(bad)
+        assert parsed.status == "error" and parsed.score is None and parsed.error, bad
+
+
+def _case(**kw):
+    base = dict(task="story_generation", case_id="c1", refs=[Image.new("RGB", (4, 4))] * 2, ref_roles=["RA", "RB"],
+                prompt="Continue the story.", goal="Next frame.", constraints_hard=["same hero"],
+                answer_set=AnswerSet("A hero walks.", ("hero rests",), ("hero vanishes",)))
+    base.update(kw)
+    return Case(**base)
+
+
+def test_templates_are_versioned_package_data_with_hashes():
+    for version, roles in TEMPLATE_FILES.items():
+        for role, filename in roles.items():
+            tpl = load_template(role, version)
+            data = importlib.resources.files("micon_tasks.judges.templates").joinpath(filename).read_bytes()
+            assert tpl.sha256 == hashlib.sha256(data).hexdigest() and tpl.version == version
+
+
+def test_rendered_prompt_order_and_content():
+    cps = [Checkpoint("A_check_1", "A", "Follows the instruction?", True, "A"), Checkpoint("E_check_1", "E", "Story moves on?")]
+    img = Image.new("RGB", (4, 4), "white")
+    prompts = render_prompts(_case(), img, cps, story=True)
+    assert [p.name for p in prompts] == ["checkpoints", "answer_set"]
+    text = prompts[0].text
+    assert "Continue the story." in text and "H1: same hero" in text and "A_check_1 [hard]: Follows" in text
+    assert "these ids: A_check_1, E_check_1." in text and "$" not in text
+    assert [label for label, _ in prompts[0].images] == ["Reference RA", "Reference RB", "Generated image"]
+    assert prompts[0].images[-1][1] is img
+    assert "hero vanishes" in prompts[1].text and "$" not in prompts[1].text
+    per = render_prompts(_case(), img, cps, story=False, request_mode="checkpoint")
+    assert [p.name for p in per] == ["A_check_1", "E_check_1"] and "Story moves on?" in per[1].text
+    logits = render_prompts(_case(), img, cps, story=True, logits=True)
+    assert logits[0].candidates == ["0", "1"] and logits[-1].candidates[-1] == "10,"
+    with pytest.raises(ValueError, match="case 'c1'.*ref_roles"):
+        render_prompts(_case(ref_roles=["RA"]), img, cps, story=False)
+
+
+def test_image_digest_and_key():
+    a, b = Image.new("RGB", (4, 4), "red"), Image.new("RGB", (4, 4), "red")
+    assert image_digest(a) == image_digest(b) != image_digest(Image.new("RGB", (4, 4), "blue"))
+    assert image_digest(a) != image_digest(Image.new("RGB", (2, 8), "red"))
+    assert cache_key({"x": 1, "y": [0.1]}) == cache_key({"y": [0.1], "x": 1}) != cache_key({"x": 1, "y": [0.2]})
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    cache = VerdictCache(path)
+    for i in range(n):
+        res = JudgeResult([Verdict("A_check_1", "pass", raw="r", rationale=f"w{worker}")], provenance={"model": "m"})
+        cache.put_many([(f"k{worker}_{i}", "m", f"c{i}", res)])
+    cache.close()
+
+
+def test_cache_roundtrip_and_several_processes_writing(tmp_path):
+    path = str(tmp_path / "cache.sqlite")
+    cache = VerdictCache(path)
+    res = JudgeResult([Verdict("A_check_1", "fail", raw="{}", rationale="no")], 7.0, "pass", raw="{}", provenance={"model": "m", "cached": False})
+    cache.put_many([("key1", "m", "c1", res)])
+    back = cache.get("key1")
+    assert back.verdicts == res.verdicts and back.answer_set_score == 7.0 and "cached" not in back.provenance
+    assert cache.get("nope") is None
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, w, 40)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert len(cache) == 1 + 3 * 40
+    got = cache.get_many([f"k{w}_{i}" for w in range(3) for i in range(40)])
+    assert len(got) == 120 and got["k2_39"].verdicts[0].rationale == "w2"
+    cache.close()
+
+
+def test_importing_judges_stays_light():
+    code = (
+        "import sys, micon_tasks.judges, registry;"
+        "assert registry.get_judge('openai') and registry.get_judge('hf');"
+        "heavy = [m for m in ('torch', 'transformers', 'openai') if m in sys.modules];"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(importlib.resources.files("micon_tasks").parent))

@@ -1,0 +1,208 @@
+"""The adapter contract: load_adapter, the ModelAdapter template, resolve_dar, baselines, prompts, retries,
+and the documented "add your own model" recipe run on a sample task."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+import registry
+from adapters import (
+    DARNotSupportedError,
+    GenerationError,
+    GenerationRequest,
+    ModelAdapter,
+    load_adapter,
+    register_adapter,
+    resolve_dar,
+)
+from adapters.prompts import find_mentions, omnigen_prompt, panel_prompt, qwen_picture_prompt
+from adapters.retry import RetryPolicy, call_with_retries, redact
+from micon_tasks.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+RED, BLUE, GREEN = (Image.new("RGB", (40, 30), c) for c in ("red", "blue", "green"))
+
+
+# -- the "add your own model" recipe (docs/adapters.md) ---------------------------------------------
+class BlendAdapter(ModelAdapter):
+    """A toy model: the references averaged at the output size, plus seeded noise of ``noise`` amplitude."""
+
+    max_refs = 3
+    supports_dar = False
+    default_size = (64, 48)
+
+    def __init__(self, noise: float = 0.0, height: int | None = None, width: int | None = None):
+        self.noise = noise
+        self.width, self.height = self.output_size(width, height)
+
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        import numpy as np
+
+        stack = np.stack([np.asarray(r.resize((self.width, self.height)), dtype=np.float32) for r in refs])
+        noise = np.random.default_rng(seed).normal(0, self.noise, stack.shape[1:])
+        return Image.fromarray(np.clip(stack.mean(0) + noise, 0, 255).astype("uint8"))
+
+    def model_info(self):
+        return {**super().model_info(), "weights": None, "noise": self.noise}
+
+
+@pytest.fixture
+def blend():
+    register_adapter("test_blend")(BlendAdapter)
+    yield "test_blend"
+    registry.adapters.remove("test_blend")
+
+
+def test_recipe_subclass_register_run_on_sample_task(blend):
+    from micon_tasks import load_task
+
+    adapter = load_adapter(blend, "noise=4.0,height=40", width=56)
+    assert isinstance(adapter, BlendAdapter) and (adapter.width, adapter.height, adapter.noise) == (56, 40, 4.0)
+    task = load_task("object_composition", source="sample")
+    requests = [GenerationRequest(case.refs, case.prompt, seed=i, case_id=case.case_id) for i, case in enumerate(task)]
+    images = adapter.generate_batch(requests)
+    assert len(images) == len(task) > 0
+    assert all(isinstance(im, Image.Image) and im.size == (56, 40) for im in images)
+    case = task[0]
+    assert adapter.generate(case.refs, case.prompt, seed=0).tobytes() == images[0].tobytes()
+    assert adapter.model_info()["name"] == blend and adapter.model_info()["noise"] == 4.0
+
+
+def test_recipe_refuses_dar_and_too_many_refs(blend):
+    adapter = load_adapter(blend)
+    with pytest.raises(DARNotSupportedError, match="test_blend"):
+        adapter.generate([RED, BLUE], "x", dar=True)
+    with pytest.raises(ConfigError, match="at most 3"):
+        adapter.generate([RED, BLUE, GREEN, RED], "x")
+    assert adapter.generate([RED, BLUE], "x", dar=False).size == (64, 48)
+
+
+# -- load_adapter -------------------------------------------------------------------------------------
+def test_load_adapter_coerces_and_keywords_win():
+    adapter = load_adapter("collage", "height=32,width=none", width=48)
+    assert (adapter.width, adapter.height) == (48, 32)
+    with pytest.raises(ConfigError, match="accepted arguments: height, width"):
+        load_adapter("collage", "hieght=3")
+    with pytest.raises(registry.UnknownNameError, match="Did you mean 'collage'"):
+        load_adapter("colage")
+
+
+def test_builtins_register_without_importing_heavy_libraries():
+    code = (
+        "import sys, registry\n"
+        "names = registry.list_adapters()\n"
+        "heavy = [m for m in ('torch', 'diffusers', 'openai', 'google.genai', 'transformers') if m in sys.modules]\n"
+        "print(','.join(names)); print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    names, heavy = out.stdout.strip().splitlines()
+    for name in ("omnigen", "qwen_image_edit_plus", "flux2_klein", "flux_kontext", "dreamomni2", "gpt_image",
+                 "nano_banana", "collage", "first_ref"):
+        assert name in names.split(",")
+    assert heavy == "[]"
+
+
+# -- the template ----------------------------------------------------------------------------------------
+class _Broken(ModelAdapter):
+    def __init__(self, fail_on: str = "boom"):
+        self.fail_on = fail_on
+
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        if prompt == self.fail_on:
+            raise GenerationError("provider said no", reason="refused", provider_reason="policy")
+        if prompt == "array":
+            return [[0]]
+        return refs[0]
+
+
+def test_generate_checks_refs_and_output():
+    adapter = _Broken()
+    with pytest.raises(ConfigError, match="at least one"):
+        adapter.generate([], "x")
+    with pytest.raises(ConfigError, match="reference 2 is a str"):
+        adapter.generate([RED, "blue.png"], "x")
+    with pytest.raises(ConfigError, match="list of PIL images"):
+        adapter.generate(RED, "x")
+    assert adapter.generate([Image.new("L", (4, 4))], "x").mode == "RGB"
+    with pytest.raises(GenerationError) as info:
+        adapter.generate([RED], "array")
+    assert info.value.reason == "bad_output"
+
+
+def test_generate_batch_returns_failures_in_place():
+    out = _Broken().generate_batch([GenerationRequest([RED], "ok"), GenerationRequest([BLUE], "boom"),
+                                    GenerationRequest([GREEN], "ok")])
+    assert isinstance(out[0], Image.Image) and isinstance(out[2], Image.Image)
+    assert isinstance(out[1], GenerationError)
+    assert out[1].to_dict() == {"message": "provider said no", "reason": "refused", "provider_reason": "policy",
+                                "retryable": False}
+
+
+def test_resolve_dar():
+    from dar import DARConfig
+
+    assert resolve_dar(None) is None and resolve_dar(False) is None
+    assert resolve_dar(True) == DARConfig()
+    config = DARConfig(gamma=0.2)
+    assert resolve_dar(config) is config
+    assert resolve_dar({"gamma": 0.0}) == DARConfig(gamma=0.0)
+    with pytest.raises(ConfigError, match="gamm"):
+        resolve_dar({"gamm": 0.1})
+    with pytest.raises(ConfigError, match="gamma"):
+        resolve_dar({"gamma": 2.0})
+    with pytest.raises(ConfigError, match="not str"):
+        resolve_dar("yes")
+
+
+# -- baselines -------------------------------------------------------------------------------------------
+def test_collage_tiles_every_reference():
+    image = load_adapter("collage", "height=100,width=200").generate([RED, BLUE, GREEN], "x")
+    assert image.size == (200, 100)
+    colours = {c for _, c in image.getcolors(10_000)}
+    assert {(255, 0, 0), (0, 0, 255), (0, 128, 0)} <= colours
+
+
+def test_first_ref_returns_the_first_reference():
+    image = load_adapter("first_ref").generate([BLUE, RED], "x")
+    assert ImageChops.difference(image, BLUE).getbbox() is None
+    assert load_adapter("first_ref", "width=8,height=6").generate([BLUE], "x").size == (8, 6)
+    with pytest.raises(DARNotSupportedError):
+        load_adapter("collage").generate([BLUE], "x", dar={"gamma": 0.1})
+
+
+# -- prompts -----------------------------------------------------------------------------------------------
+def test_mentions_found_in_their_forms():
+    prompt = "Put image 1 on Image #2, like the third image; RA and RB (not Ra); image 4 is absent."
+    assert [m.index for m in find_mentions(prompt, 3)] == [1, 2, 3, 1, 2]
+    assert omnigen_prompt("the cat in image 2 and image 2 again", 2) == (
+        "image 1: <img><|image_1|></img>. the cat in image 2 <img><|image_2|></img> and image 2 again"
+    )
+    assert qwen_picture_prompt("image 1 with image 2", 2) == "Picture 1 with Picture 2"
+    assert panel_prompt("Image 1 beside image 3", 3) == "The left panel beside the right panel"
+
+
+# -- retries -----------------------------------------------------------------------------------------------
+def test_retry_policy_and_loop():
+    policy = RetryPolicy(max_retries=2, backoff=1.0, max_backoff=3.0)
+    assert [policy.wait(i) for i in range(3)] == [1.0, 2.0, 3.0]
+    assert policy.wait(0, retry_after=10.0) == 3.0
+    waits: list[float] = []
+    calls = iter([GenerationError("busy", reason="rate_limited", retryable=True)] * 5)
+
+    def fn():
+        raise next(calls)
+
+    with pytest.raises(GenerationError, match="gave up after 3 attempts"):
+        call_with_retries(fn, lambda exc: None, policy, sleep=waits.append)
+    assert waits == [1.0, 2.0]
+    with pytest.raises(ZeroDivisionError):  # not the provider's doing: propagates untouched
+        call_with_retries(lambda: 1 / 0, lambda exc: None, policy, sleep=waits.append)
+    with pytest.raises(ConfigError):
+        RetryPolicy(max_retries=-1)
+    assert redact("key sk-abcdefghijklmnop here, tail ghijklmnop", ["sk-abcdefghijklmnop"]).count("[REDACTED]") == 2

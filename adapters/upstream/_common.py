@@ -1,0 +1,168 @@
+"""What the three upstream-code adapters share: finding the checkout, importing from it, loading weights.
+
+Why a checkout: OmniGen2, BAGEL and UNO publish their inference code as repositories, not pip
+packages. The adapter imports that code from ``code_path`` (or ``MICON_<NAME>_CODE``) and never
+vendors it. Everything here is import-light: torch is imported inside functions only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from micon_tasks.errors import ConfigError
+
+__all__ = [
+    "UpstreamSpec",
+    "resolve_code_path",
+    "upstream_imports",
+    "resolve_weights",
+    "torch_dtype",
+    "resolve_device",
+    "StepCounter",
+    "dar_applies",
+]
+
+
+@dataclass(frozen=True)
+class UpstreamSpec:
+    """Where an adapter's upstream code lives and how to recognise a checkout of it."""
+
+    adapter: str  # registered adapter name
+    env_var: str  # MICON_<NAME>_CODE
+    repo: str  # owner/name on GitHub
+    probe: str  # a file every checkout has, relative to its root
+    top_level: tuple[str, ...]  # the top-level module names the checkout provides
+
+    @property
+    def url(self) -> str:
+        return f"https://github.com/{self.repo}"
+
+
+def resolve_code_path(spec: UpstreamSpec, code_path: str | os.PathLike | None) -> Path:
+    """The checkout root from ``code_path`` or the environment; a clear error when it is not a checkout."""
+    raw = code_path if code_path not in (None, "") else os.environ.get(spec.env_var)
+    if not raw:
+        raise ConfigError(
+            f"adapter {spec.adapter!r}: argument 'code_path' is required (or set {spec.env_var}); "
+            f"point it at a checkout of {spec.url} (git clone {spec.url})"
+        )
+    path = Path(raw).expanduser().resolve()
+    if not path.is_dir():
+        raise ConfigError(
+            f"adapter {spec.adapter!r}: code_path {str(path)!r} is not a directory; "
+            f"it must be a checkout of {spec.url}"
+        )
+    if not (path / spec.probe).is_file():
+        raise ConfigError(
+            f"adapter {spec.adapter!r}: code_path {str(path)!r} is not a checkout of {spec.url} "
+            f"({spec.probe} is missing)"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def upstream_imports(spec: UpstreamSpec, root: Path) -> Iterator[None]:
+    """Put ``root`` first on sys.path for the imports, then restore sys.path exactly.
+
+    Upstream repositories use generic top-level names (BAGEL's ``data``, ``modeling``); a module of
+    that name already imported from elsewhere would silently shadow the checkout, so that is refused.
+    """
+    for name in spec.top_level:
+        mod = sys.modules.get(name)
+        where = getattr(mod, "__file__", None) or next(iter(getattr(mod, "__path__", []) or []), None)
+        if mod is not None and where is not None and not Path(where).resolve().is_relative_to(root):
+            raise ConfigError(
+                f"adapter {spec.adapter!r}: module {name!r} is already imported from {where}, which shadows "
+                f"the {spec.repo} checkout at {root}; run this adapter in a fresh process"
+            )
+    saved = list(sys.path)
+    sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    try:
+        yield
+    except ImportError as exc:
+        if exc.name and exc.name.split(".")[0] in spec.top_level:
+            raise ConfigError(
+                f"adapter {spec.adapter!r}: cannot import {exc.name!r} from code_path {str(root)!r}; "
+                f"is it a checkout of {spec.url}? ({exc})"
+            ) from exc
+        raise ImportError(
+            f"adapter {spec.adapter!r}: the {spec.repo} code at {root} needs a package that is missing or "
+            f"incompatible: {exc}"
+        ) from exc
+    finally:
+        sys.path[:] = saved
+
+
+def resolve_weights(pretrained: str, *, adapter: str, allow_patterns: Sequence[str] | None = None) -> Path:
+    """A local folder as is; otherwise a Hub snapshot (downloaded once into the Hugging Face cache)."""
+    local = Path(pretrained).expanduser()
+    if local.exists():
+        return local.resolve()
+    if pretrained.startswith((".", "/", "~")):
+        raise ConfigError(f"adapter {adapter!r}: pretrained path {pretrained!r} does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(pretrained, allow_patterns=list(allow_patterns) if allow_patterns else None))
+    except Exception as exc:  # offline, gated, unknown repo: say which argument to fix
+        raise ConfigError(f"adapter {adapter!r}: cannot get weights 'pretrained={pretrained}': {exc}") from exc
+
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+           "bfloat16": "bfloat16", "bf16": "bfloat16"}
+
+
+def torch_dtype(name: str, *, adapter: str) -> Any:
+    import torch
+
+    key = _DTYPES.get(str(name).lower())
+    if key is None:
+        raise ConfigError(f"adapter {adapter!r}: dtype {name!r} is not one of {', '.join(sorted(_DTYPES))}")
+    return getattr(torch, key)
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/"auto" -> cuda when available, else cpu."""
+    if device in (None, "", "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+class StepCounter:
+    """Turns the timesteps a model is called with into (step index, branch index within the step).
+
+    Pipelines call their transformer once per guidance branch at each timestep, in a fixed order; a new
+    timestep value starts a new step. Used to honour DAR's step and branch options.
+    """
+
+    def __init__(self) -> None:
+        self.step = -1
+        self.branch = -1
+        self._last: float | None = None
+
+    def see(self, t: float) -> tuple[int, int]:
+        if self._last is None or t != self._last:
+            self.step, self.branch, self._last = self.step + 1, 0, t
+        else:
+            self.branch += 1
+        return self.step, self.branch
+
+
+def dar_applies(config: Any, *, layer: int | None, step: int | None, num_steps: int | None,
+                conditional: bool) -> bool:
+    """Whether DAR is on for this layer, denoising step and guidance branch (DARConfig's scope options)."""
+    if getattr(config, "cfg_branches", "all") == "cond" and not conditional:
+        return False
+    fraction = None if step is None or not num_steps else step / num_steps
+    return config.layer_active(layer) and config.step_active(fraction)
+

@@ -1,0 +1,276 @@
+"""BAGEL (ByteDance-Seed/Bagel) through its own ``InterleaveInferencer``, imported from a checkout.
+
+Why a driver here: upstream ``interleave_inference`` builds three KV caches (the full context, the
+context without the instruction for text guidance, the instruction alone for image guidance) from an
+interleaved list. The adapter runs the same steps with the inferencer's own methods for
+``[ref 1, ..., ref n, instruction]``, recording where each reference's VAE and ViT tokens land in the
+cache, then calls the inferencer's ``gen_image``. Model loading follows the upstream ``app.py``.
+
+DAR: in generation, the MoT language model's attention (``flash_attn_varlen_func`` in
+``modeling.bagel.qwen2_navit``) sees keys ``[cache | start, latents, end]``. References sit in the cache
+as VAE tokens and ViT tokens; ``dar_ref_tokens`` says which count as reference keys ("both" by
+default; the image markers never do). Heads are grouped (GQA): dar_attention expands them. The full
+context and the text-guidance cache hold the references; the image-guidance cache holds none and is
+left alone. The upstream function is restored on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+from adapters.base import ModelAdapter, seed_everything
+from adapters.upstream._common import (
+    UpstreamSpec,
+    dar_applies,
+    resolve_code_path,
+    resolve_device,
+    resolve_weights,
+    upstream_imports,
+)
+from micon_tasks.errors import ConfigError
+from registry import register_adapter
+
+__all__ = ["BagelAdapter", "SPEC"]
+
+SPEC = UpstreamSpec(adapter="bagel", env_var="MICON_BAGEL_CODE", repo="ByteDance-Seed/Bagel",
+                    probe="modeling/bagel/bagel.py", top_level=("modeling", "data", "inferencer"))
+REF_TOKEN_KINDS = ("vae", "vit", "both")
+
+
+@register_adapter("bagel")
+class BagelAdapter(ModelAdapter):
+    """BAGEL-7B-MoT; output size follows the last reference (as upstream) unless width/height are given."""
+
+    max_refs = None
+    supports_dar = True
+    default_size = (1024, 1024)
+
+    def __init__(
+        self,
+        code_path: str | None = None,
+        pretrained: str = "ByteDance-Seed/BAGEL-7B-MoT",
+        dtype: str = "bfloat16",
+        device: str | None = None,
+        steps: int = 50,
+        cfg_text_scale: float = 4.0,
+        cfg_img_scale: float = 2.0,
+        cfg_interval_start: float = 0.0,
+        cfg_interval_end: float = 1.0,
+        timestep_shift: float = 3.0,
+        cfg_renorm_min: float = 0.0,
+        cfg_renorm_type: str = "text_channel",
+        height: int | None = None,
+        width: int | None = None,
+        vae_max_size: int = 1024,
+        vae_min_size: int = 512,
+        vit_max_size: int = 980,
+        vit_min_size: int = 224,
+        dar_ref_tokens: str = "both",
+        seed: int = 0,
+        vae_params: dict | None = None,
+    ):
+        self.code_path = resolve_code_path(SPEC, code_path)
+        if str(dtype).lower() not in ("bfloat16", "bf16"):
+            raise ConfigError(f"adapter 'bagel': dtype must be bfloat16 (the upstream MoT attention casts to "
+                              f"bfloat16), not {dtype!r}")
+        if dar_ref_tokens not in REF_TOKEN_KINDS:
+            raise ConfigError(f"adapter 'bagel': dar_ref_tokens must be one of {REF_TOKEN_KINDS}, "
+                              f"not {dar_ref_tokens!r}")
+        if cfg_renorm_type not in ("global", "channel", "text_channel"):
+            raise ConfigError(f"adapter 'bagel': cfg_renorm_type must be global, channel or text_channel, "
+                              f"not {cfg_renorm_type!r}")
+        self.pretrained, self.device, self.steps = pretrained, resolve_device(device), int(steps)
+        self.cfg = {"cfg_text_scale": float(cfg_text_scale), "cfg_img_scale": float(cfg_img_scale),
+                    "cfg_interval": [float(cfg_interval_start), float(cfg_interval_end)],
+                    "timestep_shift": float(timestep_shift), "cfg_renorm_min": float(cfg_renorm_min),
+                    "cfg_renorm_type": cfg_renorm_type}
+        self.width, self.height = width, height
+        self.sizes = (int(vae_max_size), int(vae_min_size), int(vit_max_size), int(vit_min_size))
+        self.dar_ref_tokens, self.seed = dar_ref_tokens, int(seed)
+        self.vae_params = dict(vae_params or {})
+        self._inferencer: Any = None
+        self.last_dar_calls = 0
+
+    # -- loading (the upstream app.py recipe) -------------------------------------------------------
+    def _load(self) -> Any:
+        if self._inferencer is not None:
+            return self._inferencer
+        import torch
+        from accelerate import init_empty_weights
+        from safetensors.torch import load_file
+
+        root = resolve_weights(self.pretrained, adapter=SPEC.adapter)
+        with upstream_imports(SPEC, self.code_path):
+            from data.data_utils import add_special_tokens
+            from data.transforms import ImageTransform
+            from inferencer import InterleaveInferencer
+            from modeling.autoencoder import AutoEncoder, load_ae
+            from modeling.bagel import (Bagel, BagelConfig, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig,
+                                        SiglipVisionModel)
+            from modeling.qwen2 import Qwen2Tokenizer
+
+            llm_config = Qwen2Config.from_json_file(str(root / "llm_config.json"))
+            llm_config.qk_norm, llm_config.tie_word_embeddings = True, False
+            llm_config.layer_module = "Qwen2MoTDecoderLayer"
+            vit_config = SiglipVisionConfig.from_json_file(str(root / "vit_config.json"))
+            vit_config.rope = False
+            vit_config.num_hidden_layers -= 1
+            vae_model, vae_config = load_ae(local_path=str(root / "ae.safetensors")) if not self.vae_params else \
+                _custom_ae(AutoEncoder, self.vae_params, root)
+            config = BagelConfig(visual_gen=True, visual_und=True, llm_config=llm_config, vit_config=vit_config,
+                                 vae_config=vae_config, vit_max_num_patch_per_side=70,
+                                 connector_act="gelu_pytorch_tanh", latent_patch_size=2, max_latent_size=64)
+            with init_empty_weights():
+                model = Bagel(Qwen2ForCausalLM(llm_config), SiglipVisionModel(vit_config), config)
+                model.vit_model.vision_model.embeddings.convert_conv2d_to_linear(vit_config, meta=True)
+            state = load_file(str(root / "ema.safetensors"))
+            missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+            if missing or unexpected:
+                raise ConfigError(f"adapter 'bagel': ema.safetensors does not match the model: missing "
+                                  f"{missing[:3]}, unexpected {unexpected[:3]}")
+            model = model.to(self.device, torch.bfloat16).eval()
+            tokenizer, new_token_ids, _ = add_special_tokens(Qwen2Tokenizer.from_pretrained(str(root)))
+            vae_max, vae_min, vit_max, vit_min = self.sizes
+            self._inferencer = InterleaveInferencer(
+                model=model, vae_model=vae_model.to(self.device).eval(), tokenizer=tokenizer,
+                vae_transform=ImageTransform(vae_max, vae_min, 16), vit_transform=ImageTransform(vit_max, vit_min, 14),
+                new_token_ids=new_token_ids)
+        return self._inferencer
+
+    # -- generation ----------------------------------------------------------------------------------
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        import torch
+
+        inf = self._load()
+        settings = {**self.cfg, "num_timesteps": self.steps}
+        unknown = set(gen_kwargs) - set(settings)
+        if unknown:
+            raise ConfigError(f"adapter 'bagel': unknown generation settings {sorted(unknown)}; "
+                              f"accepted: {sorted(settings)}")
+        settings.update(gen_kwargs)
+        seed_everything(self.seed if seed is None else int(seed))  # BAGEL draws its noise from torch's RNG
+        autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16) if self.device == "cpu" else \
+            contextlib.nullcontext()  # upstream opens a CUDA autocast itself; on CPU it is disabled
+        with torch.no_grad(), autocast:
+            gen, cfg_text, cfg_img, spans, shape = self._contexts(inf, refs, prompt)
+            if self.width or self.height:
+                stride = inf.model.latent_downsample
+                shape = (int(self.height or shape[0]) // stride * stride, int(self.width or shape[1]) // stride * stride)
+            self.last_dar_calls = 0
+            hook = bagel_dar(inf.model, dar, settings["num_timesteps"], gen, cfg_text, spans, self.dar_ref_tokens,
+                             self) if dar else contextlib.nullcontext()
+            with hook, torch.autocast(device_type="cuda", enabled=self.device != "cpu", dtype=torch.bfloat16):
+                return inf.gen_image(shape, gen, cfg_text_precontext=cfg_text, cfg_img_precontext=cfg_img,
+                                     **settings)
+
+    def _contexts(self, inf: Any, refs: list, prompt: str) -> tuple:
+        """Upstream interleave_inference's caches for [refs..., prompt], plus each reference's cache spans."""
+        with upstream_imports(SPEC, self.code_path):
+            from data.data_utils import pil_img2rgb
+        gen = inf.init_gen_context()
+        cfg_text, cfg_img = copy.deepcopy(gen), copy.deepcopy(gen)
+        spans: list[tuple[str, int, int, int]] = []  # (kind, start, end, ref index), markers excluded
+        shape = None
+        for j, image in enumerate(refs):
+            image = inf.vae_transform.resize_transform(pil_img2rgb(image))
+            for kind in ("vae", "vit"):
+                before = gen["kv_lens"][0]
+                gen = inf.update_context_image(image, gen, vae=kind == "vae", vit=kind == "vit")
+                spans.append((kind, before + 1, gen["kv_lens"][0] - 1, j))  # drop start/end-of-image
+            shape = image.size[::-1]
+            cfg_text = copy.deepcopy(gen)
+        cfg_text = copy.deepcopy(gen)
+        gen = inf.update_context_text(prompt, gen)
+        cfg_img = inf.update_context_text(prompt, cfg_img)
+        return gen, cfg_text, cfg_img, spans, shape
+
+    def model_info(self) -> dict[str, Any]:
+        return {**super().model_info(), "upstream": SPEC.url, "code_path": str(self.code_path),
+                "weights": self.pretrained, "dtype": "bfloat16", "device": self.device, "steps": self.steps,
+                **self.cfg, "width": self.width, "height": self.height, "dar_ref_tokens": self.dar_ref_tokens,
+                "seed": self.seed}
+
+
+def _custom_ae(cls: Any, params: dict, root: Any) -> tuple:
+    """An autoencoder with other parameters than upstream load_ae's FLUX ones (small test builds)."""
+    from safetensors.torch import load_file
+
+    ae_params = __import__(cls.__module__, fromlist=["AutoEncoderParams"]).AutoEncoderParams(**params)
+    ae = cls(ae_params)
+    missing, unexpected = ae.load_state_dict(load_file(str(root / "ae.safetensors")), strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"adapter 'bagel': ae.safetensors does not match vae_params: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}")
+    return ae, ae_params
+
+
+@contextlib.contextmanager
+def bagel_dar(model: Any, config: Any, num_steps: int, gen: dict, cfg_text: dict,
+              spans: list[tuple[str, int, int, int]], ref_tokens: str, counter: Any = None) -> Iterator[None]:
+    """Route the generation attention through ``dar_attention`` for the caches that hold references."""
+    import torch
+
+    import modeling.bagel.qwen2_navit as navit
+    from dar import dar_attention
+
+    cache_len = gen["kv_lens"][0]
+    cache_ids = torch.full((cache_len,), -1, dtype=torch.long)
+    for kind, start, end, j in spans:
+        if ref_tokens in (kind, "both"):
+            cache_ids[start:end] = j
+    branches = {id(gen["past_key_values"]): True, id(cfg_text["past_key_values"]): False}  # -> conditional?
+    state: dict[str, Any] = {"active": False, "layer": None}
+    original = navit.flash_attn_varlen_func
+    cond_calls = [0]  # the conditional branch runs first at every step: its count is the step index
+
+    def model_hook(module, args, kwargs):
+        cache = kwargs.get("past_key_values")
+        state["active"] = False
+        if kwargs.get("update_past_key_values", True) or id(cache) not in branches:
+            return  # a cache update, or the image-guidance branch (no references): plain attention
+        cond_calls[0] += branches[id(cache)]
+        step = cond_calls[0] - 1
+        kv_index = kwargs["packed_key_value_indexes"]
+        q_len, kv_len = int(kwargs["query_lens"].sum()), int(kwargs["key_values_lens"].sum())
+        ids = torch.full((q_len + kv_len,), -1, dtype=torch.long, device=kv_index.device)
+        ids[kv_index] = cache_ids[:kv_len].to(kv_index.device)
+        query_mask = torch.zeros(q_len, dtype=torch.bool, device=kv_index.device)
+        query_mask[kwargs["packed_vae_token_indexes"]] = True
+        state.update(active=bool((ids >= 0).any()), ids=ids, query_mask=query_mask, step=step,
+                     conditional=branches[id(cache)], rows=len(kwargs["query_lens"]))
+
+    def attn_hook(index):
+        def hook(module, args, kwargs):
+            state["layer"] = index
+        return hook
+
+    def flash(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, causal=False, **kw):
+        if not state["active"] or causal or not dar_applies(config, layer=state["layer"], step=state["step"],
+                                                  num_steps=num_steps - 1, conditional=state["conditional"]):
+            return original(q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                            max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, causal=causal, **kw)
+        if state["rows"] != 1 or k.shape[0] != state["ids"].shape[0]:
+            raise RuntimeError(f"bagel DAR: expected one sequence with {state['ids'].shape[0]} keys, got "
+                               f"{state['rows']} with {k.shape[0]}; the upstream code changed")
+        if counter is not None:
+            counter.last_dar_calls += 1
+        ids = state["ids"][None]
+        out = dar_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None], ids >= 0,
+                            config, query_mask=state["query_mask"][None], ref_ids=ids,
+                            scale=kw.get("softmax_scale"))
+        return out[0].transpose(0, 1)
+
+    lm = model.language_model.model
+    handles = [lm.register_forward_pre_hook(model_hook, with_kwargs=True)]
+    handles += [layer.self_attn.register_forward_pre_hook(attn_hook(i), with_kwargs=True)
+                for i, layer in enumerate(lm.layers)]
+    try:
+        navit.flash_attn_varlen_func = flash
+        yield
+    finally:
+        navit.flash_attn_varlen_func = original
+        for h in handles:
+            h.remove()

@@ -1,0 +1,236 @@
+"""UNO (bytedance/UNO) through its own pipeline, imported from a checkout.
+
+Why build the parts here: upstream's ``UNOPipeline.__init__`` finds every weight through environment
+variables and Hub downloads. The adapter builds the same parts with the upstream classes (``Flux`` with
+the UNO LoRA processors from ``set_lora``, the FLUX autoencoder, T5 and CLIP ``HFEmbedder``s) from
+``pretrained`` (the UNO LoRA), ``flux`` (FLUX.1-dev), ``t5`` and ``clip``, then calls the pipeline's
+own ``__call__`` with the references resized by upstream ``preprocess_ref``, as ``inference.py`` does.
+
+DAR: UNO is FLUX-based; every double and single block attends over ``[text | image | ref 1 | ref 2 ...]``
+(reference tokens concatenated after the image tokens). The blocks' ``attention`` function is routed
+through ``dar.dar_attention`` with that layout; it is restored on exit. UNO is guidance-distilled: one
+transformer call per step, no unconditional branch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+from adapters.base import ModelAdapter, seed_everything
+from adapters.upstream._common import (
+    StepCounter,
+    UpstreamSpec,
+    dar_applies,
+    resolve_code_path,
+    resolve_device,
+    resolve_weights,
+    upstream_imports,
+)
+from micon_tasks.errors import ConfigError
+from registry import register_adapter
+
+__all__ = ["UNOAdapter", "SPEC"]
+
+SPEC = UpstreamSpec(adapter="uno", env_var="MICON_UNO_CODE", repo="bytedance/UNO",
+                    probe="uno/flux/pipeline.py", top_level=("uno",))
+
+
+@register_adapter("uno")
+class UNOAdapter(ModelAdapter):
+    """UNO (FLUX.1-dev + the UNO LoRA); the demo takes up to 4 references."""
+
+    max_refs = 4
+    supports_dar = True
+    default_size = (512, 512)
+
+    def __init__(
+        self,
+        code_path: str | None = None,
+        pretrained: str = "bytedance-research/UNO",
+        flux: str = "black-forest-labs/FLUX.1-dev",
+        t5: str = "xlabs-ai/xflux_text_encoders",
+        clip: str = "openai/clip-vit-large-patch14",
+        model_type: str = "flux-dev",
+        lora_rank: int = 512,
+        dtype: str = "bfloat16",
+        device: str | None = None,
+        steps: int = 25,
+        guidance: float = 4.0,
+        height: int | None = None,
+        width: int | None = None,
+        ref_size: int = -1,
+        pe: str = "d",
+        seed: int = 3407,
+        flux_params: dict | None = None,
+        ae_params: dict | None = None,
+    ):
+        self.code_path = resolve_code_path(SPEC, code_path)
+        if str(dtype).lower() not in ("bfloat16", "bf16"):
+            raise ConfigError(f"adapter 'uno': dtype must be bfloat16 (the upstream sampler makes bfloat16 "
+                              f"latents), not {dtype!r}")
+        if pe not in ("d", "h", "w", "o"):
+            raise ConfigError(f"adapter 'uno': pe must be one of d, h, w, o, not {pe!r}")
+        self.pretrained, self.flux, self.t5, self.clip = pretrained, flux, t5, clip
+        self.model_type, self.lora_rank, self.device = model_type, int(lora_rank), resolve_device(device)
+        self.steps, self.guidance = int(steps), float(guidance)
+        self.width, self.height = self.output_size(width, height)
+        self.ref_size, self.pe, self.seed = int(ref_size), pe, int(seed)
+        self.flux_params, self.ae_params = dict(flux_params or {}), dict(ae_params or {})
+        self._pipe: Any = None
+        self.last_dar_calls = 0
+
+    def _load(self) -> Any:
+        if self._pipe is not None:
+            return self._pipe
+        import torch
+        from safetensors.torch import load_file
+
+        lora_dir = resolve_weights(self.pretrained, adapter=SPEC.adapter, allow_patterns=["dit_lora.safetensors"])
+        flux_file = "flux1-schnell.safetensors" if self.model_type == "flux-schnell" else "flux1-dev.safetensors"
+        flux_dir = resolve_weights(self.flux, adapter=SPEC.adapter, allow_patterns=[flux_file, "ae.safetensors"])
+        t5_dir = resolve_weights(self.t5, adapter=SPEC.adapter)
+        clip_dir = resolve_weights(self.clip, adapter=SPEC.adapter)
+        with upstream_imports(SPEC, self.code_path):
+            from uno.flux.model import Flux
+            from uno.flux.modules.autoencoder import AutoEncoder
+            from uno.flux.modules.conditioner import HFEmbedder
+            from uno.flux.pipeline import UNOPipeline
+            from uno.flux.util import configs, set_lora
+
+            if self.model_type not in configs:
+                raise ConfigError(f"adapter 'uno': model_type must be one of {sorted(configs)}, "
+                                  f"not {self.model_type!r}")
+            spec = configs[self.model_type]
+            params = dataclasses.replace(spec.params, **self.flux_params)
+            ae_params = dataclasses.replace(spec.ae_params, **self.ae_params)
+            with torch.device("meta"):
+                model = set_lora(Flux(params), self.lora_rank, device="meta")
+                ae = AutoEncoder(ae_params)
+            state = load_file(str(flux_dir / flux_file))
+            state.update(load_file(str(lora_dir / "dit_lora.safetensors")))
+            _load_strict(model, state, "flux + dit_lora")
+            _load_strict(ae, load_file(str(flux_dir / "ae.safetensors")), "ae")
+            pipe = UNOPipeline.__new__(UNOPipeline)  # its __init__ downloads; the parts are set below
+            pipe.device, pipe.offload, pipe.model_type, pipe.use_fp8 = torch.device(self.device), False, \
+                self.model_type, False
+            pipe.model = model.to(self.device, torch.bfloat16).eval()
+            pipe.ae = ae.to(self.device, torch.float32).eval()
+            pipe.t5 = HFEmbedder(str(t5_dir), max_length=512, torch_dtype=torch.bfloat16).to(self.device)
+            pipe.clip = _clip_embedder(HFEmbedder, clip_dir).to(self.device)
+        self._pipe = pipe
+        return pipe
+
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        pipe = self._load()
+        with upstream_imports(SPEC, self.code_path):
+            from uno.flux.pipeline import preprocess_ref
+        settings = {"width": self.width, "height": self.height, "guidance": self.guidance,
+                    "num_steps": self.steps, "pe": self.pe, "ref_size": self.ref_size}
+        unknown = set(gen_kwargs) - set(settings)
+        if unknown:
+            raise ConfigError(f"adapter 'uno': unknown generation settings {sorted(unknown)}; "
+                              f"accepted: {sorted(settings)}")
+        settings.update(gen_kwargs)
+        ref_size = settings.pop("ref_size")
+        if ref_size == -1:  # upstream inference.py: 512 for one reference, 320 for several
+            ref_size = 512 if len(refs) == 1 else 320
+        ref_imgs = [preprocess_ref(img, ref_size) for img in refs]
+        seed = self.seed if seed is None else int(seed)
+        seed_everything(seed)
+        self.last_dar_calls = 0
+        hook = uno_dar(pipe.model, dar, settings["num_steps"], self) if dar else contextlib.nullcontext()
+        with hook:
+            return pipe(prompt=prompt, seed=seed, ref_imgs=ref_imgs, **settings)
+
+    def model_info(self) -> dict[str, Any]:
+        return {**super().model_info(), "upstream": SPEC.url, "code_path": str(self.code_path),
+                "weights": self.pretrained, "flux": self.flux, "t5": self.t5, "clip": self.clip,
+                "model_type": self.model_type, "dtype": "bfloat16", "device": self.device, "steps": self.steps,
+                "guidance": self.guidance, "width": self.width, "height": self.height,
+                "ref_size": self.ref_size, "pe": self.pe, "seed": self.seed}
+
+
+def _load_strict(module: Any, state: dict, what: str) -> None:
+    missing, unexpected = module.load_state_dict(state, strict=False, assign=True)
+    if missing:
+        raise ConfigError(f"adapter 'uno': the {what} weights lack {len(missing)} parameters, e.g. {missing[:3]}")
+    if unexpected:
+        raise ConfigError(f"adapter 'uno': the {what} weights have {len(unexpected)} unknown parameters, "
+                          f"e.g. {unexpected[:3]}")
+
+
+def _clip_embedder(cls: Any, path: Any) -> Any:
+    """Upstream HFEmbedder tells CLIP from T5 by "clip" in the path; a local CLIP folder may lack it."""
+    import torch
+
+    if "clip" in str(path).lower():
+        return cls(str(path), max_length=77, torch_dtype=torch.bfloat16)
+    raise ConfigError(f"adapter 'uno': the CLIP folder {str(path)!r} must have 'clip' in its path (upstream "
+                      f"HFEmbedder picks the CLIP classes by that)")
+
+
+class _Layout:
+    def __init__(self) -> None:
+        self.ref_mask = self.query_mask = self.ref_ids = None
+        self.step: int | None = None
+        self.layer: int | None = None
+
+
+@contextlib.contextmanager
+def uno_dar(model: Any, config: Any, num_steps: int, counter: Any = None) -> Iterator[None]:
+    """Route every block's attention through ``dar_attention``; restore the upstream function on exit."""
+    import torch
+    from einops import rearrange
+
+    import uno.flux.modules.layers as layers
+    from dar import dar_attention
+    from uno.flux.math import apply_rope
+
+    layout, steps, original = _Layout(), StepCounter(), layers.attention
+
+    def pre_hook(module, args, kwargs):
+        txt, img, refs = kwargs["txt"], kwargs["img"], kwargs.get("ref_img")
+        layout.step, _ = steps.see(float(kwargs["timesteps"].flatten()[0]))
+        refs = [] if refs is None else list(refs) if isinstance(refs, (list, tuple)) else [refs]
+        rows, start = txt.shape[0], txt.shape[1] + img.shape[1]
+        total = start + sum(r.shape[1] for r in refs)
+        ref_ids = torch.full((rows, total), -1, dtype=torch.long, device=img.device)
+        for j, ref in enumerate(refs):
+            ref_ids[:, start:start + ref.shape[1]] = j
+            start += ref.shape[1]
+        query_mask = torch.zeros(rows, total, dtype=torch.bool, device=img.device)
+        query_mask[:, txt.shape[1]:txt.shape[1] + img.shape[1]] = True
+        layout.ref_mask, layout.query_mask, layout.ref_ids = (ref_ids >= 0, query_mask, ref_ids) if refs else \
+            (None, None, None)
+
+    def attention(q, k, v, pe):
+        if layout.ref_mask is None or not dar_applies(config, layer=layout.layer, step=layout.step,
+                                                      num_steps=num_steps, conditional=True):
+            return original(q, k, v, pe=pe)
+        if k.shape[-2] != layout.ref_mask.shape[-1]:
+            raise RuntimeError(f"uno DAR: block {layout.layer} has {k.shape[-2]} keys, but the layout from the "
+                               f"call has {layout.ref_mask.shape[-1]}; the upstream code changed")
+        if counter is not None:
+            counter.last_dar_calls += 1
+        q, k = apply_rope(q, k, pe)
+        out = dar_attention(q, k, v, layout.ref_mask, config, query_mask=layout.query_mask, ref_ids=layout.ref_ids)
+        return rearrange(out, "B H L D -> B L (H D)")
+
+    def block_hook(index):
+        def hook(module, args):
+            layout.layer = index
+        return hook
+
+    blocks = [*model.double_blocks, *model.single_blocks]  # layer index: double blocks first
+    handles = [model.register_forward_pre_hook(pre_hook, with_kwargs=True)]
+    handles += [b.register_forward_pre_hook(block_hook(i)) for i, b in enumerate(blocks)]
+    try:
+        layers.attention = attention
+        yield
+    finally:
+        layers.attention = original
+        for h in handles:
+            h.remove()

@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -140,6 +141,12 @@ class FakeJudgeServer:
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out as separate writes: without this, Nagle's algorithm and the
+                # client's delayed ACK add about 40 ms to every reply.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length") or 0)

@@ -329,3 +329,22 @@ def test_bad_judge_args_name_the_accepted_ones():
         load_judge("openai", "concurrency=0")
     judge = load_judge("openai", "base_url=http://127.0.0.1:8000/v1,concurrency=32,temperature=0")
     assert judge.concurrency == 32 and judge.provenance()["endpoint_host"] == "127.0.0.1:8000"
+
+
+def test_unencodable_image_is_an_error_for_its_case_only(server_factory):
+    class Broken:
+        width, height, mode = 8, 8, "RGB"
+
+        def save(self, *a, **k):
+            raise OSError("cannot write this image")
+
+        def convert(self, mode):
+            return self
+
+    srv = server_factory()
+    bad = make_request("bad", story=True)
+    bad.image = Broken()
+    res = judge_for(srv).judge_batch([bad, make_request("ok")])
+    assert all(v.status == "error" and "cannot write this image" in v.error for v in res[0].verdicts)
+    assert res[0].answer_set_status == "error"
+    assert all(v.status == "pass" for v in res[1].verdicts)

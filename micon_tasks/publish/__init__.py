@@ -9,6 +9,7 @@ with ``datasets`` and compare -> create the repo and upload (skipped with ``dry_
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -82,19 +83,19 @@ def _listing(folder: Path) -> list[tuple[str, int]]:
     return sorted((p.relative_to(folder).as_posix(), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
 
 
-def build_folder(options: PublishOptions, out: Path, collection: Any) -> dict[str, Any]:
+def build_folder(options: PublishOptions, out: Path, collection: Any,
+                 echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Write shards, checkpoint sets, manifest and README.md into ``out``; returns the manifest."""
     from micon_tasks.publish.card import render_card
     from micon_tasks.publish.write import write_checkpoints, write_manifest, write_task
 
     max_bytes = int(options.max_shard_mb * 1024 * 1024)
-    if max_bytes <= 0:
-        raise PublishError(f"--max-shard-mb must be positive, got {options.max_shard_mb}")
-    shards = {t.name: write_task(t, collection.root, out, max_shard_bytes=max_bytes) for t in collection.tasks}
+    shards: dict[str, list[str]] = {}
+    for t in collection.tasks:
+        shards[t.name] = write_task(t, collection.root, out, max_shard_bytes=max_bytes)
+        echo(f"wrote {t.name}: {len(t.records)} cases, {t.n_refs} images, {len(shards[t.name])} shard(s)")
     checkpoint_files = {t.name: write_checkpoints(t, out) for t in collection.tasks}
     manifest = write_manifest(collection, out, shards, version=_version(), checkpoints=checkpoint_files)
-    import json
-
     n_checkpoints = {t: len(json.loads((out / f).read_text("utf-8"))) for t, f in checkpoint_files.items()}
     card = render_card(collection, shards, out, repo_id=options.repo_id, license=options.license,
                        version=_version(), checkpoints=n_checkpoints)
@@ -119,6 +120,8 @@ def publish(
     from micon_tasks.publish.hub import resolve_token, round_trip, upload
 
     _check_repo_id(options.repo_id)
+    if not options.max_shard_mb > 0:
+        raise PublishError(f"--max-shard-mb must be positive, got {options.max_shard_mb}")
     if not options.dry_run:
         resolve_token()  # fail before the long part, not after it
     try:
@@ -134,7 +137,7 @@ def publish(
 
     out, temporary = _prepare_out(options.out)
     try:
-        manifest = build_folder(options, out, collection)
+        manifest = build_folder(options, out, collection, echo)
         counts = round_trip(out, manifest)
         files = _listing(out)
         version = _version()

@@ -88,21 +88,22 @@ def check_image(path: Path, *, task: str, case_id: str, field: str) -> None:
     from PIL import Image
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # turned into an error just below
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # turned into an error below
         _image_bytes(str(path), task=task, case_id=case_id, field=field)
-    try:
-        with Image.open(path) as im:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and im.width * im.height > limit:
-                raise CaseValidationError(
-                    task, case_id, field,
-                    f"refused as a decompression bomb: {im.width}x{im.height} pixels is over Pillow's limit of {limit}",
-                )
-            im.load()
-    except MiconError:
-        raise
-    except Exception as exc:  # Pillow raises many types for a broken file
-        raise CaseValidationError(task, case_id, field, f"{path.name} does not decode ({exc})") from None
+        try:
+            with Image.open(path) as im:
+                limit = Image.MAX_IMAGE_PIXELS
+                if limit and im.width * im.height > limit:
+                    raise CaseValidationError(
+                        task, case_id, field,
+                        f"refused as a decompression bomb: {im.width}x{im.height} pixels is over Pillow's limit "
+                        f"of {limit}",
+                    )
+                im.load()
+        except MiconError:
+            raise
+        except Exception as exc:  # Pillow raises many types for a broken file
+            raise CaseValidationError(task, case_id, field, f"{path.name} does not decode ({exc})") from None
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .config import DARConfig
 
-__all__ = ["dar_attention", "sample_query_positions", "rebalance_weights"]
+__all__ = ["dar_attention", "dar_weights", "sample_query_positions", "rebalance_weights"]
 
 _sdpa = F.scaled_dot_product_attention  # module-level so tests can observe the one fused call
 
@@ -149,46 +149,49 @@ def rebalance_weights(scores: torch.Tensor, ref_mask: torch.Tensor, config: DARC
     return w, r_hat
 
 
-def dar_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ref_mask: torch.Tensor,
-                  config: DARConfig = DARConfig(), *, attn_mask: torch.Tensor | None = None,
-                  scale: float | None = None, is_causal: bool = False, query_mask: torch.Tensor | None = None,
-                  ref_ids: torch.Tensor | None = None, return_weights: bool = False):
-    """Attention with Dynamic Attention Rebalancing of the reference-image keys.
+def _check_shapes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor | None) -> None:
+    if query.dim() != 4 or key.dim() != 4 or (value is not None and value.dim() != 4):
+        raise ValueError("dar_attention: query, key and value must be 4-D (B, H, L, D) tensors, got shapes "
+                         f"{tuple(query.shape)}, {tuple(key.shape)}, {None if value is None else tuple(value.shape)}")
+    batch, heads, _, dim = query.shape
+    if key.shape[0] != batch or key.shape[3] != dim or (value is not None and (
+            value.shape[0] != batch or value.shape[1] != key.shape[1] or value.shape[2] != key.shape[2])):
+        raise ValueError(f"dar_attention: incompatible shapes query {tuple(query.shape)}, key {tuple(key.shape)}, "
+                         f"value {None if value is None else tuple(value.shape)}")
+    if heads % key.shape[1]:
+        raise ValueError(f"dar_attention: query heads ({heads}) must be a multiple of key/value heads ({key.shape[1]})")
 
-    Layout is SDPA's: query (B, H, Lq, D), key/value (B, Hkv, Lk, D) with H a multiple of Hkv (GQA).
-    ``ref_mask`` bool (B, Lk) or (Lk,) marks reference keys; ``query_mask`` bool (B, Lq) or (Lq,) the
-    generated-image queries to sample (default all); ``ref_ids`` ints shaped like ``ref_mask`` name each
-    key's reference (needed for ``normalize="per_ref"``). ``attn_mask``, ``scale`` and ``is_causal`` mean
-    what they mean for SDPA. Returns the (B, H, Lq, Dv) output, or ``(output, w, r_hat)`` with
-    ``return_weights=True`` (see :func:`rebalance_weights`).
+
+def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, config: DARConfig = DARConfig(), *,
+                attn_mask: torch.Tensor | None = None, scale: float | None = None, is_causal: bool = False,
+                query_mask: torch.Tensor | None = None, ref_ids: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """DAR's analysis alone: the per-key weights ``w`` and normalised scores ``r_hat``, both (B, Lk) float32.
+
+    Hooks use this to scale the key vectors themselves and then call the library's own attention
+    function (keeping its backend, GQA and mask handling); :func:`dar_attention` is this plus one SDPA.
+    Arguments as for :func:`dar_attention`. With gamma == 0 every weight is exactly 1.
     """
     if not isinstance(config, DARConfig):
         raise TypeError(f"dar_attention: config must be a DARConfig, got {type(config).__name__}")
-    if query.dim() != 4 or key.dim() != 4 or value.dim() != 4:
-        raise ValueError("dar_attention: query, key and value must be 4-D (B, H, L, D) tensors, got shapes "
-                         f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}")
-    batch, heads, length_q, dim = query.shape
-    kv_heads, length_k = key.shape[1], key.shape[2]
-    if key.shape[0] != batch or value.shape[0] != batch or value.shape[1] != kv_heads or value.shape[2] != length_k \
-            or key.shape[3] != dim:
-        raise ValueError(f"dar_attention: incompatible shapes query {tuple(query.shape)}, key {tuple(key.shape)}, "
-                         f"value {tuple(value.shape)}")
-    if heads % kv_heads:
-        raise ValueError(f"dar_attention: query heads ({heads}) must be a multiple of key/value heads ({kv_heads})")
+    _check_shapes(query, key, None)
     if attn_mask is not None and is_causal:
         raise ValueError("dar_attention: pass either attn_mask or is_causal=True, not both (as for SDPA)")
-    gqa = heads != kv_heads
+    batch, heads, length_q, dim = query.shape
+    kv_heads, length_k = key.shape[1], key.shape[2]
     ref = _rows(ref_mask, batch, length_k, "ref_mask", ("bool",))
     if ref is None:
         raise ValueError("dar_attention: ref_mask is required (use torch.zeros(Lk, dtype=torch.bool) for none)")
     ids = _rows(ref_ids, batch, length_k, "ref_ids", ("int",))
-    if config.gamma == 0.0 and not return_weights:
-        return _sdpa(query, key, value, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=gqa)
-
+    if config.normalize == "per_ref" and ids is None:
+        raise ValueError("dar_attention: normalize='per_ref' needs ref_ids (which reference each key belongs to)")
     ref = ref.to(query.device)
+    scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
+    if config.gamma == 0.0:
+        ones = torch.ones_like(scores)
+        return ones, torch.full_like(scores, float("nan"))
     positions, valid = sample_query_positions(query_mask, batch, length_q, config, query.device)
     width, groups = positions.shape[1], heads // kv_heads
-    scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
     if width > 0 and bool(ref.any()):
         sampled = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
         sampled = sampled.float().reshape(batch, kv_heads, groups, width, dim)
@@ -205,7 +208,31 @@ def dar_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, r
         probs = torch.softmax(logits, dim=-1)
         probs = torch.nan_to_num(probs, nan=0.0) * valid[:, None, None, :, None]  # fully masked rows -> 0
         scores = probs.sum(dim=(1, 2, 3))
-    w, r_hat = rebalance_weights(scores, ref, config, None if ids is None else ids.to(query.device))
+    return rebalance_weights(scores, ref, config, None if ids is None else ids.to(query.device))
+
+
+def dar_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ref_mask: torch.Tensor,
+                  config: DARConfig = DARConfig(), *, attn_mask: torch.Tensor | None = None,
+                  scale: float | None = None, is_causal: bool = False, query_mask: torch.Tensor | None = None,
+                  ref_ids: torch.Tensor | None = None, return_weights: bool = False):
+    """Attention with Dynamic Attention Rebalancing of the reference-image keys.
+
+    Layout is SDPA's: query (B, H, Lq, D), key/value (B, Hkv, Lk, D) with H a multiple of Hkv (GQA).
+    ``ref_mask`` bool (B, Lk) or (Lk,) marks reference keys; ``query_mask`` bool (B, Lq) or (Lq,) the
+    generated-image queries to sample (default all); ``ref_ids`` ints shaped like ``ref_mask`` name each
+    key's reference (needed for ``normalize="per_ref"``). ``attn_mask``, ``scale`` and ``is_causal`` mean
+    what they mean for SDPA. Returns the (B, H, Lq, Dv) output, or ``(output, w, r_hat)`` with
+    ``return_weights=True`` (see :func:`rebalance_weights`).
+    """
+    if not isinstance(config, DARConfig):
+        raise TypeError(f"dar_attention: config must be a DARConfig, got {type(config).__name__}")
+    _check_shapes(query, key, value)
+    gqa = query.shape[1] != key.shape[1]
+    kwargs = dict(attn_mask=attn_mask, scale=scale, is_causal=is_causal, query_mask=query_mask, ref_ids=ref_ids)
+    if config.gamma == 0.0 and not return_weights:
+        dar_weights(query, key, ref_mask, config, **kwargs)  # validates the inputs; no analysis at gamma 0
+        return _sdpa(query, key, value, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=gqa)
+    w, r_hat = dar_weights(query, key, ref_mask, config, **kwargs)
     scaled_key = key * w.to(key.dtype)[:, None, :, None]
     out = _sdpa(query, scaled_key, value, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=gqa)
     return (out, w, r_hat) if return_weights else out

@@ -183,7 +183,7 @@ class Judge:
             for i, key in keys.items():
                 if key in hits:
                     hit = hits[key]
-                    hit.provenance = {**prov, **{k: v for k, v in hit.provenance.items() if k in ("attempts", "latency_s")}, "cached": True}
+                    hit.provenance = {**prov, **{k: v for k, v in hit.provenance.items() if k in ("attempts", "latency_s", "reply")}, "cached": True}
                     results[i] = hit
                     rendered.pop(i)
 

@@ -15,7 +15,14 @@ from typing import Any
 
 from micon_tasks.types import CaseScore, Checkpoint, JudgeResult
 
-__all__ = ["HARD_CAP", "STORY_DIMENSION_WEIGHT", "STORY_ANSWER_SET_WEIGHT", "score_case", "aggregate", "bootstrap_stderr"]
+__all__ = [
+    "HARD_CAP",
+    "STORY_DIMENSION_WEIGHT",
+    "STORY_ANSWER_SET_WEIGHT",
+    "score_case",
+    "aggregate",
+    "bootstrap_stderr",
+]
 
 HARD_CAP = 0.4  # a failed hard checkpoint caps the dimension it affects at this pass rate
 STORY_DIMENSION_WEIGHT = 40.0  # story case = 40 x mean dimension score (0..1) ...

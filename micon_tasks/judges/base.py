@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import micon_tasks
+from micon_tasks.errors import ConfigError
 from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
 from micon_tasks.judges.parser import PARSER_VERSION, parse_checkpoint_reply, parse_score_reply, parse_single_reply
 from micon_tasks.judges.prompts import Prompt, render_prompts, template_provenance
@@ -95,9 +96,9 @@ class Judge:
 
     def __init__(self, *, request_mode: str = "case", cache_path: str | None = None, template_version: str = "v1"):
         if request_mode not in ("case", "checkpoint"):
-            from micon_tasks.errors import ConfigError
-
-            raise ConfigError(f"judge {self.backend!r}: request_mode must be 'case' or 'checkpoint', got {request_mode!r}")
+            raise ConfigError(
+                f"judge {self.backend!r}: request_mode must be 'case' or 'checkpoint', got {request_mode!r}"
+            )
         self.request_mode = request_mode
         self.template_version = template_version
         self.cache = VerdictCache(cache_path) if cache_path else None
@@ -169,7 +170,8 @@ class Judge:
                 if self.cache is not None:
                     keys[i] = self._key(req, rendered[i], prov)
             except Exception as exc:  # noqa: BLE001 - one bad case must not sink the batch
-                results[i] = error_result(req, f"task {req.task!r}, case {req.case.case_id!r}: cannot build the judge request: {exc}", prov)
+                where = f"task {req.task!r}, case {req.case.case_id!r}"
+                results[i] = error_result(req, f"{where}: cannot build the judge request: {exc}", prov)
                 rendered.pop(i, None)
 
         if self.cache is not None and keys:
@@ -183,7 +185,8 @@ class Judge:
             for i, key in keys.items():
                 if key in hits:
                     hit = hits[key]
-                    hit.provenance = {**prov, **{k: v for k, v in hit.provenance.items() if k in ("attempts", "latency_s", "reply")}, "cached": True}
+                    kept = {k: v for k, v in hit.provenance.items() if k in ("attempts", "latency_s", "reply")}
+                    hit.provenance = {**prov, **kept, "cached": True}
                     results[i] = hit
                     rendered.pop(i)
 
@@ -210,7 +213,8 @@ class Judge:
             try:
                 res = self._assemble(req, pairs, prov)
             except Exception as exc:  # noqa: BLE001
-                res = error_result(req, f"task {req.task!r}, case {req.case.case_id!r}: cannot read the judge reply: {exc}", prov)
+                where = f"task {req.task!r}, case {req.case.case_id!r}"
+                res = error_result(req, f"{where}: cannot read the judge reply: {exc}", prov)
             res.provenance["latency_s"] = round(elapsed, 4)
             results[i] = res
             if self.cache is not None and i in keys and _is_clean(res, req):
@@ -241,7 +245,10 @@ class Judge:
                     continue
                 parsed = parse_score_reply(c.text, note=c.note)
                 ans_score, ans_status = parsed.score, parsed.status
-                ans_note = {"answer_set_error": parsed.error} if parsed.error else {"answer_set_rationale": parsed.rationale}
+                if parsed.error:
+                    ans_note = {"answer_set_error": parsed.error}
+                else:
+                    ans_note = {"answer_set_rationale": parsed.rationale}
             elif p.name == "checkpoints":
                 if c.error is not None:
                     verdicts = [Verdict(cid, "error", error=c.error) for cid in ids]
@@ -253,7 +260,8 @@ class Judge:
                 else:
                     verdicts.append(parse_single_reply(c.text, p.name, note=c.note))
         got = {v.checkpoint_id for v in verdicts}
-        verdicts.extend(Verdict(cid, "error", error="no judge reply for this checkpoint") for cid in ids if cid not in got)
+        missing = [cid for cid in ids if cid not in got]
+        verdicts.extend(Verdict(cid, "error", error="no judge reply for this checkpoint") for cid in missing)
         order = {cid: n for n, cid in enumerate(ids)}
         verdicts.sort(key=lambda v: order[v.checkpoint_id])
         reply = {k: v for k, v in extras.items()}
@@ -278,4 +286,7 @@ def _is_clean(result: JudgeResult, req: JudgeRequest) -> bool:
 
 
 def _fill(results: list[JudgeResult | None], requests: list[JudgeRequest], prov: dict[str, Any]) -> list[JudgeResult]:
-    return [r if r is not None else error_result(q, "internal error: no result was produced", prov) for r, q in zip(results, requests)]
+    return [
+        r if r is not None else error_result(q, "internal error: no result was produced", prov)
+        for r, q in zip(results, requests)
+    ]

@@ -121,7 +121,8 @@ class HFJudge(Judge):
         try:
             self._load()
         except Exception as exc:  # noqa: BLE001 - reported on every case, not raised
-            return [Completion(error=f"cannot load judge model {self.pretrained!r}: {type(exc).__name__}: {exc}")] * len(prompts)
+            why = f"cannot load judge model {self.pretrained!r}: {type(exc).__name__}: {exc}"
+            return [Completion(error=why) for _ in prompts]
         if self.logits:
             return self._score_candidates(prompts)
         out: list[Completion] = []
@@ -154,7 +155,8 @@ class HFJudge(Judge):
         texts = self._processor.batch_decode(new, skip_special_tokens=True)
         done = []
         for row, text in zip(new, texts):
-            hit_limit = row.shape[0] >= self.max_new_tokens and (tok.eos_token_id is None or int(row[-1]) != tok.eos_token_id)
+            ended = tok.eos_token_id is not None and int(row[-1]) == tok.eos_token_id
+            hit_limit = row.shape[0] >= self.max_new_tokens and not ended
             done.append(Completion(text=text, note="hit max_new_tokens" if hit_limit else None))
         return done
 

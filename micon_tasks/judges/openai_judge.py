@@ -106,7 +106,9 @@ class OpenAIJudge(Judge):
         if key:
             return key
         if self.base_url is None:
-            warnings.warn(f"judge 'openai': ${self.api_key_env} is not set; calls to api.openai.com will fail", stacklevel=3)
+            warnings.warn(
+                f"judge 'openai': ${self.api_key_env} is not set; calls to api.openai.com will fail", stacklevel=3
+            )
         return "EMPTY"  # local servers (vLLM, SGLang) accept any key
 
     def _complete(self, prompts: list[Prompt]) -> list[Completion]:
@@ -171,7 +173,9 @@ class OpenAIJudge(Judge):
                 # client.post (the SDK's documented route for raw calls) skips the SDK's recursive
                 # request-typing pass over the base64 images, which cost several ms of CPU per case.
                 resp = await client.post(
-                    "/chat/completions", cast_to=ChatCompletion, body={"model": self.model, "messages": messages, **kwargs}
+                    "/chat/completions",
+                    cast_to=ChatCompletion,
+                    body={"model": self.model, "messages": messages, **kwargs},
                 )
                 choice = resp.choices[0] if resp.choices else None
                 if choice is None:

@@ -16,7 +16,14 @@ from typing import Any
 
 from micon_tasks.types import Verdict
 
-__all__ = ["PARSER_VERSION", "ParsedScore", "extract_object", "parse_checkpoint_reply", "parse_single_reply", "parse_score_reply"]
+__all__ = [
+    "PARSER_VERSION",
+    "ParsedScore",
+    "extract_object",
+    "parse_checkpoint_reply",
+    "parse_single_reply",
+    "parse_score_reply",
+]
 
 PARSER_VERSION = "1"
 
@@ -119,7 +126,9 @@ def _read_pass(value: Any) -> tuple[str | None, str | None, str | None]:
     return None, None, f"'pass' is {json.dumps(p)[:40]}, expected the integer 0 or 1"
 
 
-def parse_checkpoint_reply(text: str | None, checkpoint_ids: list[str], *, note: str | None = None) -> tuple[list[Verdict], dict[str, Any]]:
+def parse_checkpoint_reply(
+    text: str | None, checkpoint_ids: list[str], *, note: str | None = None
+) -> tuple[list[Verdict], dict[str, Any]]:
     """Verdicts for ``checkpoint_ids`` (same order) from a whole-case reply, plus reply extras.
 
     ``note`` (e.g. "finish_reason=length") is appended to every error message.

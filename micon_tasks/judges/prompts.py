@@ -110,7 +110,8 @@ def _images(case: Case, image: Any) -> list[tuple[str, Any]]:
     roles = list(case.ref_roles) or [f"R{chr(ord('A') + i)}" for i in range(len(case.refs))]
     if len(roles) != len(case.refs):
         raise ValueError(
-            f"task {case.task!r}, case {case.case_id!r}, field 'ref_roles': {len(roles)} roles for {len(case.refs)} references"
+            f"task {case.task!r}, case {case.case_id!r}, field 'ref_roles': "
+            f"{len(roles)} roles for {len(case.refs)} references"
         )
     out = [(f"Reference {role}", ref) for role, ref in zip(roles, case.refs)]
     out.append((GENERATED_LABEL, image))

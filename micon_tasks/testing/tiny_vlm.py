@@ -34,7 +34,8 @@ def build_tiny_qwen_vl(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tok = qwen2_tokenizer()
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    markers = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+    ids = {t: tok.convert_tokens_to_ids(t) for t in markers}
     hidden, heads = 32, 2
     config = Qwen2VLConfig(
         text_config={

@@ -122,7 +122,7 @@ def publish(
     _check_repo_id(options.repo_id)
     if not options.max_shard_mb > 0:
         raise PublishError(f"--max-shard-mb must be positive, got {options.max_shard_mb}")
-    if not options.dry_run:
+    if not options.dry_run and not getattr(api, "token", None):
         resolve_token()  # fail before the long part, not after it
     try:
         names = registry.expand_task_names(options.tasks)

@@ -136,6 +136,8 @@ def _collect_task(root: Path, config: TaskConfig, problems: list[Problem], notes
         try:
             try:
                 card = yaml.safe_load(card_path.read_text("utf-8"))
+            except OSError as exc:
+                raise CaseValidationError(task, card_path.stem, "(card)", f"cannot be read: {exc.strerror}") from None
             except (yaml.YAMLError, UnicodeDecodeError) as exc:
                 raise CaseValidationError(task, card_path.stem, "(card)", f"not valid YAML: {exc}") from None
             if not isinstance(card, dict):

@@ -93,7 +93,7 @@ def upload(
     """Create the dataset repo if needed and upload ``out`` in one call; returns the commit URL."""
     from huggingface_hub import HfApi
 
-    token = resolve_token()
+    token = getattr(api, "token", None) or resolve_token()
     api = api or HfApi(endpoint=endpoint)
     step = "create the dataset repo"
     failure = None

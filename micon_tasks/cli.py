@@ -1,0 +1,264 @@
+"""The ``micon`` command: a thin layer over :mod:`micon_tasks.runner`.
+
+    micon run --model collage --tasks micon --source sample --judge hf \
+        --judge_args pretrained=micon-tiny-random,mode=logits --output_path out/
+    micon generate ... | micon judge OUT_DIR | micon aggregate OUT_DIR
+    micon ls tasks|adapters|judges | micon validate --tasks micon --source sample
+
+User errors (unknown names, bad arguments, an unreachable judge server, a changed configuration)
+print one line and exit with status 2; a bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main", "build_parser"]
+
+SUBCOMMANDS = ("run", "generate", "judge", "aggregate", "ls", "validate", "publish")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _limit(text: str) -> int | float:
+    try:
+        value: int | float = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a case count or a fraction below 1, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbosity", "-v", default="INFO", type=str.upper, choices=LEVELS, help="log level (default INFO)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+
+
+def _add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    p.add_argument("--tasks", "-t", nargs="+", required=required, metavar="TASK",
+                   help="task names, aliases, globs or groups (space- or comma-separated), e.g. micon")
+    p.add_argument("--source", default="hub", help="hub (default), sample, or a local folder (raw layout or parquet)")
+    p.add_argument("--dataset_path", default=None, help="Hub dataset id for --source hub")
+    p.add_argument("--include_path", default=None, help="a folder of extra YAML task cards")
+    p.add_argument("--limit", "-L", type=_limit, default=None, help="cases per task (N, or a fraction below 1)")
+
+
+def _add_run_args(p: argparse.ArgumentParser, *, judge: bool) -> None:
+    p.add_argument("--model", "-M", required=True, help="adapter name (micon ls adapters)")
+    p.add_argument("--model_args", "-a", default=None, help="k=v,... or JSON, e.g. pretrained=...,dtype=bfloat16")
+    _add_data_args(p)
+    p.add_argument("--checkpoints_from", default=None, help="an official .qa.txt checkpoint file replacing the built-in set")
+    p.add_argument("--output_path", "-o", required=True, help="output folder; the run goes to <output_path>/<model>[__dar]/")
+    p.add_argument("--dar", action="store_true", help="apply DAR with the paper's defaults")
+    p.add_argument("--dar_args", default=None, help="DAR settings (turn DAR on), e.g. gamma=0.2,tau_high=0.8")
+    p.add_argument("--seed", type=_seed, default=0, help="base seed; each case's seed derives from (seed, task, case_id)")
+    p.add_argument("--batch_size", "-b", type=int, default=1, help="cases per adapter call")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder made by another configuration")
+    p.add_argument("--redo_failed", action="store_true", help="retry recorded generation failures and judge errors")
+    if judge:
+        p.add_argument("--judge", default=None, help="judge backend (micon ls judges); default: openai at localhost:8000")
+        p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://localhost:8000/v1")
+        p.add_argument("--predict_only", "-x", action="store_true", help="generate only (same as micon generate)")
+    _common(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="micon", description="MICON-Bench evaluation harness (multi-image context generation).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run_args(sub.add_parser("run", help="generate, judge and aggregate"), judge=True)
+    _add_run_args(sub.add_parser("generate", help="generate images only (run --predict_only)"), judge=False)
+
+    p = sub.add_parser("judge", help="judge what a run generated (possibly with another judge)")
+    p.add_argument("output_dir", help="<output_path>/<model> (or <output_path> when it holds one run)")
+    p.add_argument("--judge", default=None, help="judge backend; default: the one recorded in the run")
+    p.add_argument("--judge_args", default=None, help="k=v,... or JSON")
+    p.add_argument("--overwrite", action="store_true", help="drop earlier verdicts (images are kept)")
+    p.add_argument("--redo_failed", action="store_true", help="retry cases whose verdicts had errors")
+    _common(p)
+
+    p = sub.add_parser("aggregate", help="recompute samples_*.jsonl, results.json and results.md")
+    p.add_argument("output_dir")
+    _common(p)
+
+    p = sub.add_parser("ls", help="list tasks, groups, adapters or judges")
+    p.add_argument("what", choices=("tasks", "groups", "adapters", "judges"))
+    _common(p)
+
+    p = sub.add_parser("validate", help="load and schema-check tasks, print counts")
+    _add_data_args(p)
+    p.add_argument("--checkpoints_from", default=None)
+    _common(p)
+
+    try:
+        from micon_tasks import publish  # another issue; the CLI works without it
+    except ImportError:
+        publish = None  # type: ignore[assignment]
+    if publish is not None and hasattr(publish, "add_cli"):
+        publish.add_cli(sub)
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------------
+def _tasks_arg(values: Sequence[str]) -> list[str]:
+    return [v for v in values if v.strip()]
+
+
+def cmd_run(args: argparse.Namespace, *, predict_only: bool) -> int:
+    from micon_tasks.argstr import parse_args_string
+    from micon_tasks.runner import DEFAULT_JUDGE, DEFAULT_JUDGE_ARGS, evaluate
+
+    judge, judge_args = None, None
+    predict_only = predict_only or getattr(args, "predict_only", False)
+    if not predict_only:
+        judge = args.judge or DEFAULT_JUDGE
+        judge_args = parse_args_string(args.judge_args, what="--judge_args")
+        if args.judge is None:
+            judge_args = {**DEFAULT_JUDGE_ARGS, **judge_args}
+    results = evaluate(
+        model=args.model, model_args=args.model_args, tasks=_tasks_arg(args.tasks), judge=judge, judge_args=judge_args,
+        source=args.source, output_path=args.output_path, dar=args.dar, dar_args=args.dar_args, limit=args.limit,
+        seed=args.seed, predict_only=predict_only, overwrite=args.overwrite, include_path=args.include_path,
+        dataset_path=args.dataset_path, checkpoints_from=args.checkpoints_from, batch_size=args.batch_size,
+        redo_failed=args.redo_failed, progress=not args.no_progress,
+    )
+    _print_results(results, generated_only=predict_only)
+    return 0
+
+
+def _print_results(results: dict[str, Any] | None, *, generated_only: bool = False) -> None:
+    if results is None:  # ranks > 0 print nothing
+        return
+    out_dir = results["config"]["output_dir"]
+    if generated_only:
+        n = sum(v["effective"] for v in results["n-samples"].values())
+        print(f"generated {n} cases into {out_dir} (judge them with: micon judge {out_dir} --judge ...)")
+        return
+    from micon_tasks.runner.demo import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
+    from micon_tasks.runner.report import format_tables, header_line
+
+    print(header_line(results))
+    print()
+    print(format_tables(results))
+    if (results["config"].get("judge_args") or {}).get("pretrained") == TINY_JUDGE_NAME:
+        print(f"NOTE: {TINY_JUDGE_WARNING}\n")
+    print(f"results: {out_dir}/results.json, {out_dir}/results.md, samples: {out_dir}/samples_<task>.jsonl")
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from micon_tasks.runner import judge_outputs
+
+    results = judge_outputs(args.output_dir, args.judge, args.judge_args, overwrite=args.overwrite,
+                            redo_failed=args.redo_failed, progress=not args.no_progress)
+    _print_results(results)
+    return 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from micon_tasks.runner import aggregate_outputs
+
+    _print_results(aggregate_outputs(args.output_dir))
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    import registry
+
+    if args.what == "tasks":
+        for name in registry.list_tasks():
+            aliases = [a for a in getattr(registry.get_task(name).config, "aliases", ()) if a != name]
+            print(name + (f"  (aliases: {', '.join(aliases)})" if aliases else ""))
+    elif args.what == "groups":
+        for name in registry.groups.list():
+            print(f"{name}: {', '.join(registry.groups.get(name))}")
+    elif args.what == "adapters":
+        print("\n".join(registry.list_adapters()))
+    else:
+        print("\n".join(registry.list_judges()))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import registry
+    from micon_tasks.task import include_path, load_task
+
+    status = 0
+    if args.include_path:
+        report = include_path(args.include_path)
+        for file, msg in report.errors:
+            print(f"micon: error: include_path {file}: {msg}", file=sys.stderr)
+            status = 2
+        if report.tasks or report.groups:
+            print(f"include_path {args.include_path}: tasks {report.tasks or '-'}, groups {report.groups or '-'}")
+    names = registry.expand_task_names(_tasks_arg(args.tasks))
+    total = 0
+    print(f"{'task':<28} {'cases':>6} {'refs':>6} {'checkpoints':>12} {'hard':>5}")
+    for name in names:
+        task = load_task(name, args.source, dataset_path=args.dataset_path, checkpoints_from=args.checkpoints_from)
+        n = len(task)  # loads and schema-checks every case (raises on the first invalid one)
+        if args.limit is not None:
+            from micon_tasks.runner.config import RunConfig
+
+            n = RunConfig(model="-", tasks=[name], limit=args.limit).limit_count(n)
+        n_refs = sum(len(r) for r in task.dataset["ref_roles"][:n])
+        hard = sum(1 for c in task.checkpoints if c.hard)
+        print(f"{name:<28} {n:>6} {n_refs:>6} {len(task.checkpoints):>12} {hard:>5}")
+        total += n
+    print(f"{'total':<28} {total:>6}")
+    return status
+
+
+# -- entry point --------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]  # lm-eval habit: `micon --model ...` means `micon run --model ...`
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=getattr(args, "verbosity", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    import os
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # our own bars say what is going on
+    import registry
+    from micon_tasks.errors import MiconError
+
+    try:
+        if args.command == "run":
+            return cmd_run(args, predict_only=False)
+        if args.command == "generate":
+            return cmd_run(args, predict_only=True)
+        if args.command == "judge":
+            return cmd_judge(args)
+        if args.command == "aggregate":
+            return cmd_aggregate(args)
+        if args.command == "ls":
+            return cmd_ls(args)
+        if args.command == "validate":
+            return cmd_validate(args)
+        return int(args.func(args) or 0)  # subcommands registered by other modules (publish)
+    except (MiconError, registry.UnknownNameError) as exc:
+        print(f"micon: error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
+    except KeyboardInterrupt:
+        print("micon: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

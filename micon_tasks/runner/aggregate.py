@@ -1,0 +1,166 @@
+"""Stage 3: merge every rank's shards into ``samples_<task>.jsonl`` and compute ``results.json``.
+
+Runs on rank 0 only, after the other stages' barrier. Scores are computed here from the recorded
+verdicts (``task.score_case`` / ``scoring.aggregate``), so ``micon aggregate`` can re-score a run
+without calling anything. Every selected case appears exactly once, in dataset order; a case with no
+image (a generation failure, or a missing file) is scored as a failure with its reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from micon_tasks.errors import MiconError
+from micon_tasks.runner.config import RunConfig, fingerprint
+from micon_tasks.runner.generate import valid_generations
+from micon_tasks.runner.judge_stage import record_to_result, task_judge_fp, valid_judgements
+from micon_tasks.runner.layout import Layout
+from micon_tasks.runner.records import atomic_write_json, atomic_write_text, dumps_record
+
+__all__ = ["merge_samples", "build_results", "package_versions", "git_hash", "IncompleteRunError"]
+
+log = logging.getLogger(__name__)
+
+
+class IncompleteRunError(MiconError):
+    """Aggregation was asked for before the judge stage finished."""
+
+
+def _failure_reason(gen: dict[str, Any] | None) -> str:
+    if gen is None:
+        return "missing image: the case was never generated (or its image file is gone)"
+    err = gen["error"]
+    return f"generation failed ({err.get('reason')}): {err.get('message')}"
+
+
+def merge_samples(
+    cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]]
+) -> dict[str, list[dict[str, Any]]]:
+    """One record per selected case, in dataset order; writes ``samples_<task>.jsonl`` atomically."""
+    from micon_tasks.types import Case
+
+    identity = cfg.judge_identity()
+    merged: dict[str, list[dict[str, Any]]] = {}
+    for name in cfg.tasks:
+        task = tasks[name]
+        gens = valid_generations(layout, name)
+        judged: dict[str, dict[str, Any]] = {}
+        if identity is not None:
+            judged = valid_judgements(layout, name, task_judge_fp(identity, task), gens, story=task.is_story)
+        records, not_judged = [], []
+        for index, cid in selected[name]:
+            gen = gens.get(cid)
+            rec: dict[str, Any] = {"task": name, "case_id": cid, "index": index}
+            if gen is not None:
+                rec.update({k: gen.get(k) for k in ("seed", "prompt", "refs", "image")})
+                rec["generation_error"] = gen.get("error")
+            else:
+                rec.update({"seed": None, "prompt": None, "refs": None, "image": None,
+                            "generation_error": {"message": "no image on disk", "reason": "missing_image",
+                                                 "provider_reason": None, "retryable": True}})
+            timings = dict((gen or {}).get("timings") or {})
+            rec["judge"] = None
+            rec["score"] = None
+            if identity is not None:
+                stub = Case(task=name, case_id=cid, refs=[], ref_roles=[], prompt="")
+                if gen is None or gen.get("error") is not None:
+                    score = task.score_case(stub, None, failure_reason=_failure_reason(gen))
+                elif cid in judged:
+                    jrec = judged[cid]
+                    rec["judge"] = jrec["result"]
+                    timings.update(jrec.get("timings") or {})
+                    score = task.score_case(stub, record_to_result(jrec["result"]))
+                else:
+                    not_judged.append(cid)
+                    continue
+                rec["score"] = asdict(score)
+            rec["timings"] = timings
+            records.append(rec)
+        if not_judged:
+            raise IncompleteRunError(
+                f"task {name!r}: {len(not_judged)} generated case(s) have no verdict yet (first: {not_judged[0]!r}); "
+                f"run `micon judge {layout.root}` first"
+            )
+        atomic_write_text(layout.samples(name), "".join(dumps_record(r) + "\n" for r in records))
+        merged[name] = records
+    return merged
+
+
+def build_results(
+    cfg: RunConfig, layout: Layout, tasks: dict[str, Any], merged: dict[str, list[dict[str, Any]]], *, world_size: int = 1
+) -> dict[str, Any]:
+    """The results dict (also written to results.json)."""
+    import json
+
+    from micon_tasks import scoring
+    from micon_tasks.types import CaseScore
+
+    results: dict[str, Any] = {}
+    if cfg.judge is not None:
+        scores = {t: [CaseScore(**r["score"]) for r in recs] for t, recs in merged.items()}
+        results = scoring.aggregate(scores, task_dimensions={t: _dims(tasks[t]) for t in merged}, seed=cfg.seed or 0)
+    read = lambda p: json.loads(p.read_text("utf-8")) if p.exists() else None  # noqa: E731
+    task_info = {}
+    for name in cfg.tasks:
+        task = tasks[name]
+        hashes = [[r["case_id"], r.get("prompt"), [x["sha256"] for x in (r.get("refs") or [])]] for r in merged[name]]
+        task_info[name] = {**task.describe(), "checkpoints_sha256": fingerprint(
+            [[c.id, c.dimension, c.question, c.hard, c.caps] for c in task.checkpoints]), "inputs_sha256": fingerprint(hashes)}
+    return {
+        "results": results.get("tasks", {}),
+        "benchmark": results.get("benchmark"),
+        "n-samples": {t: {"original": len(tasks[t]), "effective": len(merged[t])} for t in cfg.tasks},
+        "config": {**cfg.to_dict(), "output_dir": str(layout.root), "world_size": world_size},
+        "model_name": cfg.model,
+        "model_name_sanitized": cfg.dir_name,
+        "model_info": read(layout.model_info),
+        "judge": read(layout.judge_info) if cfg.judge is not None else None,
+        "dar": cfg.dar,
+        "tasks": task_info,
+        "versions": package_versions(),
+        "git_hash": git_hash(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_results(layout: Layout, results: dict[str, Any], table_md: str) -> None:
+    atomic_write_json(layout.results_json, results)
+    atomic_write_text(layout.results_md, table_md)
+
+
+def _dims(task: Any) -> list[str]:
+    out: list[str] = []
+    for cp in task.checkpoints:
+        if cp.dimension not in out:
+            out.append(cp.dimension)
+    return out
+
+
+def package_versions() -> dict[str, str | None]:
+    import importlib.metadata
+
+    import micon_tasks
+
+    out: dict[str, str | None] = {"python": platform.python_version(), "micon_tasks": micon_tasks.__version__}
+    for pkg in ("torch", "transformers", "diffusers", "datasets", "pillow", "openai", "accelerate"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def git_hash() -> str | None:
+    """The project's commit (None outside a git checkout)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -1,0 +1,180 @@
+"""The run configuration: what a run was asked to do, and the check that an output folder matches it.
+
+Why a stored ``run_config.json``: every stage resumes from the files already in the output folder,
+which is only sound when those files were made by the same configuration. Fields that decide what an
+image or a verdict looks like are its *identity*; a run whose identity differs from the stored one is
+refused with a message naming each difference (``--overwrite`` replaces the folder instead). Fields
+that only select or schedule work (tasks, limit, batch sizes, concurrency) may change between runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from micon_tasks.errors import ConfigError
+
+__all__ = [
+    "RunConfig",
+    "case_seed",
+    "sanitize_model_name",
+    "model_dir_name",
+    "config_diff",
+    "RUNTIME_ONLY_ARGS",
+    "RUN_CONFIG_FILE",
+    "fingerprint",
+]
+
+RUN_CONFIG_FILE = "run_config.json"
+
+#: Adapter / judge arguments that change how fast a run goes, never what it produces.
+RUNTIME_ONLY_ARGS = frozenset(
+    {"batch_size", "concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
+     "cache_path", "api_key_env", "cpu_offload", "local_files_only"}
+)
+
+_UNSAFE = re.compile(r'[<>:"/\\|?*\[\]\s]')
+
+
+def sanitize_model_name(name: str) -> str:
+    """lm-eval's rule: characters unsafe in a folder name become ``__``."""
+    return _UNSAFE.sub("__", str(name)) or "model"
+
+
+def model_dir_name(model: str, dar: bool) -> str:
+    return sanitize_model_name(model) + ("__dar" if dar else "")
+
+
+def case_seed(seed: int | None, task: str, case_id: str) -> int | None:
+    """A per-case seed from (seed, task, case_id): independent of sharding, order and process count."""
+    if seed is None:
+        return None
+    digest = hashlib.sha256(f"{seed}/{task}/{case_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of a JSON-able object."""
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def _identity_args(args: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in sorted(args.items()) if k not in RUNTIME_ONLY_ARGS}
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was asked to do. ``model_args`` etc. are parsed dicts (never secrets: keys come
+    from environment variables the adapters and judges name)."""
+
+    model: str
+    model_args: dict[str, Any] = field(default_factory=dict)
+    tasks: list[str] = field(default_factory=list)
+    source: str = "hub"
+    dataset_path: str | None = None
+    include_path: str | None = None
+    checkpoints_from: str | None = None
+    limit: int | float | None = None
+    seed: int | None = 0
+    dar: dict[str, Any] | None = None  # the resolved DARConfig as a dict; None = off
+    judge: str | None = None
+    judge_args: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 1
+    predict_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("a model is required (--model)")
+        if self.limit is not None:
+            if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or self.limit <= 0:
+                raise ConfigError(f"limit must be a positive integer or a fraction in (0, 1), got {self.limit!r}")
+            if isinstance(self.limit, float) and self.limit >= 1:
+                if not self.limit.is_integer():
+                    raise ConfigError(f"limit {self.limit} is neither a whole number of cases nor a fraction below 1")
+                self.limit = int(self.limit)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed must be an integer or None, got {self.seed!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not self.tasks:
+            raise ConfigError("no task selected (--tasks)")
+
+    @property
+    def dir_name(self) -> str:
+        return model_dir_name(self.model, self.dar is not None)
+
+    def generation_identity(self) -> dict[str, Any]:
+        """What decides the generated images."""
+        return {
+            "model": self.model,
+            "model_args": _identity_args(self.model_args),
+            "source": self.source,
+            "dataset_path": self.dataset_path,
+            "include_path": self.include_path,
+            "seed": self.seed,
+            "dar": self.dar,
+        }
+
+    def judge_identity(self) -> dict[str, Any] | None:
+        """What decides the verdicts (None when the run only generates)."""
+        if self.judge is None:
+            return None
+        return {"judge": self.judge, "judge_args": _identity_args(self.judge_args), "checkpoints_from": self.checkpoints_from}
+
+    def limit_count(self, n: int) -> int:
+        """How many of ``n`` cases the limit keeps (a fraction rounds up to at least one case)."""
+        if self.limit is None:
+            return n
+        if isinstance(self.limit, float):
+            import math
+
+            return min(n, max(1, math.ceil(n * self.limit)))
+        return min(n, int(self.limit))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def config_diff(old: dict[str, Any] | None, new: dict[str, Any] | None, prefix: str = "") -> list[str]:
+    """Human-readable differences between two identity dicts: ``model_args.steps: 50 -> 20``."""
+    if old == new:
+        return []
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [f"{prefix or 'value'}: {_show(old)} -> {_show(new)}"]
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}.{key}" if prefix else key
+        if key not in old:
+            out.append(f"{name}: (unset) -> {_show(new[key])}")
+        elif key not in new:
+            out.append(f"{name}: {_show(old[key])} -> (unset)")
+        elif isinstance(old[key], dict) and isinstance(new[key], dict):
+            out.extend(config_diff(old[key], new[key], name))
+        elif old[key] != new[key]:
+            out.append(f"{name}: {_show(old[key])} -> {_show(new[key])}")
+    return out
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def load_run_config(model_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(model_dir) / RUN_CONFIG_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} cannot be read ({exc}); remove it or run with --overwrite") from None

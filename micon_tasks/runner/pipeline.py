@@ -1,0 +1,341 @@
+"""``evaluate()``: generate -> judge -> aggregate, each stage resumable from the files of the last.
+
+The CLI is a thin layer over :func:`evaluate`, :func:`judge_outputs` and :func:`aggregate_outputs`.
+Under ``torchrun`` / ``accelerate launch`` every rank runs the same function on its shard of the
+cases; rank 0 checks the output folder first, and merges and aggregates last (other ranks return None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from micon_tasks.argstr import parse_args_string
+from micon_tasks.errors import CaseValidationError, ConfigError
+from micon_tasks.runner import distributed
+from micon_tasks.runner.aggregate import build_results, merge_samples, write_results
+from micon_tasks.runner.config import RunConfig, config_diff, load_run_config
+from micon_tasks.runner.distributed import Dist
+from micon_tasks.runner.generate import run_generation
+from micon_tasks.runner.judge_stage import run_judging
+from micon_tasks.runner.layout import Layout
+from micon_tasks.runner.records import atomic_write_json
+from micon_tasks.runner.report import format_tables, header_line
+
+__all__ = ["evaluate", "judge_outputs", "aggregate_outputs", "find_model_dir", "DEFAULT_JUDGE", "DEFAULT_JUDGE_ARGS"]
+
+log = logging.getLogger("micon_tasks.runner")
+
+#: The paper's judge: Qwen3-VL-32B-Instruct behind a local vLLM server (see judge_stage.VLLM_COMMAND).
+DEFAULT_JUDGE = "openai"
+DEFAULT_JUDGE_ARGS: dict[str, Any] = {"base_url": "http://localhost:8000/v1"}
+
+
+def evaluate(
+    model: Any,
+    model_args: str | Mapping[str, Any] | None = None,
+    tasks: str | Sequence[str] = ("micon",),
+    judge: Any = None,
+    judge_args: str | Mapping[str, Any] | None = None,
+    source: str = "hub",
+    output_path: str | Path | None = None,
+    *,
+    dar: Any = None,
+    dar_args: str | Mapping[str, Any] | None = None,
+    limit: int | float | None = None,
+    seed: int | None = 0,
+    predict_only: bool = False,
+    overwrite: bool = False,
+    include_path: str | Path | None = None,
+    dataset_path: str | None = None,
+    checkpoints_from: str | None = None,
+    batch_size: int = 1,
+    redo_failed: bool = False,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Run a model on tasks, judge the images and aggregate; returns what ``results.json`` holds.
+
+    ``model``/``judge``: registered names (or built ``ModelAdapter`` / ``Judge`` objects).
+    ``*_args``: ``"k=v,..."``, JSON or a mapping. ``dar``: True (the paper's defaults), a dict or a
+    ``DARConfig``; ``dar_args`` sets DAR fields (and turns DAR on). ``limit``: a case count per task
+    or a fraction below 1. Resuming: call again with the same arguments. Returns None on ranks > 0.
+    """
+    import registry
+
+    if output_path is None:
+        raise ConfigError("output_path is required: the generate, judge and aggregate stages keep their files there")
+    if include_path is not None:
+        _include(include_path)
+    adapter_obj, model_name, margs = _named(model, model_args, "model")
+    judge_obj = None
+    if predict_only:
+        judge_name, jargs = None, {}
+    elif judge is None:
+        raise ConfigError("no judge given: pass judge='openai' with judge_args base_url=..., or predict_only=True")
+    else:
+        judge_obj, judge_name, jargs = _named(judge, judge_args, "judge")
+        if judge_obj is None:
+            judge_name = registry.judges.canonical(judge_name)
+    if adapter_obj is None:
+        model_name = registry.adapters.canonical(model_name)
+    dar_obj = _resolve_dar(dar, dar_args)
+    cfg = RunConfig(
+        model=model_name, model_args=margs, tasks=registry.expand_task_names(tasks), source=str(source),
+        dataset_path=dataset_path, include_path=str(include_path) if include_path else None,
+        checkpoints_from=str(checkpoints_from) if checkpoints_from else None, limit=limit, seed=seed,
+        dar=_dar_dict(dar_obj), judge=judge_name, judge_args=jargs, batch_size=batch_size, predict_only=predict_only,
+    )
+    layout = Layout(Path(output_path) / cfg.dir_name)
+    return _run(cfg, layout, mode="generate" if predict_only else "run", overwrite=overwrite, adapter_obj=adapter_obj,
+                judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress)
+
+
+def judge_outputs(
+    output_dir: str | Path,
+    judge: Any = None,
+    judge_args: str | Mapping[str, Any] | None = None,
+    *,
+    overwrite: bool = False,
+    redo_failed: bool = False,
+    progress: bool = True,
+) -> dict[str, Any] | None:
+    """Judge what a run generated (possibly with another judge: ``overwrite=True`` replaces old verdicts)."""
+    import registry
+
+    layout = Layout(find_model_dir(output_dir))
+    cfg = _stored_config(layout)
+    judge_obj = None
+    if judge is not None:
+        judge_obj, name, args = _named(judge, judge_args, "judge")
+        cfg.judge = name if judge_obj is not None else registry.judges.canonical(name)
+        cfg.judge_args = args
+    elif judge_args is not None:
+        cfg.judge_args = parse_args_string(judge_args, what="--judge_args")
+    if cfg.judge is None:
+        raise ConfigError(f"{layout.root} was generated without a judge; name one (--judge)")
+    cfg.predict_only = False
+    if cfg.include_path:
+        _include(cfg.include_path)
+    return _run(cfg, layout, mode="judge", overwrite=overwrite, judge_obj=judge_obj, redo_failed=redo_failed, progress=progress)
+
+
+def aggregate_outputs(output_dir: str | Path) -> dict[str, Any]:
+    """Re-merge the shards and recompute results.json / results.md from the recorded verdicts."""
+    layout = Layout(find_model_dir(output_dir))
+    cfg = _stored_config(layout)
+    if cfg.judge is None:
+        raise ConfigError(f"{layout.root} has not been judged; run `micon judge {layout.root}` first")
+    if cfg.include_path:
+        _include(cfg.include_path)
+    return _run(cfg, layout, mode="aggregate", progress=False)  # type: ignore[return-value]
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """``path`` itself when it holds a run, else its only sub-folder that does."""
+    root = Path(path)
+    if (root / "run_config.json").exists():
+        return root
+    found = sorted(p.parent for p in root.glob("*/run_config.json")) if root.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ConfigError(f"{root} holds no micon run (no run_config.json in it or in a sub-folder)")
+    raise ConfigError(f"{root} holds several runs; name one: {', '.join(str(p) for p in found)}")
+
+
+# -- internals ----------------------------------------------------------------------------------
+def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, adapter_obj: Any = None,
+         judge_obj: Any = None, dar_obj: Any = None, redo_failed: bool = False, progress: bool = True) -> dict[str, Any] | None:
+    dist = distributed.from_env()
+    try:
+        err: BaseException | None = None
+        if dist.is_main:
+            try:
+                _prepare(layout, cfg, mode=mode, overwrite=overwrite)
+            except Exception as exc:  # noqa: BLE001 - reported to every rank by sync
+                err = exc
+        dist.sync("the output folder check", err)
+
+        err = None
+        tasks: dict[str, Any] = {}
+        selected: dict[str, list[tuple[int, str]]] = {}
+        try:
+            tasks, selected = _load_tasks(cfg)
+            if mode in ("run", "generate"):
+                stats = run_generation(cfg, dist, layout, tasks, selected, lambda: adapter_obj or _load_adapter(cfg),
+                                       dar=dar_obj, redo_failed=redo_failed, progress=progress)
+                log.info("generation: %d generated, %d failed (%d adapter calls)", stats.generated, stats.failed, stats.calls)
+                _free()
+        except Exception as exc:  # noqa: BLE001
+            err = exc
+        dist.sync("generation", err)
+
+        err = None
+        if mode in ("run", "judge"):
+            try:
+                load = lambda: judge_obj or _load_judge(cfg)  # noqa: E731
+                if dist.is_main and not layout.judge_info.exists():
+                    atomic_write_json(layout.judge_info, load().provenance())
+                jstats = run_judging(cfg, dist, layout, tasks, selected, load, redo_failed=redo_failed, progress=progress)
+                log.info("judging: %d cases judged (%d judge calls)", jstats.judged, jstats.calls)
+                _free()
+            except Exception as exc:  # noqa: BLE001
+                err = exc
+            dist.sync("judging", err)
+
+        results = None
+        err = None
+        if dist.is_main:
+            try:
+                merged = merge_samples(cfg, layout, tasks, selected)
+                results = build_results(cfg, layout, tasks, merged, world_size=dist.world_size)
+                if cfg.judge is not None and mode != "generate":
+                    write_results(layout, results, _markdown(results))
+            except Exception as exc:  # noqa: BLE001
+                err = exc
+        dist.sync("aggregation", err)
+        return results
+    finally:
+        dist.close()
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    return f"# MICON-Bench results\n\n{header_line(results)}\n\n{format_tables(results)}"
+
+
+def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> None:
+    """Refuse a folder made by another configuration (naming what differs), or clear it on overwrite."""
+    stored = load_run_config(layout.root)
+    if stored is not None:
+        problems: list[str] = []
+        if mode in ("run", "generate"):
+            problems += config_diff(stored.get("generation_identity"), cfg.generation_identity())
+        judged = any((layout.root / "shards").glob("judge_*.jsonl"))
+        if mode in ("run", "judge") and judged and stored.get("judge_identity") is not None:
+            problems += config_diff(stored.get("judge_identity"), cfg.judge_identity())
+        if problems and not overwrite and mode != "aggregate":
+            what = "generated" if any(p.split(":")[0].split(".")[0] in cfg.generation_identity() for p in problems) else "judged"
+            raise ConfigError(
+                f"{layout.root} was {what} with another configuration ({'; '.join(problems)}); "
+                "use another --output_path, or --overwrite to replace it"
+            )
+        if overwrite and mode in ("run", "generate"):
+            log.warning("--overwrite: removing %s", layout.root)
+            shutil.rmtree(layout.root)
+            stored = None
+        elif overwrite and mode == "judge":
+            log.warning("--overwrite: removing the verdicts and results in %s (images are kept)", layout.root)
+            for p in [*(layout.root / "shards").glob("judge_*.jsonl"), layout.judge_info, layout.results_json,
+                      layout.results_md, *layout.root.glob("samples_*.jsonl")]:
+                p.unlink(missing_ok=True)
+    if mode == "aggregate":
+        return
+    data = cfg.to_dict()
+    if cfg.judge is None and stored is not None:  # `micon generate` after a judged run keeps the judge
+        keep = stored.get("config", {})
+        data.update(judge=keep.get("judge"), judge_args=keep.get("judge_args", {}))
+    written = RunConfig.from_dict(data)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    import micon_tasks
+
+    atomic_write_json(layout.run_config, {
+        "config": data,
+        "generation_identity": written.generation_identity(),
+        "judge_identity": written.judge_identity(),
+        "micon_version": micon_tasks.__version__,
+    })
+
+
+def _stored_config(layout: Layout) -> RunConfig:
+    stored = load_run_config(layout.root)
+    if stored is None or "config" not in stored:
+        raise ConfigError(f"{layout.root} holds no run_config.json")
+    return RunConfig.from_dict(stored["config"])
+
+
+def _load_tasks(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, list[tuple[int, str]]]]:
+    from micon_tasks.task import load_task
+
+    tasks, selected = {}, {}
+    for name in cfg.tasks:
+        task = load_task(name, cfg.source, dataset_path=cfg.dataset_path, checkpoints_from=cfg.checkpoints_from)
+        ids = task.case_ids[: cfg.limit_count(len(task))]
+        seen: set[str] = set()
+        for cid in ids:
+            if cid in seen:
+                raise CaseValidationError(name, cid, "case_id", "appears twice in the task")
+            seen.add(cid)
+        tasks[name], selected[name] = task, list(enumerate(ids))
+    return tasks, selected
+
+
+def _load_adapter(cfg: RunConfig) -> Any:
+    from adapters import load_adapter
+
+    return load_adapter(cfg.model, cfg.model_args)
+
+
+def _load_judge(cfg: RunConfig) -> Any:
+    from micon_tasks.judges import load_judge
+    from micon_tasks.runner.demo import resolve_judge_args
+
+    return load_judge(cfg.judge, resolve_judge_args(cfg.judge, dict(cfg.judge_args)))
+
+
+def _named(obj: Any, args: str | Mapping[str, Any] | None, kind: str) -> tuple[Any, str, dict[str, Any]]:
+    """(built object or None, name, parsed args) for a name or an already built adapter / judge."""
+    if isinstance(obj, str):
+        return None, obj, parse_args_string(args, what=f"--{kind}_args")
+    if kind == "model" and hasattr(obj, "generate_batch"):
+        return obj, obj.name, {}
+    if kind == "judge" and hasattr(obj, "judge_batch"):
+        return obj, str(getattr(obj, "backend", type(obj).__name__)), {"provenance": obj._describe()}
+    raise ConfigError(f"{kind} must be a registered name or a built {kind} object, not {type(obj).__name__}")
+
+
+def _resolve_dar(dar: Any, dar_args: str | Mapping[str, Any] | None) -> Any:
+    spec = parse_args_string(dar_args, what="--dar_args") if dar_args else None
+    if spec is None and not dar:
+        return None
+    if spec is not None and isinstance(dar, Mapping):
+        spec = {**dar, **spec}
+    from adapters.base import resolve_dar
+
+    try:
+        return resolve_dar(spec if spec is not None else dar)
+    except ImportError as exc:
+        raise ConfigError(f"DAR was asked for but the dar package cannot be imported ({exc})") from None
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--dar_args: {exc}") from None
+
+
+def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
+    if dar_obj is None:
+        return None
+    if dataclasses.is_dataclass(dar_obj):
+        return dataclasses.asdict(dar_obj)
+    return dict(vars(dar_obj))
+
+
+def _include(path: str | Path) -> None:
+    from micon_tasks.task import include_path
+
+    report = include_path(path)
+    for file, msg in report.errors:
+        log.warning("include_path: %s was not loaded: %s", file, msg)
+
+
+def _free() -> None:
+    """Give memory back between stages (the generator and an in-process judge need not coexist)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -85,6 +85,7 @@ def test_sample_card_front_matter_and_body(sample_out):
     assert "| `all` | | 30 |" in body
     assert "6 times that rating" in body and "at most 0.4" in body
     assert f'load_task("story_generation", source="hub", dataset_path="{REPO}")' in body
+    assert f"micon run --model <adapter> --tasks micon --source hub --dataset_path {REPO}" in body
 
 
 @pytest.mark.parametrize("task", TASKS)

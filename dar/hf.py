@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 
 from .config import DARConfig
-from .context import current_state, current_step
+from .context import _LAYER, _scoped, current_state, current_step
 from .op import dar_weights
 
 __all__ = ["ATTN_IMPLEMENTATION", "register", "install", "dar_sdpa_attention"]
@@ -48,7 +48,8 @@ def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | N
     if state is None:
         return None
     config = config or state.config
-    if config is None or not config.layer_active(getattr(module, "layer_idx", None)):
+    layer = getattr(module, "layer_idx", None)
+    if config is None or not config.layer_active(layer):
         return None
     if not config.step_active(current_step()) or (kwargs.get("dropout") or 0.0) > 0.0:
         return None
@@ -72,8 +73,9 @@ def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | N
     causal = kwargs.get("is_causal")
     causal = getattr(module, "is_causal", True) if causal is None else causal
     causal = bool(causal) and mask is None and length_q > 1  # the rule sdpa_attention_forward applies
-    w, _ = dar_weights(query, key, ref, config, attn_mask=mask, scale=kwargs.get("scaling"), is_causal=causal,
-                       query_mask=query_mask, ref_ids=ids)
+    with _scoped(_LAYER, layer):
+        w, _ = dar_weights(query, key, ref, config, attn_mask=mask, scale=kwargs.get("scaling"), is_causal=causal,
+                           query_mask=query_mask, ref_ids=ids)
     return w
 
 

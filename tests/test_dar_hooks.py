@@ -1,0 +1,233 @@
+"""DAR hooks on tiny random-weight models: diffusers pipelines (saved and loaded back) and transformers LMs.
+
+For each hook: gamma = 0 leaves the output bit-identical, the default gamma changes it, and disabling
+(also after an exception) restores the original attention. A spy on ``dar_weights`` checks that the hook
+really located the reference and generated-image tokens, and that the layer/step/branch options act.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dar
+import dar.diffusers_hooks
+import dar.hf
+from dar import DARConfig
+from micon_tasks.testing import tiny_pipelines as tp
+
+
+def _ref_image(seed: int, size: int = 64) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+REFS = [_ref_image(1), _ref_image(2)]
+# name -> (builder, call kwargs, refs per reference-carrying row, tokens per ref, generated tokens)
+PIPELINES = {
+    "omnigen": (tp.tiny_omnigen, dict(prompt="A cat <img><|image_1|></img> and a dog <img><|image_2|></img>",
+                                      input_images=REFS), 2, 4, 4),  # refs cropped to 32 px: VAE x8, patch 2
+    "qwen_image_edit_plus": (tp.tiny_qwen_image_edit_plus, dict(prompt="combine them", image=REFS), 2, 64, 16),
+    "flux2_klein": (tp.tiny_flux2_klein, dict(prompt="combine them", image=REFS), 2, 16, 4),
+    "flux_kontext": (tp.tiny_flux_kontext, dict(prompt="combine them", image=REFS[0]), 1, 16, 4),
+}
+
+
+class Spy:
+    """Wraps ``dar_weights`` and records what each routed attention call saw."""
+
+    def __init__(self, monkeypatch, module):
+        self.calls, self.module, real = [], module, module.dar_weights
+
+        def spy(query, key, ref_mask, config, **kwargs):
+            w, r_hat = real(query, key, ref_mask, config, **kwargs)
+            qm = kwargs.get("query_mask")
+            self.calls.append(dict(layer=dar.context.current_layer(), step=dar.diffusers_hooks._STATE.get().step
+                                   if dar.diffusers_hooks._STATE.get() else None,
+                                   refs=ref_mask.sum(dim=-1).tolist(), queries=None if qm is None else qm.sum(-1).tolist(),
+                                   changed=int((w != 1).sum()), lk=key.shape[2], lq=query.shape[2],
+                                   mask=kwargs.get("attn_mask")))
+            return w, r_hat
+
+        monkeypatch.setattr(module, "dar_weights", spy)
+
+
+@pytest.fixture(scope="module", params=sorted(PIPELINES))
+def pipeline(request, tmp_path_factory):
+    """Each tiny pipeline, saved with save_pretrained and loaded back through from_pretrained."""
+    name = request.param
+    build, call, *_ = PIPELINES[name]
+    folder = tmp_path_factory.mktemp(name)
+    built = build(folder)
+    loaded = type(built).from_pretrained(folder)
+    loaded.set_progress_bar_config(disable=True)
+
+    def run(pipe=loaded, **extra):
+        with tp.qwen_edit_plus_sizes():
+            torch.manual_seed(0)  # OmniGen's reference encoding ignores the generator
+            return pipe(**call, **{**tp.TINY_CALL_KWARGS[name], **extra}, output_type="np",
+                        generator=torch.Generator().manual_seed(0)).images
+
+    baseline = run()
+    assert np.array_equal(run(built), baseline), "save_pretrained/from_pretrained must round-trip exactly"
+    return name, loaded, run, baseline
+
+
+def _routing_snapshot(pipe):
+    model = pipe.transformer
+    _, attribute, _ = dar.diffusers_hooks.layout_for(model)
+    module = __import__(type(model).__module__, fromlist=["_"])
+    processors = [m.processor for m in dar.diffusers_hooks._attention_modules(model)]
+    return (getattr(module, attribute), processors, len(model._forward_pre_hooks), len(model._forward_hooks))
+
+
+def test_diffusers_hook_identity_change_and_restore(pipeline, monkeypatch):
+    name, pipe, run, baseline = pipeline
+    _, _, n_refs, per_ref, n_out = PIPELINES[name]
+    before = _routing_snapshot(pipe)
+    spy = Spy(monkeypatch, dar.diffusers_hooks)
+    with dar.enable(pipe, DARConfig(gamma=0.0)):
+        assert np.array_equal(run(), baseline)
+    with dar.enable(pipe, DARConfig()) as handle:
+        assert dar.hooks.is_enabled(pipe) and handle.config.gamma == 0.15
+        changed = run()
+    assert not np.array_equal(changed, baseline) and np.isfinite(changed).all()
+    calls = [c for c in spy.calls if c["changed"]]
+    assert calls, "DAR never rebalanced anything"
+    for c in spy.calls:
+        assert set(c["refs"]) <= {0, n_refs * per_ref}, c["refs"]
+        assert set(c["queries"]) == {n_out}
+    assert np.array_equal(run(), baseline)
+    assert _routing_snapshot(pipe) == before and not dar.hooks.is_enabled(pipe)
+
+
+def test_diffusers_hook_restores_on_exception(pipeline):
+    name, pipe, run, baseline = pipeline
+    before = _routing_snapshot(pipe)
+    with pytest.raises(KeyboardInterrupt):
+        with dar.enable(pipe, DARConfig(gamma=0.5)):
+            assert _routing_snapshot(pipe) != before
+            raise KeyboardInterrupt
+    assert _routing_snapshot(pipe) == before and dar.context.current_state() is None
+    assert dar.disable(pipe) is False
+
+
+def test_layer_and_step_options(monkeypatch):
+    pipe = tp.tiny_flux2_klein()
+    spy = Spy(monkeypatch, dar.diffusers_hooks)
+    kwargs = {**tp.TINY_CALL_KWARGS["flux2_klein"], "num_inference_steps": 4, "guidance_scale": 1.0}
+    with dar.enable(pipe, DARConfig(layers=(1,), steps=(0.5, 1.0))):
+        pipe(prompt="x", image=REFS, output_type="np", generator=torch.Generator().manual_seed(0), **kwargs)
+    assert [c["layer"] for c in spy.calls] == [1, 1]  # one single-stream layer, steps 2 and 3 of 4
+    assert [c["step"] for c in spy.calls] == [0.5, 0.75]
+    spy.calls.clear()
+    with dar.enable(pipe, DARConfig()):
+        pipe(prompt="x", image=REFS, output_type="np", generator=torch.Generator().manual_seed(0), **kwargs)
+    assert [(c["layer"], c["step"]) for c in spy.calls] == [(i, s / 4) for s in range(4) for i in (0, 1)]
+
+
+def test_cond_branch_only(monkeypatch):
+    spy = Spy(monkeypatch, dar.diffusers_hooks)
+    pipe = tp.tiny_flux2_klein()  # guidance 4: a conditional then an unconditional forward per step
+    with dar.enable(pipe, DARConfig(cfg_branches="cond", layers=(0,))):
+        pipe(prompt="x", image=REFS, output_type="np", **tp.TINY_CALL_KWARGS["flux2_klein"])
+    assert [c["refs"] for c in spy.calls] == [[32], [0], [32], [0]]
+    spy.calls.clear()
+    omni = tp.tiny_omnigen()  # CFG rows batched: [cond | negative text (no refs) | image CFG]
+    with dar.enable(omni, DARConfig(cfg_branches="cond", layers=(0,))):
+        omni(prompt="A <img><|image_1|></img>", input_images=REFS[:1], output_type="np", **tp.TINY_CALL_KWARGS["omnigen"])
+    assert {tuple(c["refs"]) for c in spy.calls} == {(4, 0, 0)}
+    spy.calls.clear()
+    with dar.enable(omni, DARConfig(layers=(0,))):
+        omni(prompt="A <img><|image_1|></img>", input_images=REFS[:1], output_type="np", **tp.TINY_CALL_KWARGS["omnigen"])
+    assert {tuple(c["refs"]) for c in spy.calls} == {(4, 0, 4)}
+
+
+def test_enable_rejects_bad_targets():
+    with pytest.raises(TypeError, match="expected a transformers PreTrainedModel"):
+        dar.enable(object())
+    with pytest.raises(TypeError, match="DARConfig"):
+        dar.enable(tp.tiny_flux2_klein(), {"gamma": 0.1})
+    pipe = tp.tiny_flux2_klein()
+    with dar.enable(pipe):
+        with pytest.raises(RuntimeError, match="already enabled"):
+            dar.enable(pipe)
+    from diffusers import AutoencoderKL
+
+    with pytest.raises(TypeError, match="no DAR layout"):
+        dar.enable(AutoencoderKL(block_out_channels=(4,), norm_num_groups=1, latent_channels=4))
+
+
+# ----------------------------------------------------------------------------- transformers
+@pytest.fixture(scope="module")
+def llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=0)).eval()
+    ids = torch.randint(3, 64, (2, 24), generator=torch.Generator().manual_seed(1))
+    attention_mask = torch.ones(2, 24, dtype=torch.long)
+    attention_mask[1, :5] = 0  # left padding in row 1
+
+    def logits():
+        with torch.no_grad():
+            return model(input_ids=ids, attention_mask=attention_mask).logits
+
+    return model, ids, attention_mask, logits
+
+
+REF = torch.arange(24).ge(6) & torch.arange(24).lt(16)
+GEN = torch.arange(24) >= 16
+
+
+def test_transformers_identity_change_and_restore(llama, monkeypatch):
+    model, _, _, logits = llama
+    baseline = logits()
+    spy = Spy(monkeypatch, dar.hf)
+    with dar.enable(model, DARConfig(gamma=0.0)), dar.references(REF, GEN):
+        assert model.config._attn_implementation == "dar"
+        assert torch.equal(logits(), baseline)
+    spy.calls.clear()
+    with dar.enable(model), dar.references(REF, GEN):
+        changed = logits()
+    assert not torch.allclose(changed, baseline)
+    assert all(c["mask"] is not None and c["mask"].dtype == torch.bool for c in spy.calls), \
+        "padding mask lost: AttentionMaskInterface entry missing"
+    assert [c["layer"] for c in spy.calls] == [0, 1] and spy.calls[0]["refs"] == [10, 10]
+    with dar.enable(model):  # no references context: plain SDPA
+        assert torch.equal(logits(), baseline)
+    assert model.config._attn_implementation == "sdpa" and torch.equal(logits(), baseline)
+    with pytest.raises(KeyboardInterrupt), dar.enable(model):
+        raise KeyboardInterrupt
+    assert model.config._attn_implementation == "sdpa" and not dar.hooks.is_enabled(model)
+
+
+def test_transformers_options_and_kv_cache(llama, monkeypatch):
+    model, ids, attention_mask, logits = llama
+    baseline = logits()
+    spy = Spy(monkeypatch, dar.hf)
+    with dar.enable(model, DARConfig(cfg_branches="cond", layers=(1,))):
+        with dar.references(REF, GEN):
+            with pytest.raises(ValueError, match="cond_rows"):
+                logits()
+        with dar.references(REF, GEN, cond_rows=torch.tensor([True, False])):
+            out = logits()
+    assert torch.equal(out[1], baseline[1]) and not torch.allclose(out[0], baseline[0])
+    assert {c["layer"] for c in spy.calls} == {1}
+    spy.calls.clear()
+    with dar.enable(model), dar.references(REF):  # absolute key positions, valid as the cache grows
+        generated = model.generate(input_ids=ids, attention_mask=attention_mask, max_new_tokens=3, do_sample=False)
+    assert generated.shape == (2, 27)
+    assert [c["lk"] for c in spy.calls] == [24, 24, 25, 25, 26, 26] and all(c["refs"] == [10, 10] for c in spy.calls)
+
+
+def test_transformers_composite_routes_language_model_only():
+    pipe = tp.tiny_qwen_image_edit_plus()
+    vlm = pipe.text_encoder
+    assert vlm.config.vision_config._attn_implementation == "sdpa"
+    with dar.enable(vlm):
+        assert vlm.config.text_config._attn_implementation == "dar"
+        assert vlm.config.vision_config._attn_implementation == "sdpa"
+    assert vlm.config.text_config._attn_implementation == "sdpa"

@@ -348,3 +348,19 @@ def test_unencodable_image_is_an_error_for_its_case_only(server_factory):
     assert all(v.status == "error" and "cannot write this image" in v.error for v in res[0].verdicts)
     assert res[0].answer_set_status == "error"
     assert all(v.status == "pass" for v in res[1].verdicts)
+
+
+def test_per_checkpoint_mode_one_failed_call_marks_only_its_checkpoint(server_factory):
+    def responder(body, seen):
+        text = prompt_text(body)
+        if "== The checkpoint ==\nB_check_1 " in text:
+            return Reply(status=400)
+        if "== The checkpoint ==\nG_check_1 " in text:
+            return Reply(content='{"pass": "1"}')
+        return good_reply(body, seen, value=0)
+
+    srv = server_factory(scripted({"mixed": responder}))
+    (res,) = judge_for(srv, request_mode="checkpoint").judge_batch([make_request("m", "mixed")])
+    assert [v.status for v in res.verdicts] == ["fail", "fail", "error", "error"]
+    assert "HTTP 400" in res.verdicts[2].error and "'pass'" in res.verdicts[3].error
+    assert len(srv.requests) == 4

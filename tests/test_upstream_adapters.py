@@ -139,15 +139,14 @@ def _tiny_omnigen2(folder: Path) -> None:
 def test_omnigen2_runs_with_dar_off_zero_and_on(tmp_path):
     _tiny_omnigen2(tmp_path)
     adapter = load_adapter("omnigen2", {"code_path": CODE["omnigen2"], "pretrained": str(tmp_path),
-                                        "dtype": "float32", "device": "cpu", "steps": 2, "width": 32, "height": 32})
+                                        "dtype": "float32", "device": "cpu", "steps": 2, "width": 32, "height": 32,
+                                        "negative_prompt": "blurry"})
     off, zero, on, zero_calls, on_calls = _dar_triple(adapter)
     assert off.size == (32, 32)
     assert _pixels(zero) == _pixels(off)
     # 2 joint layers x 2 steps x 2 branches with references (the unconditional one has none)
     assert zero_calls == on_calls == 8
     assert _pixels(on) != _pixels(off)
-    again = adapter.generate(_refs(), "the red one next to the blue one", seed=1, dar=True)
-    assert _pixels(again) == _pixels(on)  # deterministic with a seed
     cond_only = adapter.generate(_refs(), "x", seed=1, dar={"cfg_branches": "cond", "layers": [1]})
     assert cond_only.size == (32, 32) and adapter.last_dar_calls == 2
     import omnigen2.models.attention_processor as ap

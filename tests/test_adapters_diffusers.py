@@ -91,20 +91,15 @@ def test_model_info_names_weights_and_settings(adapters, saved, name):
 
 @needs_dar
 @pytest.mark.parametrize("name", list(SPECS))
-@pytest.mark.parametrize("n_refs", [2, 3])
-def test_dar_zero_gamma_is_identity_and_default_changes_output(adapters, refs, name, n_refs):
+def test_dar_zero_gamma_is_identity_and_default_changes_output(adapters, refs, name):
+    """2 references here (3 run in the seeded test above); dar=False and dicts resolve in test_adapters.py."""
     dar = _dar()
     adapter = adapters[name]
-    prompt = PROMPT if n_refs == 2 else PROMPT3
-    off = adapter.generate(refs[:n_refs], prompt, seed=3, dar=None)
-    assert _same(off, adapter.generate(refs[:n_refs], prompt, seed=3, dar=False))
-    zero = adapter.generate(refs[:n_refs], prompt, seed=3, dar=dar.DARConfig(gamma=0.0))
-    assert _same(off, zero)
-    on = adapter.generate(refs[:n_refs], prompt, seed=3, dar=True)
-    assert not _same(off, on)
-    assert _same(on, adapter.generate(refs[:n_refs], prompt, seed=3, dar={"gamma": 0.15}))
+    off = adapter.generate(refs[:2], PROMPT, seed=3, dar=None)
+    assert _same(off, adapter.generate(refs[:2], PROMPT, seed=3, dar=dar.DARConfig(gamma=0.0)))
+    assert not _same(off, adapter.generate(refs[:2], PROMPT, seed=3, dar=True))
     # the hooks are gone afterwards: a plain run matches the first one again
-    assert _same(off, adapter.generate(refs[:n_refs], prompt, seed=3))
+    assert _same(off, adapter.generate(refs[:2], PROMPT, seed=3))
 
 
 def test_qwen_size_constants_restored_after_each_call(adapters, refs):

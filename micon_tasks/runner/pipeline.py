@@ -179,7 +179,13 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
         err = None
         if mode in ("run", "judge"):
             try:
-                load = lambda: judge_obj or _load_judge(cfg)  # noqa: E731
+                built: list[Any] = [judge_obj] if judge_obj is not None else []
+
+                def load() -> Any:  # one judge object per process, built on first need
+                    if not built:
+                        built.append(_load_judge(cfg))
+                    return built[0]
+
                 if dist.is_main and not layout.judge_info.exists():
                     atomic_write_json(layout.judge_info, load().provenance())
                 jstats = run_judging(cfg, dist, layout, tasks, selected, load, redo_failed=redo_failed, progress=progress)

@@ -183,7 +183,7 @@ def test_micon_dataset_variable_may_point_at_a_local_copy(raw, monkeypatch):
 
 
 def test_unknown_source_is_an_error():
-    with pytest.raises(DataSourceError, match="neither 'hub', 'sample' nor an existing folder"):
+    with pytest.raises(DataSourceError, match="neither 'hub', 'sample', a Hub repo id"):
         load_task("object_composition", source="/no/such/place").dataset
 
 

@@ -23,7 +23,8 @@ import yaml
 from micon_tasks.errors import CaseValidationError, DataSourceError, PathEscapeError
 from micon_tasks.schemas import first_error
 
-__all__ = ["RawCase", "find_raw_root", "is_raw_root", "confine_path", "read_answer_sets", "read_raw_task"]
+__all__ = ["RawCase", "find_raw_root", "is_raw_root", "confine_path", "read_answer_sets", "read_card", "read_raw_task",
+           "validate_record"]
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,21 @@ def validate_record(record: dict[str, Any], *, task: str) -> None:
         raise CaseValidationError(task, record["case_id"], "ref_roles", "must have one role per reference")
 
 
+def read_card(card_path: Path, *, task: str, root: Path) -> dict[str, Any]:
+    """Parse, confine and schema-check one task card; raises a MiconError naming the case and field."""
+    try:
+        card = yaml.safe_load(card_path.read_text("utf-8"))
+    except OSError as exc:
+        raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} cannot be read: {exc.strerror}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} is not valid YAML: {exc}") from None
+    if not isinstance(card, dict):
+        raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} must be a YAML mapping")
+    record = _card_to_record(card, card_path, task=task, root=root)
+    validate_record(record, task=task)
+    return record
+
+
 def read_raw_task(root: Path, *, task: str, folder: str, answer_set_file: str | None = None) -> list[RawCase]:
     """Read, confine and validate every card of one task, sorted by case id."""
     cases_dir = root / folder / "cases"
@@ -150,14 +166,7 @@ def read_raw_task(root: Path, *, task: str, folder: str, answer_set_file: str | 
     out: list[RawCase] = []
     seen: dict[str, Path] = {}
     for card_path in sorted(cases_dir.glob("*.y*ml")):
-        try:
-            card = yaml.safe_load(card_path.read_text("utf-8"))
-        except yaml.YAMLError as exc:
-            raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} is not valid YAML: {exc}") from None
-        if not isinstance(card, dict):
-            raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} must be a YAML mapping")
-        record = _card_to_record(card, card_path, task=task, root=root)
-        validate_record(record, task=task)
+        record = read_card(card_path, task=task, root=root)
         cid = record["case_id"]
         if cid in seen:
             raise CaseValidationError(task, cid, "case_id", f"duplicate: {seen[cid].name} and {card_path.name}")

@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "sample"
 CONVERTER_VERSION = "1"
 DEFAULT_REPO = "Hangliuuu/MICON-Bench"
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def features() -> datasets.Features:
@@ -215,9 +217,12 @@ def load_source(
     else:
         path = Path(src).expanduser()
         if not path.is_dir():
-            raise DataSourceError(
-                f"task {config.task!r}: source {src!r} is neither 'hub', 'sample' nor an existing folder"
-            )
+            if not _REPO_ID.fullmatch(src):
+                raise DataSourceError(
+                    f"task {config.task!r}: source {src!r} is neither 'hub', 'sample', a Hub repo id "
+                    "(owner/name) nor an existing folder"
+                )
+            path = _download(src, config, revision)  # a Hub repo id given directly
     if _is_published(path, config):
         return _load_published(path, config)
     root = find_raw_root(path, [config.official_folder])

@@ -2,7 +2,7 @@
 
 ``read_raw_task`` (data/raw.py) raises on the first bad card, which suits loading. A publish must tell
 the maintainer everything that is wrong in one go, so this module walks the same cards with raw.py's
-per-card pieces (``_card_to_record``, ``validate_record``, ``confine_path``) and the sources' image
+per-card reader (``read_card``) and the sources' image
 check (``_image_bytes``), catching ``MiconError`` per card and per reference image.
 
 Granularity: every card is checked; within one card the structural check (YAML, schema, path
@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from micon_tasks.data.raw import _card_to_record, find_raw_root, read_answer_sets, validate_record
+from micon_tasks.data.raw import find_raw_root, read_answer_sets, read_card, validate_record
 from micon_tasks.data.sources import _image_bytes
 from micon_tasks.errors import CaseValidationError, MiconError
 
@@ -134,16 +132,7 @@ def _collect_task(root: Path, config: TaskConfig, problems: list[Problem], notes
     for card_path in sorted(cases_dir.glob("*.y*ml")):
         where = _rel(card_path, root)
         try:
-            try:
-                card = yaml.safe_load(card_path.read_text("utf-8"))
-            except OSError as exc:
-                raise CaseValidationError(task, card_path.stem, "(card)", f"cannot be read: {exc.strerror}") from None
-            except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                raise CaseValidationError(task, card_path.stem, "(card)", f"not valid YAML: {exc}") from None
-            if not isinstance(card, dict):
-                raise CaseValidationError(task, card_path.stem, "(card)", "must be a YAML mapping")
-            record = _card_to_record(card, card_path, task=task, root=root)
-            validate_record(record, task=task)
+            record = read_card(card_path, task=task, root=root)
             cid = record["case_id"]
             if cid in seen:
                 raise CaseValidationError(task, cid, "case_id", f"duplicate: {seen[cid]} and {where}")

@@ -168,7 +168,6 @@ def run_judging(
         return stats
 
     judge = load_judge()
-    preflight(judge)
     from tqdm.auto import tqdm
 
     size = _chunk_size(judge)

@@ -23,7 +23,7 @@ from micon_tasks.runner.aggregate import build_results, merge_samples, write_res
 from micon_tasks.runner.config import RunConfig, config_diff, load_run_config
 from micon_tasks.runner.distributed import Dist
 from micon_tasks.runner.generate import run_generation
-from micon_tasks.runner.judge_stage import run_judging
+from micon_tasks.runner.judge_stage import preflight, run_judging
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import atomic_write_json
 from micon_tasks.runner.report import format_tables, header_line
@@ -85,12 +85,16 @@ def evaluate(
     if adapter_obj is None:
         model_name = registry.adapters.canonical(model_name)
     dar_obj = _resolve_dar(dar, dar_args)
+    if dar_obj is not None and not getattr(adapter_obj or registry.get_adapter(model_name), "supports_dar", False):
+        raise ConfigError(f"adapter {model_name!r} cannot apply DAR (it has no attention to rebalance); run it without --dar")
     cfg = RunConfig(
         model=model_name, model_args=margs, tasks=registry.expand_task_names(tasks), source=str(source),
         dataset_path=dataset_path, include_path=str(include_path) if include_path else None,
         checkpoints_from=str(checkpoints_from) if checkpoints_from else None, limit=limit, seed=seed,
         dar=_dar_dict(dar_obj), judge=judge_name, judge_args=jargs, batch_size=batch_size, predict_only=predict_only,
     )
+    if adapter_obj is None:
+        adapter_obj = _load_adapter(cfg)  # checks model_args now; adapters load their weights on first use
     layout = Layout(Path(output_path) / cfg.dir_name)
     return _run(cfg, layout, mode="generate" if predict_only else "run", overwrite=overwrite, adapter_obj=adapter_obj,
                 judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress)
@@ -162,10 +166,19 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
                 err = exc
         dist.sync("the output folder check", err)
 
+        built: list[Any] = [judge_obj] if judge_obj is not None else []
+
+        def load_judge() -> Any:  # one judge object per process, built on first need (constructors are cheap)
+            if not built:
+                built.append(_load_judge(cfg))
+            return built[0]
+
         err = None
         tasks: dict[str, Any] = {}
         selected: dict[str, list[tuple[int, str]]] = {}
         try:
+            if mode in ("run", "judge"):
+                preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
             tasks, selected = _load_tasks(cfg)
             if mode in ("run", "generate"):
                 stats = run_generation(cfg, dist, layout, tasks, selected, lambda: adapter_obj or _load_adapter(cfg),
@@ -179,16 +192,9 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
         err = None
         if mode in ("run", "judge"):
             try:
-                built: list[Any] = [judge_obj] if judge_obj is not None else []
-
-                def load() -> Any:  # one judge object per process, built on first need
-                    if not built:
-                        built.append(_load_judge(cfg))
-                    return built[0]
-
                 if dist.is_main and not layout.judge_info.exists():
-                    atomic_write_json(layout.judge_info, load().provenance())
-                jstats = run_judging(cfg, dist, layout, tasks, selected, load, redo_failed=redo_failed, progress=progress)
+                    atomic_write_json(layout.judge_info, load_judge().provenance())
+                jstats = run_judging(cfg, dist, layout, tasks, selected, load_judge, redo_failed=redo_failed, progress=progress)
                 log.info("judging: %d cases judged (%d judge calls)", jstats.judged, jstats.calls)
                 _free()
             except Exception as exc:  # noqa: BLE001

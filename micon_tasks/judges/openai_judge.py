@@ -13,6 +13,7 @@ import base64
 import io
 import os
 import random
+import ssl
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -87,6 +88,7 @@ class OpenAIJudge(Judge):
         self.json_mode = bool(json_mode)
         self.seed = seed
         self._rng = random.Random(seed if seed is not None else 0)  # backoff jitter only
+        self._tls: ssl.SSLContext | None = None
 
     def _describe(self) -> dict[str, Any]:
         decoding: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
@@ -111,6 +113,20 @@ class OpenAIJudge(Judge):
             )
         return "EMPTY"  # local servers (vLLM, SGLang) accept any key
 
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None and self.base_url and self.base_url.lower().startswith("http://"):
+            # Plain HTTP needs no CA bundle. This context still demands verified certificates, so a
+            # redirect to https fails closed rather than going unverified.
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self._tls is None:
+            try:
+                import certifi  # the CA bundle the SDK's HTTP client uses by default
+
+                self._tls = ssl.create_default_context(cafile=certifi.where())
+            except ImportError:
+                self._tls = ssl.create_default_context()
+        return self._tls
+
     def _complete(self, prompts: list[Prompt]) -> list[Completion]:
         return run_coroutine(self._complete_async(prompts))
 
@@ -119,7 +135,12 @@ class OpenAIJudge(Judge):
         from openai.types.chat import ChatCompletion
 
         key = self._api_key()
-        client = openai.AsyncOpenAI(base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=0)
+        # A new client per batch (its connections belong to this event loop), but one TLS context per
+        # judge: building one loads the CA bundle, about 60 ms, which small batches would pay each time.
+        http_client = openai.DefaultAsyncHttpxClient(verify=self._tls_context())
+        client = openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=0, http_client=http_client
+        )
         sem = asyncio.Semaphore(self.concurrency)
         # PNG encoding runs in worker threads (zlib releases the GIL), once per distinct image of
         # the batch, overlapping with requests in flight instead of stalling the event loop.

@@ -193,10 +193,9 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     positions, valid = sample_query_positions(query_mask, batch, length_q, config, query.device)
     width, groups = positions.shape[1], heads // kv_heads
     if width > 0 and bool(ref.any()):
-        sampled = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
-        sampled = sampled.float().reshape(batch, kv_heads, groups, width, dim)
         factor = dim ** -0.5 if scale is None else scale
-        logits = (sampled * factor) @ key.float().unsqueeze(2).transpose(-1, -2)  # (B, Hkv, G, M, Lk)
+        sampled = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
+        sampled = (sampled.float() * factor).reshape(batch, kv_heads, groups * width, dim)
         bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)
         if bias is not None:
             bias = bias.to(query.device)
@@ -204,10 +203,18 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
                 bias = bias.reshape(bias.shape[0], kv_heads, groups, width, bias.shape[-1])
             else:
                 bias = bias.unsqueeze(2)
-            logits = logits + bias
-        probs = torch.softmax(logits, dim=-1)
-        probs = torch.nan_to_num(probs, nan=0.0) * valid[:, None, None, :, None]  # fully masked rows -> 0
-        scores = probs.sum(dim=(1, 2, 3))
+        logits = sampled @ key.float().transpose(-1, -2)  # the only score block: m x Lk per head
+        logits = logits.view(batch, kv_heads, groups, width, length_k)
+        if bias is not None:
+            logits.add_(bias)
+        # Softmax rows summed over queries and heads, in place: r = sum_rows exp(l - max) / Z. A fully masked
+        # row (max = -inf) or a padding slot gets row weight 0, so it contributes nothing.
+        top = logits.amax(dim=-1, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        logits.sub_(top).exp_()
+        total = logits.sum(dim=-1, keepdim=True)
+        row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * valid[:, None, None, :, None]
+        scores = (row_weight.transpose(-1, -2) @ logits).sum(dim=(1, 2, 3))  # (B, Lk)
     return rebalance_weights(scores, ref, config, None if ids is None else ids.to(query.device))
 
 

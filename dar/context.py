@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -34,6 +34,8 @@ class ForwardState:
     ref_ids: torch.Tensor | None = None
     cond_rows: torch.Tensor | None = None
     step: float | None = None
+    sampled: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, compare=False)
+    cache: dict = field(default_factory=dict, compare=False, repr=False)  # per-shape masks, reused by layers
 
 
 _STATE: ContextVar[ForwardState | None] = ContextVar("dar_forward_state", default=None)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .config import DARConfig
 from .context import _LAYER, _STATE, ForwardState, current_step
-from .op import dar_weights
+from .op import _to_device, dar_weights, sample_query_positions
 
 __all__ = ["install", "supported_models", "layout_for"]
 
@@ -128,9 +128,8 @@ def _weights(query_bhsd: torch.Tensor, key_bhsd: torch.Tensor, attn_mask, scale,
     batch, _, length_q, _ = query_bhsd.shape
     if state.ref_mask.shape != (batch, key_bhsd.shape[2]) or state.query_mask.shape[-1] != length_q:
         return None  # a call whose sequence is not the joint one (e.g. ref-only KV-cache attention)
-    device = query_bhsd.device
-    w, _ = dar_weights(query_bhsd, key_bhsd, state.ref_mask.to(device), config, attn_mask=attn_mask, scale=scale,
-                       is_causal=is_causal, query_mask=state.query_mask.to(device), ref_ids=state.ref_ids.to(device))
+    w, _ = dar_weights(query_bhsd, key_bhsd, state.ref_mask, config, attn_mask=attn_mask, scale=scale,
+                       is_causal=is_causal, query_mask=state.query_mask, ref_ids=state.ref_ids, sampled=state.sampled)
     return w
 
 
@@ -240,7 +239,11 @@ class _TransformerHook:
         step = current_step() if current_step() is not None else fraction
         if self.config.cfg_branches == "cond":
             ref = ref & self._cond_rows(ref, step_key)[:, None]
-        state = ForwardState(config=self.config, ref_mask=ref, query_mask=query, ref_ids=ids, step=step)
+        # Everything DAR needs per layer is placed on the device and sampled once per forward (no syncs later).
+        device = bound["hidden_states"].device
+        sampled = sample_query_positions(query, query.shape[0], query.shape[1], self.config, device)
+        state = ForwardState(config=self.config, ref_mask=_to_device(ref, device), query_mask=query,
+                             ref_ids=_to_device(ids, device), step=step, sampled=sampled)
         _stack(self._local).append(_STATE.set(state))
 
     def post(self, module, args, kwargs, output):

@@ -19,7 +19,7 @@ import torch
 
 from .config import DARConfig
 from .context import _LAYER, _scoped, current_state, current_step
-from .op import dar_weights
+from .op import _to_device, dar_weights, sample_query_positions
 
 __all__ = ["ATTN_IMPLEMENTATION", "register", "install", "dar_sdpa_attention"]
 
@@ -56,17 +56,10 @@ def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | N
     batch, _, length_q, _ = query.shape
     length_k = key.shape[2]
     device = query.device
-    ref = _fit(state.ref_mask.to(device), batch, length_k, False)
-    if config.cfg_branches == "cond":
-        if state.cond_rows is None:
-            raise ValueError("dar: cfg_branches='cond' needs dar.references(..., cond_rows=<bool (B,)>)")
-        ref = ref & state.cond_rows.to(device)[:, None]
-    query_mask = state.query_mask
-    if query_mask is not None:
-        query_mask = query_mask.to(device)
-        if query_mask.shape[-1] != length_q:  # absolute positions: the current queries are the last Lq
-            query_mask = _fit(query_mask, batch, length_k, False)[:, length_k - length_q:]
-    ids = None if state.ref_ids is None else _fit(state.ref_ids.to(device), batch, length_k, -1)
+    cache_key = (batch, length_q, length_k, str(device), config)
+    if cache_key not in state.cache:  # built once per shape, then reused by every layer
+        state.cache[cache_key] = _fit_state(state, config, batch, length_q, length_k, device)
+    ref, query_mask, ids, sampled = state.cache[cache_key]
     mask = attention_mask
     if mask is not None and mask.shape[-1] != length_k:
         mask = mask[..., :length_k]
@@ -75,8 +68,25 @@ def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | N
     causal = bool(causal) and mask is None and length_q > 1  # the rule sdpa_attention_forward applies
     with _scoped(_LAYER, layer):
         w, _ = dar_weights(query, key, ref, config, attn_mask=mask, scale=kwargs.get("scaling"), is_causal=causal,
-                           query_mask=query_mask, ref_ids=ids)
+                           query_mask=query_mask, ref_ids=ids, sampled=sampled)
     return w
+
+
+def _fit_state(state, config: DARConfig, batch: int, length_q: int, length_k: int, device):
+    """The caller's absolute-position masks cut to this call's shape, on the device, plus sampled queries."""
+    ref = _fit(state.ref_mask.cpu(), batch, length_k, False)
+    if config.cfg_branches == "cond":
+        if state.cond_rows is None:
+            raise ValueError("dar: cfg_branches='cond' needs dar.references(..., cond_rows=<bool (B,)>)")
+        ref = ref & state.cond_rows.cpu()[:, None]
+    query_mask = state.query_mask
+    if query_mask is not None:
+        query_mask = query_mask.cpu()
+        if query_mask.shape[-1] != length_q:  # absolute positions: the current queries are the last Lq
+            query_mask = _fit(query_mask, batch, length_k, False)[:, length_k - length_q:]
+    ids = None if state.ref_ids is None else _to_device(_fit(state.ref_ids.cpu(), batch, length_k, -1), device)
+    sampled = sample_query_positions(query_mask, batch, length_q, config, device)
+    return _to_device(ref.contiguous(), device), query_mask, ids, sampled
 
 
 def dar_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,

@@ -55,11 +55,10 @@ def sample_query_positions(query_mask: torch.Tensor | None, batch: int, length: 
     "strided" takes candidate ranks ((2i + 1) * n) // (2m), i < m (evenly spaced, centred); "random" takes
     ``torch.randperm(n, generator)[:m]`` (sorted), one row after another from a single CPU generator
     seeded with ``config.seed`` (global RNG when seed is None). With n <= m every candidate is taken.
+    The work happens on the CPU (pass ``query_mask`` there to avoid a device sync); results go to ``device``.
     """
     qm = _rows(query_mask, batch, length, "query_mask", ("bool",))
-    if qm is None:
-        qm = torch.ones(batch, length, dtype=torch.bool, device=device)
-    qm = qm.to(device)
+    qm = torch.ones(batch, length, dtype=torch.bool) if qm is None else qm.cpu()
     counts = qm.sum(dim=1).tolist()
     m = config.num_queries
     width = min(m, max(counts, default=0))
@@ -81,8 +80,16 @@ def sample_query_positions(query_mask: torch.Tensor | None, batch: int, length: 
         valid[b, : chosen.numel()] = True
     # rank j -> position of the (j + 1)-th selectable query in the row
     csum = qm.long().cumsum(dim=1)
-    positions = torch.searchsorted(csum, ranks.to(device) + 1).clamp_(max=max(length - 1, 0))
-    return positions, valid.to(device)
+    positions = torch.searchsorted(csum, ranks + 1).clamp_(max=max(length - 1, 0))
+    return _to_device(positions, device), _to_device(valid, device)
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Host -> device copy that does not wait for queued kernels (pinned, non-blocking) on CUDA."""
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def _sampled_bias(attn_mask: torch.Tensor | None, is_causal: bool, positions: torch.Tensor, heads: int,
@@ -164,13 +171,15 @@ def _check_shapes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor | 
 
 def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, config: DARConfig = DARConfig(), *,
                 attn_mask: torch.Tensor | None = None, scale: float | None = None, is_causal: bool = False,
-                query_mask: torch.Tensor | None = None, ref_ids: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                query_mask: torch.Tensor | None = None, ref_ids: torch.Tensor | None = None,
+                sampled: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """DAR's analysis alone: the per-key weights ``w`` and normalised scores ``r_hat``, both (B, Lk) float32.
 
     Hooks use this to scale the key vectors themselves and then call the library's own attention
     function (keeping its backend, GQA and mask handling); :func:`dar_attention` is this plus one SDPA.
-    Arguments as for :func:`dar_attention`. With gamma == 0 every weight is exactly 1.
+    Arguments as for :func:`dar_attention`; ``sampled`` may carry :func:`sample_query_positions`' result
+    for this query length (hooks compute it once per forward and reuse it in every layer). With gamma == 0
+    every weight is exactly 1.
     """
     if not isinstance(config, DARConfig):
         raise TypeError(f"dar_attention: config must be a DARConfig, got {type(config).__name__}")
@@ -185,17 +194,22 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     ids = _rows(ref_ids, batch, length_k, "ref_ids", ("int",))
     if config.normalize == "per_ref" and ids is None:
         raise ValueError("dar_attention: normalize='per_ref' needs ref_ids (which reference each key belongs to)")
-    ref = ref.to(query.device)
+    ref = ref if ref.device == query.device else _to_device(ref, query.device)
     scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
     if config.gamma == 0.0:
         ones = torch.ones_like(scores)
         return ones, torch.full_like(scores, float("nan"))
-    positions, valid = sample_query_positions(query_mask, batch, length_q, config, query.device)
+    if sampled is None:
+        sampled = sample_query_positions(query_mask, batch, length_q, config, query.device)
+    positions, valid = sampled
+    if positions.shape[0] != batch or valid.shape != positions.shape:
+        raise ValueError(f"dar_attention: sampled positions of shape {tuple(positions.shape)} do not match batch {batch}")
     width, groups = positions.shape[1], heads // kv_heads
-    if width > 0 and bool(ref.any()):
+    # (no "any reference key?" shortcut on accelerators: it would cost a device sync per layer)
+    if width > 0 and (ref.device.type != "cpu" or bool(ref.any())):
         factor = dim ** -0.5 if scale is None else scale
-        sampled = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
-        sampled = (sampled.float() * factor).reshape(batch, kv_heads, groups * width, dim)
+        picked = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
+        picked = (picked.float() * factor).reshape(batch, kv_heads, groups * width, dim)
         bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)
         if bias is not None:
             bias = bias.to(query.device)
@@ -203,7 +217,7 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
                 bias = bias.reshape(bias.shape[0], kv_heads, groups, width, bias.shape[-1])
             else:
                 bias = bias.unsqueeze(2)
-        logits = sampled @ key.float().transpose(-1, -2)  # the only score block: m x Lk per head
+        logits = picked @ key.float().transpose(-1, -2)  # the only score block: m x Lk per head
         logits = logits.view(batch, kv_heads, groups, width, length_k)
         if bias is not None:
             logits.add_(bias)
@@ -215,7 +229,7 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
         total = logits.sum(dim=-1, keepdim=True)
         row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * valid[:, None, None, :, None]
         scores = (row_weight.transpose(-1, -2) @ logits).sum(dim=(1, 2, 3))  # (B, Lk)
-    return rebalance_weights(scores, ref, config, None if ids is None else ids.to(query.device))
+    return rebalance_weights(scores, ref, config, None if ids is None else _to_device(ids, query.device))
 
 
 def dar_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ref_mask: torch.Tensor,

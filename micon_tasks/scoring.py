@@ -193,7 +193,7 @@ def _summarise(
         "n_cases": len(cases),
         "n_cases_clean": len(clean),
         "n_checkpoint_errors": sum(c.n_checkpoint_errors for c in cases),
-        "n_failed": sum(1 for c in cases if c.reason is not None),
+        "n_failed": sum(1 for c in cases if c.failed),
         "score_clean": _mean(clean),
         "dimensions": dim_means,
     }

@@ -77,6 +77,7 @@ class JudgeResult:
 
     verdicts: list[Verdict]
     answer_set_score: float | None = None  # story task only, 0..10
+    # story only: "pass" = a score was read, "error" = none could be (never a stand-in value)
     answer_set_status: VerdictStatus | None = None
     raw: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -92,4 +93,9 @@ class CaseScore:
     n_checkpoint_errors: int = 0
     clean: bool = True
     answer_set_score: float | None = None
-    reason: str | None = None  # e.g. "missing image: adapter raised ..."
+    reason: str | None = None  # set only when no image reached the judge, e.g. "generation failed: refused"
+
+    @property
+    def failed(self) -> bool:
+        """True when the case never reached the judge (generation failure or missing image)."""
+        return self.reason is not None

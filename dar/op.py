@@ -146,7 +146,8 @@ def rebalance_weights(scores: torch.Tensor, ref_mask: torch.Tensor, config: DARC
     highs = torch.full((batch * n_groups,), float("-inf"), device=scores.device)
     lows.scatter_reduce_(0, flat.flatten(), torch.where(ref_mask, scores, inf).flatten(), "amin")
     highs.scatter_reduce_(0, flat.flatten(), torch.where(ref_mask, scores, -inf).flatten(), "amax")
-    low, high = lows[flat], highs[flat]
+    low = lows.view(batch, n_groups).gather(1, groups)
+    high = highs.view(batch, n_groups).gather(1, groups)
     span = high - low
     defined = ref_mask & (span > 0)
     r_hat = torch.where(defined, (scores - low) / torch.where(defined, span, 1.0), float("nan"))
@@ -209,26 +210,27 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     if width > 0 and (ref.device.type != "cpu" or bool(ref.any())):
         factor = dim ** -0.5 if scale is None else scale
         picked = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
-        picked = (picked.float() * factor).reshape(batch, kv_heads, groups * width, dim)
-        bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)
+        picked = (picked.float() * factor).reshape(batch, kv_heads, groups * width, dim)  # row g*M + i
+        # The only score block, m x Lk per head, laid out (B, Hkv, Lk, G*M): keys on rows is the faster
+        # product on the CPU, and every reduction below is over keys (dim -2) or rows (dim -1).
+        logits = key.float() @ picked.transpose(-1, -2)
+        bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)  # (B', Hm, M, Lk)
         if bias is not None:
             bias = bias.to(query.device)
             if bias.shape[1] == heads:
-                bias = bias.reshape(bias.shape[0], kv_heads, groups, width, bias.shape[-1])
+                bias = bias.reshape(bias.shape[0], kv_heads, groups, width, length_k).permute(0, 1, 4, 2, 3)
             else:
-                bias = bias.unsqueeze(2)
-        logits = picked @ key.float().transpose(-1, -2)  # the only score block: m x Lk per head
-        logits = logits.view(batch, kv_heads, groups, width, length_k)
-        if bias is not None:
-            logits.add_(bias)
+                bias = bias.transpose(-1, -2).unsqueeze(-2).expand(bias.shape[0], 1, length_k, groups, width)
+            logits.add_(bias.reshape(bias.shape[0], bias.shape[1], length_k, groups * width))
         # Softmax rows summed over queries and heads, in place: r = sum_rows exp(l - max) / Z. A fully masked
         # row (max = -inf) or a padding slot gets row weight 0, so it contributes nothing.
-        top = logits.amax(dim=-1, keepdim=True)
+        top = logits.amax(dim=-2, keepdim=True)
         top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
         logits.sub_(top).exp_()
-        total = logits.sum(dim=-1, keepdim=True)
-        row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * valid[:, None, None, :, None]
-        scores = (row_weight.transpose(-1, -2) @ logits).sum(dim=(1, 2, 3))  # (B, Lk)
+        total = logits.sum(dim=-2, keepdim=True)  # (B, Hkv, 1, G*M)
+        slots = valid[:, None, None, :].expand(batch, 1, groups, width).reshape(batch, 1, 1, groups * width)
+        row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * slots
+        scores = (logits @ row_weight.transpose(-1, -2)).sum(dim=(1, 3))  # (B, Lk)
     return rebalance_weights(scores, ref, config, None if ids is None else _to_device(ids, query.device))
 
 

@@ -177,12 +177,29 @@ def _scenario(name):
         bias[torch.rand(2, 2, 12, 20, generator=g) < 0.2] = float("-inf")
         bias[..., 0] = 0.0
         kw["attn_mask"] = bias
+    elif name == "gqa_masks":
+        q, k, v = _inputs(8, H=6, Hk=2)  # three query heads per key/value head
+        ref = torch.zeros(2, 20, dtype=torch.bool)
+        ref[0, 3:17], ref[1, 5:20] = True, True
+        g = torch.Generator().manual_seed(80)
+        bias = torch.randn(2, 6, 12, 20, generator=g)  # a different additive mask per query head
+        bias[torch.rand(2, 6, 12, 20, generator=g) < 0.15] = float("-inf")
+        bias[..., 4] = 0.0
+        kw["attn_mask"] = bias
+        cfg = DARConfig(num_queries=4, tau_low=0.35, tau_high=0.65)
+    elif name == "gqa_shared_mask":
+        q, k, v = _inputs(9, H=4, Hk=1)
+        ref = torch.arange(20) >= 8
+        keep = torch.rand(2, 1, 12, 20, generator=torch.Generator().manual_seed(90)) > 0.2
+        keep[..., 0] = True
+        kw["attn_mask"] = keep
     else:
         raise KeyError(name)
     return q, k, v, ref, cfg, kw
 
 
-SCENARIOS = ["gqa", "padding", "causal", "row_spans", "per_ref", "random", "float_mask_per_query"]
+SCENARIOS = ["gqa", "padding", "causal", "row_spans", "per_ref", "random", "float_mask_per_query", "gqa_masks",
+             "gqa_shared_mask"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)

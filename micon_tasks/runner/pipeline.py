@@ -159,12 +159,15 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
     dist = distributed.from_env()
     try:
         err: BaseException | None = None
-        if dist.is_main:
+        tasks: dict[str, Any] = {}
+        selected: dict[str, list[tuple[int, str]]] = {}
+        if dist.is_main:  # rank 0 first: it checks the folder and fills the dataset cache the others read
             try:
                 _prepare(layout, cfg, mode=mode, overwrite=overwrite)
+                tasks, selected = _load_tasks(cfg)
             except Exception as exc:  # noqa: BLE001 - reported to every rank by sync
                 err = exc
-        dist.sync("the output folder check", err)
+        dist.sync("the output folder check and data loading", err)
 
         built: list[Any] = [judge_obj] if judge_obj is not None else []
 
@@ -174,12 +177,11 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
             return built[0]
 
         err = None
-        tasks: dict[str, Any] = {}
-        selected: dict[str, list[tuple[int, str]]] = {}
         try:
+            if not tasks:
+                tasks, selected = _load_tasks(cfg)
             if mode in ("run", "judge"):
                 preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
-            tasks, selected = _load_tasks(cfg)
             if mode in ("run", "generate"):
                 stats = run_generation(cfg, dist, layout, tasks, selected, lambda: adapter_obj or _load_adapter(cfg),
                                        dar=dar_obj, redo_failed=redo_failed, progress=progress)

@@ -147,3 +147,4 @@ def test_tiny_random_judge_is_built_on_first_use_and_says_its_scores_mean_nothin
     out = capsys.readouterr().out
     assert "MEAN NOTHING" in out and "| Object |" in out
     assert (fresh_cache / "models" / "micon-tiny-random" / "config.json").exists()
+    assert "MEAN NOTHING" in (tmp_path / "collage" / "results.md").read_text()

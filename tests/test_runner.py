@@ -237,3 +237,18 @@ def test_tiny_diffusers_adapter_end_to_end_with_and_without_dar(tmp_path, server
     dar_recs = [json.loads(x) for t in tasks for x in (tmp_path / "out" / "omnigen__dar" / f"samples_{t}.jsonl").read_text().splitlines()]
     assert [r["seed"] for r in dar_recs] == [r["seed"] for r in recs]
     assert any(a["image"]["sha256"] != b["image"]["sha256"] for a, b in zip(recs, dar_recs)), "DAR changed no image"
+
+
+def test_redo_failed_retries_recorded_failures_only(tmp_path, server, monkeypatch):
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("MICON_TEST_CALLS_FILE", str(calls))
+    monkeypatch.setenv("MICON_TEST_FAIL_CASES", "foreground_background_composition_0002")
+    first = _run(tmp_path, server, tasks=["fgbg_composition"], limit=3)
+    assert first["results"]["fgbg_composition"]["n_failed"] == 1 and len(calls.read_text().split()) == 3
+    monkeypatch.delenv("MICON_TEST_FAIL_CASES")
+    again = _run(tmp_path, server, tasks=["fgbg_composition"], limit=3)  # a failure is a result: kept
+    assert again["results"]["fgbg_composition"]["n_failed"] == 1 and len(calls.read_text().split()) == 3
+    fixed = _run(tmp_path, server, tasks=["fgbg_composition"], limit=3, redo_failed=True)
+    assert fixed["results"]["fgbg_composition"]["n_failed"] == 0
+    assert calls.read_text().split() == ["foreground_background_composition_0001", "foreground_background_composition_0002",
+                                         "foreground_background_composition_0003", "foreground_background_composition_0002"]

@@ -220,7 +220,12 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
 
 
 def _markdown(results: dict[str, Any]) -> str:
-    return f"# MICON-Bench results\n\n{header_line(results)}\n\n{format_tables(results)}"
+    from micon_tasks.runner.demo import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
+
+    text = f"# MICON-Bench results\n\n{header_line(results)}\n\n{format_tables(results)}"
+    if (results["config"].get("judge_args") or {}).get("pretrained") == TINY_JUDGE_NAME:
+        text += f"\n**Note:** {TINY_JUDGE_WARNING}\n"
+    return text
 
 
 def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> None:

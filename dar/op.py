@@ -58,6 +58,11 @@ def sample_query_positions(query_mask: torch.Tensor | None, batch: int, length: 
     The work happens on the CPU (pass ``query_mask`` there to avoid a device sync); results go to ``device``.
     """
     qm = _rows(query_mask, batch, length, "query_mask", ("bool",))
+    if qm is None and config.sampling == "strided":  # every query selectable: computed on the device, no copies
+        m = min(config.num_queries, length)
+        step = torch.arange(m, device=device)
+        positions = step if length <= config.num_queries else (step * 2 + 1) * length // (2 * m)
+        return positions.expand(batch, m), torch.ones(batch, m, dtype=torch.bool, device=device)
     qm = torch.ones(batch, length, dtype=torch.bool) if qm is None else qm.cpu()
     counts = qm.sum(dim=1).tolist()
     m = config.num_queries

@@ -24,7 +24,6 @@ import types
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .config import DARConfig
 from .context import _LAYER, _STATE, ForwardState, current_step
@@ -152,7 +151,7 @@ def _dispatch_router(original: Callable) -> Callable:
     return dar_dispatch_attention_fn
 
 
-def _functional_router(original_module) -> types.SimpleNamespace:
+def _functional_router(original_module) -> types.ModuleType:
     """Stands in for ``torch.nn.functional`` in a model module that calls SDPA directly (BHSD tensors)."""
 
     def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
@@ -161,8 +160,9 @@ def _functional_router(original_module) -> types.SimpleNamespace:
             w = _weights(query, key, attn_mask, scale, is_causal)
             if w is not None:
                 key = key * w.to(key.dtype)[:, None, :, None]
-        return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
-                                              is_causal=is_causal, scale=scale, **kwargs)
+        return original_module.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
+                                                            dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+                                                            **kwargs)
 
     class _Functional(types.ModuleType):
         def __getattr__(self, name):

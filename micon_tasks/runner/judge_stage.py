@@ -108,8 +108,14 @@ def valid_judgements(
 
 def preflight(judge: Any, timeout: float = 5.0) -> None:
     """Fail fast, in one line, when an OpenAI-compatible judge server does not answer at all."""
+    if getattr(judge, "backend", None) != "openai":
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("openai") is None:
+        raise JudgeUnreachableError("the openai judge needs the openai package: pip install 'micon-bench[api]'")
     base_url = getattr(judge, "base_url", None)
-    if getattr(judge, "backend", None) != "openai" or not base_url:
+    if not base_url:
         return
     url = base_url.rstrip("/") + "/models"
     try:

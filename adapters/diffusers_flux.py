@@ -50,24 +50,13 @@ class Flux2KleinAdapter(DiffusersAdapter):
     def __init__(
         self,
         pretrained: str = "black-forest-labs/FLUX.2-klein-4B",
-        dtype: str | None = "auto",
-        device: str | None = "auto",
         steps: int = 4,
         guidance_scale: float = 1.0,
         max_sequence_length: int = 512,
         text_encoder_out_layers: Any = None,
-        height: int | None = None,
-        width: int | None = None,
-        revision: str | None = None,
-        variant: str | None = None,
-        trust_remote_code: bool = False,
-        local_files_only: bool = False,
-        cpu_offload: bool = False,
+        **common: Any,
     ):
-        super().__init__(pretrained, dtype=dtype, device=device, steps=steps, guidance_scale=guidance_scale,
-                         height=height, width=width, revision=revision, variant=variant,
-                         trust_remote_code=trust_remote_code, local_files_only=local_files_only,
-                         cpu_offload=cpu_offload)
+        super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
         self.max_sequence_length = int(max_sequence_length)
         self.text_encoder_out_layers = _layers(text_encoder_out_layers)
 
@@ -110,24 +99,13 @@ class FluxKontextAdapter(DiffusersAdapter):
     def __init__(
         self,
         pretrained: str = "black-forest-labs/FLUX.1-Kontext-dev",
-        dtype: str | None = "auto",
-        device: str | None = "auto",
         steps: int = 28,
         guidance_scale: float = 2.5,
         condition_area: int = 1024 * 1024,
         max_sequence_length: int = 512,
-        height: int | None = None,
-        width: int | None = None,
-        revision: str | None = None,
-        variant: str | None = None,
-        trust_remote_code: bool = False,
-        local_files_only: bool = False,
-        cpu_offload: bool = False,
+        **common: Any,
     ):
-        super().__init__(pretrained, dtype=dtype, device=device, steps=steps, guidance_scale=guidance_scale,
-                         height=height, width=width, revision=revision, variant=variant,
-                         trust_remote_code=trust_remote_code, local_files_only=local_files_only,
-                         cpu_offload=cpu_offload)
+        super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
         self.condition_area = int(condition_area)
         self.max_sequence_length = int(max_sequence_length)
 
@@ -166,29 +144,16 @@ class DreamOmni2Adapter(FluxKontextAdapter):
         lora_subfolder: str | None = None,
         lora_scale: float = 1.0,
         pretrained: str = "black-forest-labs/FLUX.1-Kontext-dev",
-        dtype: str | None = "auto",
-        device: str | None = "auto",
         steps: int = 28,
         guidance_scale: float = 3.5,
-        condition_area: int = 1024 * 1024,
-        max_sequence_length: int = 512,
-        height: int | None = None,
-        width: int | None = None,
-        revision: str | None = None,
-        variant: str | None = None,
-        trust_remote_code: bool = False,
-        local_files_only: bool = False,
-        cpu_offload: bool = False,
+        **common: Any,
     ):
         if not lora:
             raise ConfigError(
                 "adapter 'dreamomni2' needs lora=<folder or Hub id of DreamOmni2's LoRA weights> "
                 "(and lora_subfolder= / lora_weight_name= where the repository holds several)"
             )
-        super().__init__(pretrained, dtype=dtype, device=device, steps=steps, guidance_scale=guidance_scale,
-                         condition_area=condition_area, max_sequence_length=max_sequence_length, height=height,
-                         width=width, revision=revision, variant=variant, trust_remote_code=trust_remote_code,
-                         local_files_only=local_files_only, cpu_offload=cpu_offload)
+        super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
         self.lora = str(lora)
         self.lora_weight_name = lora_weight_name
         self.lora_subfolder = lora_subfolder

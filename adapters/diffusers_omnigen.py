@@ -25,24 +25,13 @@ class OmniGenAdapter(DiffusersAdapter):
     def __init__(
         self,
         pretrained: str = "Shitao/OmniGen-v1-diffusers",
-        dtype: str | None = "auto",
-        device: str | None = "auto",
         steps: int = 50,
         guidance_scale: float = 2.5,
         img_guidance_scale: float = 1.6,
         max_input_image_size: int = 1024,
-        height: int | None = None,
-        width: int | None = None,
-        revision: str | None = None,
-        variant: str | None = None,
-        trust_remote_code: bool = False,
-        local_files_only: bool = False,
-        cpu_offload: bool = False,
+        **common: Any,
     ):
-        super().__init__(pretrained, dtype=dtype, device=device, steps=steps, guidance_scale=guidance_scale,
-                         height=height, width=width, revision=revision, variant=variant,
-                         trust_remote_code=trust_remote_code, local_files_only=local_files_only,
-                         cpu_offload=cpu_offload)
+        super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
         self.img_guidance_scale = float(img_guidance_scale)
         self.max_input_image_size = int(max_input_image_size)
 

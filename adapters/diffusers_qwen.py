@@ -31,8 +31,6 @@ class QwenImageEditPlusAdapter(DiffusersAdapter):
     def __init__(
         self,
         pretrained: str = "Qwen/Qwen-Image-Edit-2509",
-        dtype: str | None = "auto",
-        device: str | None = "auto",
         steps: int = 40,
         true_cfg_scale: float = 4.0,
         guidance_scale: float | None = None,
@@ -40,18 +38,9 @@ class QwenImageEditPlusAdapter(DiffusersAdapter):
         max_sequence_length: int = 512,
         condition_image_size: int | None = None,
         vae_image_size: int | None = None,
-        height: int | None = None,
-        width: int | None = None,
-        revision: str | None = None,
-        variant: str | None = None,
-        trust_remote_code: bool = False,
-        local_files_only: bool = False,
-        cpu_offload: bool = False,
+        **common: Any,
     ):
-        super().__init__(pretrained, dtype=dtype, device=device, steps=steps, guidance_scale=guidance_scale,
-                         height=height, width=width, revision=revision, variant=variant,
-                         trust_remote_code=trust_remote_code, local_files_only=local_files_only,
-                         cpu_offload=cpu_offload)
+        super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
         self.true_cfg_scale = float(true_cfg_scale)
         self.negative_prompt = negative_prompt
         self.max_sequence_length = int(max_sequence_length)

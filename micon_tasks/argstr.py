@@ -14,7 +14,7 @@ from typing import Any
 
 from micon_tasks.errors import ConfigError
 
-__all__ = ["coerce_value", "parse_args_string", "build_with_args"]
+__all__ = ["coerce_value", "parse_args_string", "accepted_arguments", "build_with_args"]
 
 
 def coerce_value(text: str) -> Any:
@@ -67,13 +67,31 @@ def parse_args_string(args: str | Mapping[str, Any] | None, *, what: str = "argu
     return out
 
 
+def accepted_arguments(cls: type) -> list[str] | None:
+    """The keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the class hierarchy.
+
+    A subclass whose ``__init__`` passes ``**kwargs`` on to its base accepts the base's named arguments
+    too, so adapters declare only what they add. None when some class in the chain takes anything.
+    """
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return names
+        params = [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names
+    return None
+
+
 def build_with_args(cls: type, args: str | Mapping[str, Any] | None, *, kind: str, name: str, **extra: Any) -> Any:
     """Instantiate ``cls`` with parsed args, refusing unknown keys with the list of accepted ones."""
     kwargs = {**parse_args_string(args, what=f"{kind} {name!r} arguments"), **extra}
-    sig = inspect.signature(cls.__init__)
-    params = [p for p in sig.parameters.values() if p.name != "self"]
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        accepted = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = accepted_arguments(cls)
+    if accepted is not None:
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             raise ConfigError(

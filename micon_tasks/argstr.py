@@ -78,8 +78,8 @@ def accepted_arguments(cls: type) -> list[str] | None:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
-        if klass is object:
-            return names
+        if klass is object:  # **kwargs that no base consumes: anything goes
+            return None
         params = [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
         names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names]
         if not any(p.kind is p.VAR_KEYWORD for p in params):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from adapters.base import GenerationError, ModelAdapter
-from adapters.retry import RetryPolicy, api_key_from_env, call_with_retries, is_transport_error, redact
+from adapters.api_base import ApiAdapter
+from adapters.base import GenerationError
+from adapters.retry import call_with_retries, is_transport_error, redact
 from registry import register_adapter
 
 __all__ = ["NanoBananaAdapter"]
@@ -21,11 +22,10 @@ _SAFETY_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBI
 
 
 @register_adapter("nano_banana", aliases=("nano-banana", "gemini_image"))
-class NanoBananaAdapter(ModelAdapter):
+class NanoBananaAdapter(ApiAdapter):
     """Gemini image generation with several inline reference images. Key from ``api_key_env`` only."""
 
     max_refs = 14
-    supports_dar = False
     default_size = (1024, 1024)
 
     def __init__(
@@ -33,24 +33,13 @@ class NanoBananaAdapter(ModelAdapter):
         model: str = "gemini-2.5-flash-image",
         aspect_ratio: str = "1:1",
         image_size: str | None = None,
-        base_url: str | None = None,
         api_key_env: str = "GEMINI_API_KEY,GOOGLE_API_KEY",
-        timeout: float = 300.0,
-        max_retries: int = 4,
-        backoff: float = 2.0,
-        max_backoff: float = 60.0,
+        **common: Any,
     ):
+        super().__init__(api_key_env=api_key_env, **common)
         self.model = model
         self.aspect_ratio = aspect_ratio
         self.image_size = image_size
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.timeout = float(timeout)
-        self.retry = RetryPolicy(int(max_retries), float(backoff), float(max_backoff))
-        # comma-separated names in an arg string are split by the parser, so ";" or a list also works
-        names = api_key_env if isinstance(api_key_env, (list, tuple)) else str(api_key_env).replace(";", ",").split(",")
-        self._api_key = api_key_from_env([n.strip() for n in names if n.strip()], "nano_banana")
-        self._client: Any = None
 
     def model_info(self) -> dict[str, Any]:
         return {

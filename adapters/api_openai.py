@@ -11,8 +11,9 @@ import base64
 import io
 from typing import Any
 
-from adapters.base import GenerationError, ModelAdapter
-from adapters.retry import RetryPolicy, api_key_from_env, call_with_retries, redact
+from adapters.api_base import ApiAdapter
+from adapters.base import GenerationError
+from adapters.retry import call_with_retries, redact
 from registry import register_adapter
 
 __all__ = ["GPTImageAdapter"]
@@ -21,11 +22,10 @@ _SAFETY_CODES = {"moderation_blocked", "content_policy_violation", "content_filt
 
 
 @register_adapter("gpt_image", aliases=("gpt-image", "openai_image"))
-class GPTImageAdapter(ModelAdapter):
+class GPTImageAdapter(ApiAdapter):
     """GPT-Image through ``client.images.edit(image=[...])``. The key comes from ``api_key_env`` only."""
 
     max_refs = 16
-    supports_dar = False
     default_size = (1024, 1024)
 
     def __init__(
@@ -34,23 +34,14 @@ class GPTImageAdapter(ModelAdapter):
         size: str = "1024x1024",
         quality: str | None = None,
         input_fidelity: str | None = None,
-        base_url: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
-        timeout: float = 300.0,
-        max_retries: int = 4,
-        backoff: float = 2.0,
-        max_backoff: float = 60.0,
+        **common: Any,
     ):
+        super().__init__(api_key_env=api_key_env, **common)
         self.model = model
         self.size = str(size)
         self.quality = quality
         self.input_fidelity = input_fidelity
-        self.base_url = base_url
-        self.api_key_env = api_key_env
-        self.timeout = float(timeout)
-        self.retry = RetryPolicy(int(max_retries), float(backoff), float(max_backoff))
-        self._api_key = api_key_from_env(api_key_env, "gpt_image")
-        self._client: Any = None
 
     def model_info(self) -> dict[str, Any]:
         return {

@@ -80,7 +80,8 @@ class JudgeResult:
     # story only: "pass" = a score was read, "error" = none could be (never a stand-in value)
     answer_set_status: VerdictStatus | None = None
     raw: str | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)  # who judged, how (never a key)
+    details: dict[str, Any] = field(default_factory=dict)  # what the reply said beyond the verdicts
 
 
 @dataclass

@@ -212,7 +212,7 @@ def test_story_answer_set_unreadable_is_error_not_a_stand_in(server_factory):
             assert r.answer_set_score == 8.0 and r.answer_set_status == "pass"
         else:
             assert r.answer_set_score is None and r.answer_set_status == "error", name
-            assert r.provenance["reply"]["answer_set_error"], name
+            assert r.details["answer_set_error"], name
             cs = score_case(CPS, r, case_id=name, story=True)
             assert cs.score == pytest.approx(40.0) and not cs.clean and cs.n_checkpoint_errors == 1
 

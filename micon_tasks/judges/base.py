@@ -185,7 +185,7 @@ class Judge:
             for i, key in keys.items():
                 if key in hits:
                     hit = hits[key]
-                    kept = {k: v for k, v in hit.provenance.items() if k in ("attempts", "latency_s", "reply")}
+                    kept = {k: v for k, v in hit.provenance.items() if k in ("attempts", "latency_s")}
                     hit.provenance = {**prov, **kept, "cached": True}
                     results[i] = hit
                     rendered.pop(i)
@@ -264,14 +264,14 @@ class Judge:
         verdicts.extend(Verdict(cid, "error", error="no judge reply for this checkpoint") for cid in missing)
         order = {cid: n for n, cid in enumerate(ids)}
         verdicts.sort(key=lambda v: order[v.checkpoint_id])
-        reply = {k: v for k, v in extras.items()}
-        reply.update(ans_note)
+        details = {**extras, **ans_note}
         return JudgeResult(
             verdicts=verdicts,
             answer_set_score=ans_score,
             answer_set_status=ans_status,  # type: ignore[arg-type]
             raw=json.dumps(raws, ensure_ascii=False),
-            provenance={**prov, "cached": False, "attempts": attempts, "reply": reply},
+            provenance={**prov, "cached": False, "attempts": attempts},
+            details=details,
         )
 
     def close(self) -> None:

@@ -63,7 +63,7 @@ def result_to_record(result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "answer_set_score": result.answer_set_score,
         "answer_set_status": result.answer_set_status,
         "raw": result.raw,
-        "reply": prov.get("reply"),
+        "details": result.details,
     }
     volatile = {k: prov.get(k) for k in _VOLATILE if k in prov}
     return stable, volatile
@@ -77,7 +77,7 @@ def record_to_result(rec: dict[str, Any]) -> Any:
         answer_set_score=rec.get("answer_set_score"),
         answer_set_status=rec.get("answer_set_status"),
         raw=rec.get("raw"),
-        provenance={"reply": rec.get("reply")},
+        details=rec.get("details") or {},
     )
 
 

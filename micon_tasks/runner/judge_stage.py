@@ -133,11 +133,15 @@ def preflight(judge: Any, timeout: float = 5.0) -> None:
 
 
 def _chunk_size(judge: Any) -> int:
-    for attr in ("concurrency", "batch_size"):
-        value = getattr(judge, attr, None)
-        if isinstance(value, int) and value > 0:
-            return max(value, 1)
-    return 8
+    """Cases per judge_batch call: records are written after each call, so it bounds the work a kill loses.
+
+    A concurrent backend gets several requests per slot, so one slow reply does not idle the others.
+    """
+    concurrency = getattr(judge, "concurrency", None)
+    if isinstance(concurrency, int) and concurrency > 0:
+        return 4 * concurrency
+    batch = getattr(judge, "batch_size", None)
+    return batch if isinstance(batch, int) and batch > 0 else 8
 
 
 def run_judging(

@@ -64,6 +64,22 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?)$", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]+@", re.IGNORECASE)
+
+
+def refuse_secrets(args: dict[str, Any], what: str) -> None:
+    """Arguments are written to run_config.json and results.json: a secret must come from the environment."""
+    for key, value in args.items():
+        if _SECRET_KEY.search(str(key)) and not str(key).endswith("_env"):
+            raise ConfigError(
+                f"{what}: {key!r} looks like a secret; results record every argument, so pass the name of an "
+                f"environment variable instead (e.g. api_key_env=MY_KEY_VARIABLE)"
+            )
+        if isinstance(value, str) and _URL_CREDENTIALS.match(value):
+            raise ConfigError(f"{what}: {key!r} carries credentials in its URL; put them in the environment instead")
+
+
 def _identity_args(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sorted(args.items()) if k not in RUNTIME_ONLY_ARGS}
 
@@ -91,6 +107,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("a model is required (--model)")
+        refuse_secrets(self.model_args, "--model_args")
+        refuse_secrets(self.judge_args, "--judge_args")
         if self.limit is not None:
             if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or self.limit <= 0:
                 raise ConfigError(f"limit must be a positive integer or a fraction in (0, 1), got {self.limit!r}")

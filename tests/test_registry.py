@@ -155,3 +155,10 @@ def test_plugin_is_found_by_a_fresh_process_and_broken_one_warns(plugin_site):
     assert out.returncode == 0, out.stderr
     assert "['plugin_echo_task'] ['plugin_echo'] 7" in out.stdout
     assert "micon_broken_plugin" in out.stderr
+    for kind, name, builtin in (("tasks", "plugin_echo_task", "story_generation"), ("adapters", "plugin_echo", "collage")):
+        ls = subprocess.run([sys.executable, "-m", "micon_tasks", "ls", kind], capture_output=True, text=True,
+                            env=env, timeout=120)
+        assert ls.returncode == 0, ls.stderr
+        assert name in ls.stdout.split() and builtin in ls.stdout.split()
+        if kind == "tasks":  # the broken plugin sits in the task group: reported, built-ins still listed
+            assert "micon_broken_plugin" in ls.stderr and "missing dependency zzz" in ls.stderr

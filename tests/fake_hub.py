@@ -133,6 +133,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _authorised(self, rec: Recorded) -> bool:
         return rec.headers.get("authorization") == f"Bearer {self.fake.token}"
 
+    def _unauthorised(self, rec: Recorded) -> None:
+        # Echo the presented credential, as careless servers do: the client must scrub it from its errors.
+        return self._error(401, f"Invalid credentials in Authorization header: {rec.headers.get('authorization')!r}")
+
     def _repo(self, repo_type: str, repo_id: str) -> Repo | None:
         return self.fake.repos.get((repo_type, repo_id))
 
@@ -166,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- endpoints ------------------------------------------------------------------------------
     def _create_repo(self, rec: Recorded) -> None:
         if not self._authorised(rec):
-            return self._error(401, "Invalid credentials in Authorization header")
+            return self._unauthorised(rec)
         payload = json.loads(rec.body or b"{}")
         repo_type = payload.get("type") or "model"
         repo_id = f"{payload['organization']}/{payload['name']}" if payload.get("organization") else payload["name"]
@@ -206,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
         action = rest[0] if rest else "revision"
         rev = rest[1] if len(rest) > 1 else "main"
         if action in ("branch", "preupload", "commit") and not self._authorised(rec):
-            return self._error(401, "Invalid credentials in Authorization header")
+            return self._unauthorised(rec)
         if action == "branch" and rec.method == "POST":
             if rev in repo.branches:
                 return self._error(409, "Reference already exists")

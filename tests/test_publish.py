@@ -414,16 +414,8 @@ def test_a_rejected_token_fails_without_showing_it(raw, hub, monkeypatch, capfd,
 
 
 def test_load_task_with_a_repo_id_as_source(raw, hub):
-    from micon_tasks.errors import DataSourceError
-
     publish(PublishOptions(raw=raw, repo_id=REPO, tasks="fgbg_composition"), echo=_quiet)
-    try:
-        ids = load_task("fgbg_composition", source=REPO).case_ids  # the data is read on first use
-    except DataSourceError as exc:
-        if "neither 'hub', 'sample' nor an existing folder" in str(exc):
-            pytest.skip("load_source does not accept a repo id as `source` yet (change requested in data/sources.py); "
-                        "source='hub', dataset_path=REPO is covered above")
-        raise
+    ids = load_task("fgbg_composition", source=REPO).case_ids  # the data is read on first use
     assert ids == ["foreground_background_composition_000", "foreground_background_composition_001"]
 
 

@@ -27,6 +27,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/dar_overhead.py
+	$(BIN)/python benchmarks/dar_in_block.py
 	$(BIN)/python benchmarks/judge_throughput.py
 	$(BIN)/python benchmarks/resume.py
 

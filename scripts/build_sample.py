@@ -8,6 +8,10 @@ here with PIL, so it can be regenerated anywhere, byte for byte:
 
     python scripts/build_sample.py [--out DIR]      # default: micon_tasks/sample
 
+The case texts (prompts, goals, constraints, expectations, story answer sets) live in
+``scripts/sample_cases.yaml`` next to this script, which is checked on load; the images, references
+and file layout are made here.
+
 Determinism: no randomness, no timestamps, PNGs written without metadata chunks, YAML/JSON dumped
 with a fixed key order. The target's task folders and README.md are wiped first; a directory holding
 anything else is refused rather than wiped.
@@ -23,7 +27,7 @@ import re
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -354,20 +358,23 @@ STORIES: dict[str, Callable[[], list[Image.Image]]] = {
 
 
 # ---------------------------------------------------------------------------------------------------
-# Cases
+# Cases: the texts live in scripts/sample_cases.yaml (see its header); loaded and checked here
 # ---------------------------------------------------------------------------------------------------
 @dataclass
 class CaseSpec:
-    """A task card before it is written; ``refs`` are asset names or ``story:<name>:<frame>``."""
+    """A task card before it is written (made by ``load_cases``; defaults are filled in there).
+
+    ``refs`` are asset names or ``story:<name>:<frame>``; ``prompt`` is the final text.
+    """
 
     refs: list[str]
     prompt: str
     goal: str
     hard: list[str]
-    soft: list[str] = field(default_factory=list)
-    expect: list[str] = field(default_factory=list)
-    dims: list[str] = field(default_factory=lambda: list(COMPOSITION_DIMS))
-    answer: dict[str, object] | None = None  # story: background_summary, positive/negative candidates
+    soft: list[str]
+    expect: list[str]
+    dims: list[str]
+    answer: dict[str, object] | None  # story: background_summary, positive/negative candidates
 
 
 def _story_prompt(n: int) -> str:
@@ -378,581 +385,156 @@ def _story_prompt(n: int) -> str:
     )
 
 
-CASES: dict[str, list[CaseSpec]] = {
-    "object_composition": [
-        CaseSpec(
-            refs=["cat", "coffee_cup"],
-            prompt=(
-                "Compose one photograph: the tabby cat from image 1 sits on a wooden table directly behind "
-                "the red espresso cup and saucer from image 2 and looks down into the cup."
-            ),
-            goal=(
-                "A photo in which the tabby cat of image 1 sits behind the red espresso cup of image 2 and looks "
-                "into it."
-            ),
-            hard=[
-                "The cat is the striped tabby with green eyes from image 1.",
-                "The cup is the red espresso cup with a white inside on its red saucer from image 2.",
-                "The cat is behind the cup, so the cup partly hides the cat's chest.",
-            ],
-            soft=["The cat's eyes look down towards the cup.", "Light falls on cat and cup from the same side."],
-            expect=["both objects fully recognisable", "a wooden table surface under the cup", "no second cat or cup"],
-        ),
-        CaseSpec(
-            refs=["astronaut", "rocket", "horse"],
-            prompt=(
-                "Create one scene at dusk: the astronaut from image 1, in her orange spacesuit, stands holding "
-                "the reins of the chestnut horse from image 3, while the white rocket from image 2 stands upright "
-                "on its launch pad far behind them."
-            ),
-            goal=(
-                "The astronaut of image 1 stands beside the chestnut horse of image 3 with the rocket of image 2 in "
-                "the distance."
-            ),
-            hard=[
-                (
-                    "The person is the astronaut of image 1: short light-brown hair, orange spacesuit with a round "
-                    "mission patch."
-                ),
-                "A chestnut-brown horse with the build of image 3 stands next to her.",
-                (
-                    "The white rocket of image 2 stands upright in the background, smaller than the horse because it "
-                    "is far away."
-                ),
-            ],
-            soft=["She holds reins or a rope attached to the horse.", "The sky is a deep dusk blue as in image 2."],
-            expect=["three subjects in one coherent scene", "consistent ground plane for astronaut and horse"],
-        ),
-        CaseSpec(
-            refs=["coin", "coffee_cup"],
-            prompt=(
-                "Place the ancient silver coin from image 1 flat on the red saucer from image 2, to the right of "
-                "the cup and in front of the spoon, as if left there as a tip."
-            ),
-            goal=(
-                "The red espresso cup and saucer of image 2 with the coin of image 1 lying flat on the saucer, right "
-                "of the cup."
-            ),
-            hard=[
-                "The coin shows the worn relief figure of image 1 and is silver-grey.",
-                "The coin lies flat on the saucer, not floating or standing on edge.",
-                "The cup, saucer and spoon keep their look from image 2.",
-            ],
-            soft=["The coin is small relative to the cup (coin-sized)."],
-            expect=["coin on the right half of the saucer", "a soft shadow or reflection under the coin"],
-            dims=["A", "B", "C", "G"],
-        ),
-        CaseSpec(
-            refs=["cat", "helmet", "lawn"],
-            prompt=(
-                "Show the tabby cat from image 1 sitting on the green lawn of image 3, next to the white space "
-                "helmet from image 2, which rests on the grass on the left side of the picture."
-            ),
-            goal="The tabby cat of image 1 sits on the lawn of image 3 beside the space helmet of image 2.",
-            hard=[
-                "The cat is the tabby of image 1 (stripes, green eyes, pink nose).",
-                "The helmet is the white helmet with the dark reflective visor from image 2.",
-                "Cat and helmet sit on a green grass lawn like image 3, the helmet on the left.",
-            ],
-            soft=["The helmet is about as tall as the sitting cat."],
-            expect=["both objects touch the ground", "grass texture continues under both objects", "natural daylight"],
-        ),
-        CaseSpec(
-            refs=["cameraman", "shuttle_model"],
-            prompt=(
-                "Show the man in the black coat from image 1 filming, with his camera on its tripod, the "
-                "space-shuttle model from image 2, which stands on a small table in front of him."
-            ),
-            goal="The cameraman of image 1 films the shuttle model of image 2 standing on a table in front of him.",
-            hard=[
-                "The man has the dark hair, black coat and tripod-mounted camera of image 1.",
-                "The model is the white orbiter with the rust-orange tank and two boosters from image 2.",
-                "The camera points at the model.",
-            ],
-            soft=["The model stands on a table at about the height of the camera."],
-            expect=["man and model in one scene", "the model is small, like a desk model", "tripod legs on the ground"],
-        ),
-    ],
-    "spatial_geometric_constraints": [
-        CaseSpec(
-            refs=["coffee_cup", "cat"],
-            prompt=(
-                "Place the red espresso cup from image 1 in the lower-left quarter of the picture and the tabby cat "
-                "from image 2 in the upper-right quarter, sitting on a shelf above the cup. The cat must look "
-                "larger than the cup."
-            ),
-            goal=(
-                "Cup of image 1 in the lower-left quarter, cat of image 2 on a shelf in the upper-right quarter, cat "
-                "larger."
-            ),
-            hard=[
-                "The cup of image 1 is in the lower-left quarter of the frame.",
-                "The cat of image 2 is in the upper-right quarter of the frame, higher than the cup.",
-                "The cat appears larger than the cup.",
-            ],
-            soft=["A shelf or ledge is visible under the cat."],
-            expect=["diagonal arrangement from lower left to upper right", "no overlap between cat and cup"],
-        ),
-        CaseSpec(
-            refs=["coin", "helmet", "coffee_cup"],
-            prompt=(
-                "On a plain white tabletop, arrange three objects in one horizontal row, evenly spaced, from left "
-                "to right: the silver coin from image 1, the space helmet from image 2, the red espresso cup from "
-                "image 3. The helmet is in the centre and is the largest of the three."
-            ),
-            goal=(
-                "Coin, helmet and cup of images 1-3 stand in one left-to-right row on a white table, helmet central "
-                "and largest."
-            ),
-            hard=[
-                "Left to right the order is: coin, helmet, cup.",
-                "All three objects rest on the same tabletop line (one horizontal row).",
-                "The helmet is in the middle and is the largest object.",
-            ],
-            soft=["The gaps between neighbouring objects are about equal.", "The tabletop is plain white."],
-            expect=["three objects, no duplicates", "each object keeps its look from its reference"],
-        ),
-        CaseSpec(
-            refs=["rocket", "horse"],
-            prompt=(
-                "The rocket from image 1 stands upright in the left third of the picture; the chestnut horse from "
-                "image 2 stands in the right third on the same ground line, facing left towards the rocket."
-            ),
-            goal=(
-                "Rocket of image 1 upright in the left third, horse of image 2 in the right third facing it, same "
-                "ground line."
-            ),
-            hard=[
-                "The rocket is vertical and in the left third of the frame.",
-                "The horse is in the right third of the frame.",
-                "The horse's head points left, towards the rocket.",
-            ],
-            soft=["The rocket's base and the horse's hooves are on one ground line."],
-            expect=["the rocket is much taller than the horse", "clear empty space between the two"],
-        ),
-        CaseSpec(
-            refs=["cat", "shuttle_model", "coin"],
-            prompt=(
-                "The tabby cat from image 1 lies on the floor at the bottom centre of the picture; the shuttle model "
-                "from image 2 stands on a wall shelf directly above the cat's head; the coin from image 3 lies on the "
-                "floor just to the right of the cat."
-            ),
-            goal=(
-                "Cat of image 1 at bottom centre, shuttle model of image 2 on a shelf straight above it, coin of "
-                "image 3 on the floor to its right."
-            ),
-            hard=[
-                "The cat is at the bottom centre of the frame.",
-                "The shuttle model is vertically above the cat's head, on a shelf.",
-                "The coin lies on the floor to the right of the cat.",
-            ],
-            soft=["The shelf is fixed to a wall behind the cat."],
-            expect=["three distinct objects", "coin much smaller than the cat"],
-        ),
-        CaseSpec(
-            refs=["cameraman", "cat"],
-            prompt=(
-                "Put the man with the camera and tripod from image 1 in the right half of the picture, pointing the "
-                "camera to the left at the tabby cat from image 2, which sits in the left half closer to the viewer, "
-                "so it appears lower in the frame than the tripod's feet."
-            ),
-            goal=(
-                "Cameraman of image 1 on the right filming leftwards; cat of image 2 on the left, nearer to the "
-                "viewer."
-            ),
-            hard=[
-                "The man and tripod are in the right half of the frame.",
-                "The camera lens points left, towards the cat.",
-                "The cat is in the left half and nearer to the viewer than the man.",
-            ],
-            soft=["The cat's base is lower in the frame than the tripod's feet."],
-            expect=["the man's black coat from image 1", "the cat's stripes from image 2", "depth is readable"],
-        ),
-    ],
-    "attribute_style_decoupling": [
-        CaseSpec(
-            refs=["cat", "style_sketch", "brick_wall"],
-            prompt=(
-                "Draw the tabby cat from image 1 in the black-on-white pencil line style of image 2, sitting in "
-                "front of the brick wall of image 3. Draw the whole picture, wall included, in that line style; take "
-                "nothing but the style from image 2."
-            ),
-            goal="A black-on-white line drawing of the cat of image 1 in front of a brick wall like image 3.",
-            hard=[
-                "The subject is the cat of image 1 (ear shape, whiskers, face markings recognisable).",
-                "The picture is a line drawing: dark lines on white, no photographic colour or shading.",
-                "The background shows a wall of long bricks laid in rows, as in image 3.",
-                "The man, camera or tripod of image 2 do not appear.",
-            ],
-            expect=["clean outlines", "the cat is the clear centre of the picture"],
-        ),
-        CaseSpec(
-            refs=["horse", "style_poster", "lawn"],
-            prompt=(
-                "Render the chestnut horse from image 1 in the flat poster style of image 2 (a few bold colours, "
-                "hard edges, no gradients), standing on the green lawn of image 3."
-            ),
-            goal="A flat few-colour poster of the horse of image 1 standing on a lawn like image 3.",
-            hard=[
-                "The horse has the body shape and pose of image 1.",
-                "Colours are flat areas with hard edges and few distinct tones, as in image 2.",
-                "The horse stands on a green lawn as in image 3.",
-                "No coffee cup, saucer or spoon from image 2 appears.",
-            ],
-            soft=["The lawn is rendered in the same poster style."],
-            expect=["the horse is brown", "the lawn fills the lower part of the picture"],
-        ),
-        CaseSpec(
-            refs=["coffee_cup", "style_mosaic", "starfield"],
-            prompt=(
-                "Show the red espresso cup and saucer from image 1 as blocky pixel art, with large square pixels "
-                "like image 2, floating in the deep-space star field of image 3."
-            ),
-            goal="A pixel-art version of the cup of image 1 floating in a star field like image 3.",
-            hard=[
-                "The subject is the red cup with white inside on a red saucer from image 1.",
-                "The cup is drawn with large visible square pixels, as in image 2.",
-                "The background is a black sky with many small stars and galaxies, as in image 3.",
-                "The astronaut of image 2 does not appear.",
-            ],
-            expect=["the cup is centred", "the cup keeps its red colour"],
-        ),
-        CaseSpec(
-            refs=["astronaut", "style_stain", "gravel_path"],
-            prompt=(
-                "Paint the astronaut from image 1 in the look of image 2 (brown ink-like strokes with pale blue "
-                "speckles on a cream ground), standing on the gravel ground of image 3."
-            ),
-            goal=(
-                "The astronaut of image 1 painted in the brown-and-blue stained look of image 2, on gravel like "
-                "image 3."
-            ),
-            hard=[
-                "The figure is recognisably the astronaut of image 1 (hair, face, spacesuit with neck ring).",
-                "The palette and texture are those of image 2: brown strokes, pale blue speckles, cream ground.",
-                "She stands on small loose stones like image 3.",
-            ],
-            soft=["The stones are painted in the same style."],
-            expect=["no photographic rendering", "the whole figure is visible"],
-        ),
-        CaseSpec(
-            refs=["rocket", "style_emboss", "park"],
-            prompt=(
-                "Render the rocket from image 1 as a grey embossed metal relief in the style of image 2, standing "
-                "upright on the open lawn with distant buildings of image 3."
-            ),
-            goal="The rocket of image 1 as a grey embossed relief, standing on the lawn of image 3.",
-            hard=[
-                "The subject is the slim white rocket with its rounded nose fairing from image 1, upright.",
-                "The rendering is an embossed grey relief with raised edges, as in image 2.",
-                "The setting is an open lawn with low buildings on the horizon, as in image 3.",
-                "No coins from image 2 appear.",
-            ],
-            expect=["the rocket dominates the picture", "grey monochrome throughout"],
-        ),
-    ],
-    "local_element_transfer": [
-        CaseSpec(
-            refs=["helmet", "cat"],
-            prompt=(
-                "Put the white space helmet from image 1 on the head of the tabby cat in image 2, with the visor "
-                "raised so the cat's face stays visible. Change nothing else in image 2."
-            ),
-            goal="The cat of image 2 wearing the white space helmet of image 1 with its face visible.",
-            hard=[
-                "The cat keeps its face, eyes and stripes from image 2.",
-                "The helmet is the white helmet of image 1, sitting on the cat's head.",
-                "The cat's face is visible, not hidden behind the visor.",
-            ],
-            soft=["The background and framing of image 2 are unchanged."],
-            expect=["helmet scaled to the cat's head", "no extra limbs or second cat"],
-        ),
-        CaseSpec(
-            refs=["astronaut", "cameraman"],
-            prompt=(
-                "Sew the round mission patch from the astronaut's suit in image 1 onto the chest of the man's "
-                "black coat in image 2. Keep the man, his camera, the tripod and the park as they are."
-            ),
-            goal="The cameraman of image 2 with the round mission patch of image 1 on the chest of his coat.",
-            hard=[
-                "The round dark-blue patch with a purple rim and a space shuttle from image 1 is on the man's coat.",
-                "The patch sits on the chest of the coat, not on the background or the camera.",
-                "The man, camera and tripod of image 2 are otherwise unchanged.",
-            ],
-            soft=["The patch is patch-sized (smaller than his hand span)."],
-            expect=["the astronaut herself does not appear", "coat folds continue around the patch"],
-        ),
-        CaseSpec(
-            refs=["flag", "rocket"],
-            prompt=(
-                "Paint the striped flag from image 1 on the white body of the rocket in image 2, upright, about a "
-                "third of the way down from the nose. Keep the launch pad and the dusk sky of image 2."
-            ),
-            goal="The rocket of image 2 with the striped flag of image 1 painted on its body.",
-            hard=[
-                "A red-and-white striped flag with a blue field of stars is painted on the rocket body.",
-                "The flag is on the upper third of the rocket body, below the nose.",
-                "The rocket and the dusk launch site keep their look from image 2.",
-            ],
-            soft=["The flag follows the curve of the rocket body."],
-            expect=["the flag is small relative to the rocket", "the rocket remains upright"],
-        ),
-        CaseSpec(
-            refs=["astronaut", "coin", "cat"],
-            prompt=(
-                "Dress the tabby cat from image 3 in the orange spacesuit from image 1, with its metal neck ring, and "
-                "hang the silver coin from image 2 on a cord around the cat's neck as a medallion. Keep the cat's "
-                "face exactly as in image 3."
-            ),
-            goal="The cat of image 3 wearing the orange spacesuit of image 1 and the coin of image 2 as a medallion.",
-            hard=[
-                "The cat's face matches image 3 (stripes, green eyes, pink nose).",
-                "The cat wears an orange spacesuit with a metal neck ring like image 1.",
-                "The silver coin of image 2 hangs at the cat's chest.",
-            ],
-            soft=["The coin hangs on a visible cord or chain."],
-            expect=["no human face in the picture", "suit scaled to the cat's body"],
-        ),
-        CaseSpec(
-            refs=["cat", "coin", "coffee_cup"],
-            prompt=(
-                "Cover the outside of the red espresso cup in image 3 with the striped tabby fur pattern of the cat "
-                "in image 1, and fix the coin from image 2 on the front of the cup as an emblem. Keep the saucer, "
-                "spoon and coffee of image 3 unchanged."
-            ),
-            goal="The espresso cup of image 3 with tabby-fur outside and the coin of image 2 on its front.",
-            hard=[
-                "The outer wall of the cup shows the brown-grey tabby stripes of image 1 instead of plain red.",
-                "The coin of image 2 sits on the front of the cup.",
-                "Saucer, spoon and coffee keep their look from image 3.",
-            ],
-            soft=["The inside of the cup stays white."],
-            expect=["the cat itself does not appear", "the cup keeps its shape and handle"],
-        ),
-    ],
-    "foreground_background_composition": [
-        CaseSpec(
-            refs=["cat", "starfield"],
-            prompt=(
-                "Put the tabby cat from image 1 into the deep-space star field of image 2, floating in the centre "
-                "of the picture, and keep the black sky full of small stars and galaxies around it."
-            ),
-            goal="The cat of image 1 floating in the centre of the star field of image 2.",
-            hard=[
-                "The cat is the tabby of image 1 (stripes, green eyes).",
-                "The background is the black star field of image 2, with many small coloured galaxies.",
-            ],
-            soft=["The cat is lit softly, without a hard studio backdrop."],
-            expect=["cat centred", "no ground or horizon"],
-        ),
-        CaseSpec(
-            refs=["astronaut", "park"],
-            prompt=(
-                "Place the astronaut from image 1 standing on the lawn of the park in image 2, at a believable "
-                "size relative to the distant buildings. Keep the park of image 2 as the background."
-            ),
-            goal="The astronaut of image 1 standing on the park lawn of image 2.",
-            hard=[
-                "The astronaut keeps her face, hair and orange spacesuit from image 1.",
-                "The background is the open lawn with low buildings on the horizon of image 2.",
-            ],
-            soft=["She casts a shadow on the lawn.", "The astronaut stays in colour while the park may stay grey."],
-            expect=["feet or lower body on the lawn, not floating", "buildings stay small and distant"],
-        ),
-        CaseSpec(
-            refs=["horse", "launch_site"],
-            prompt=(
-                "Place the chestnut horse from image 1 in the foreground of the launch site at dusk in image 2, "
-                "standing on the ground in front of the rocket and lit by the pad's lights."
-            ),
-            goal="The horse of image 1 standing in the foreground of the dusk launch site of image 2.",
-            hard=[
-                "The horse has the shape and chestnut colour of image 1.",
-                (
-                    "The background is the launch site of image 2: rocket between lattice towers, dusk sky, bright "
-                    "lamps."
-                ),
-            ],
-            soft=["The horse is lit warmly from the side by the lamps."],
-            expect=["horse standing, all four legs on the ground", "rocket stays behind the horse"],
-        ),
-        CaseSpec(
-            refs=["coffee_cup", "brick_wall"],
-            prompt=(
-                "Set the red espresso cup and saucer from image 1 on a narrow ledge in front of the terracotta brick "
-                "wall of image 2, with the wall filling the background."
-            ),
-            goal="The cup and saucer of image 1 on a ledge in front of the brick wall of image 2.",
-            hard=[
-                "The cup and saucer keep their red colour, white inside and spoon from image 1.",
-                "The background is the terracotta brick wall of image 2 with its long bricks in rows.",
-            ],
-            soft=["The cup casts a shadow on the ledge."],
-            expect=["the cup rests on a surface", "bricks in sharp focus or lightly blurred"],
-        ),
-        CaseSpec(
-            refs=["shuttle_model", "gravel_path"],
-            prompt=(
-                "Stand the space-shuttle model from image 1 upright on the gravel ground of image 2, casting a "
-                "shadow on the stones."
-            ),
-            goal="The shuttle model of image 1 standing upright on the gravel of image 2.",
-            hard=[
-                "The model has the white orbiter, rust-orange tank and two white boosters of image 1.",
-                "The ground is the small loose gravel of image 2.",
-            ],
-            soft=["The model casts a shadow on the gravel."],
-            expect=["the model stands upright", "stones visible around its base"],
-        ),
-    ],
-    "story_infer": [
-        CaseSpec(
-            refs=["story:ball:0", "story:ball:1", "story:ball:2"],
-            prompt=_story_prompt(3),
-            goal="The next frame: the red ball has landed on the floor to the right of the table.",
-            hard=[
-                "Same flat drawing style, table and floor as the three frames.",
-                "The red ball is on or just above the floor, to the right of the table.",
-                "The table is unchanged.",
-            ],
-            soft=["The ball is a little further right than in image 3."],
-            expect=["one red ball only", "no hand or person added"],
-            dims=list(STORY_DIMS),
-            answer={
-                "background_summary": (
-                    "A red ball rolls along a wooden table (image 1), reaches the table's right edge (image 2) "
-                    "and falls past it (image 3)."
-                ),
-                "positive": [
-                    "The red ball lies on the floor to the right of the table.",
-                    "The red ball bounces up slightly from the floor to the right of the table.",
-                    "The red ball rolls along the floor away from the table, to the right.",
-                ],
-                "negative": [
-                    "The red ball is back on top of the table.",
-                    "The red ball is higher in the air than in image 3, rising away from the floor.",
-                    "The red ball has vanished, or has turned into a different object.",
-                ],
-            },
-        ),
-        CaseSpec(
-            refs=["story:candle:0", "story:candle:1", "story:candle:2"],
-            prompt=_story_prompt(3),
-            goal="The next frame: the candle has burned down to a short stub or gone out, with more melted wax.",
-            hard=[
-                "Same dark background, shelf and dish as the three frames.",
-                "The candle is shorter than in image 3, or has burned out completely.",
-                "The wax puddle on the dish is at least as large as in image 3.",
-            ],
-            soft=["A thin line of smoke rises if the flame is out."],
-            expect=["one candle only", "the dish stays in place"],
-            dims=list(STORY_DIMS),
-            answer={
-                "background_summary": (
-                    "A lit white candle on a dish burns down over three frames, getting shorter while a puddle of "
-                    "melted wax grows on the dish."
-                ),
-                "positive": [
-                    "The candle is a very short stub, still burning, with a larger wax puddle.",
-                    "The candle has burned out: only a flat wax puddle and a bent wick remain.",
-                    "The flame has just gone out and a thin trail of smoke rises from the stub.",
-                ],
-                "negative": [
-                    "The candle is taller than in image 3.",
-                    "A new full-length candle stands on the dish.",
-                    "The wax puddle has disappeared while the candle keeps burning.",
-                ],
-            },
-        ),
-        CaseSpec(
-            refs=["story:plant:0", "story:plant:1"],
-            prompt=_story_prompt(2),
-            goal="The next frame: the plant in the clay pot is taller, with more leaves than in image 2.",
-            hard=[
-                "Same clay pot, table and pale sky as the two frames.",
-                "The stem is taller than in image 2.",
-                "There are more leaves than in image 2.",
-            ],
-            soft=["A bud or small flower appears at the top."],
-            expect=["the plant still grows from the same pot", "leaves stay green"],
-            dims=list(STORY_DIMS),
-            answer={
-                "background_summary": (
-                    "A seedling with two leaves grows in a clay pot (image 1); later it has a taller stem with "
-                    "four leaves (image 2)."
-                ),
-                "positive": [
-                    "The plant has a taller stem and six or more leaves.",
-                    "The taller plant has grown a bud at its tip.",
-                    "The plant is taller and flowers at the top.",
-                ],
-                "negative": [
-                    "The plant is smaller than in image 2, back to a sprout.",
-                    "The pot is empty.",
-                    "The plant has wilted and dropped its leaves.",
-                ],
-            },
-        ),
-        CaseSpec(
-            refs=["story:sunset:0", "story:sunset:1", "story:sunset:2"],
-            prompt=_story_prompt(3),
-            goal="The next frame: the sun is partly or fully hidden behind the hills and the sky is darker.",
-            hard=[
-                "Same two green hills and framing as the three frames.",
-                "The sun is lower than in image 3: partly or fully behind the hills.",
-                "The sky is darker or redder than in image 3.",
-            ],
-            soft=["First stars may appear in the darkening sky."],
-            expect=["the hills are unchanged", "no second sun"],
-            dims=list(STORY_DIMS),
-            answer={
-                "background_summary": (
-                    "Over three frames the sun sinks from high in a blue sky to the tops of two green hills while "
-                    "the sky turns yellow and then orange."
-                ),
-                "positive": [
-                    "Only the top half of the sun shows above the hills, under a red-purple sky.",
-                    "The sun has set behind the hills; the sky is dark purple with an orange glow at the horizon.",
-                    "The sun is gone and the first stars appear in a dark blue sky.",
-                ],
-                "negative": [
-                    "The sun is high in a bright blue sky again.",
-                    "The sun is higher than in image 3.",
-                    "It is bright midday while the sun touches the hills.",
-                ],
-            },
-        ),
-        CaseSpec(
-            refs=["story:blocks:0", "story:blocks:1"],
-            prompt=_story_prompt(2),
-            goal="The next frame: a fourth block has been added on top of the red-blue-green tower.",
-            hard=[
-                "Same floor, wall and block size as the two frames.",
-                "The tower has four blocks, red at the bottom, then blue, then green.",
-                "The new block sits on top of the green block.",
-            ],
-            soft=["The new block has a colour not yet used (for example yellow)."],
-            expect=["the tower stays upright", "blocks stay aligned"],
-            dims=list(STORY_DIMS),
-            answer={
-                "background_summary": (
-                    "A tower of wooden blocks grows one block per frame: red and blue (image 1), then red, blue "
-                    "and green (image 2)."
-                ),
-                "positive": [
-                    "A fourth block sits on top of the green block, making a tower of four.",
-                    "A yellow block is placed on top of the green block.",
-                    "The tower has four blocks in the order red, blue, green and a new colour.",
-                ],
-                "negative": [
-                    "The tower has fewer blocks than in image 2.",
-                    "The tower has collapsed and the blocks lie scattered on the floor.",
-                    "The order of the existing blocks has changed.",
-                ],
-            },
-        ),
-    ],
-}
+CASES_FILE = Path(__file__).resolve().with_name("sample_cases.yaml")
+# ``prompt: {template: <name>}`` in the case file: the text is made from the number of references.
+PROMPT_TEMPLATES: dict[str, Callable[[int], str]] = {"story_next_frame": _story_prompt}
+CASE_FIELDS = ("refs", "prompt", "goal", "hard", "soft", "expect", "dims", "answer")
+REQUIRED_FIELDS = ("refs", "prompt", "goal", "hard", "expect")
+ANSWER_FIELDS = ("background_summary", "positive", "negative")
+ANSWER_CANDIDATES = 3
+
+
+def task_dims(folder: str) -> list[str]:
+    """All dimensions a task's cases may use; also a case's default ``dims``."""
+    return list(STORY_DIMS if folder == "story_infer" else COMPOSITION_DIMS)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _text_list(value: object) -> bool:
+    return isinstance(value, list) and all(_is_text(v) for v in value)
+
+
+def _ref_problem(ref: object, frame_counts: dict[str, int]) -> str | None:
+    if not isinstance(ref, str):
+        return f"{ref!r} is not a string"
+    if not ref.startswith("story:"):
+        return None if ref in ASSETS else f"{ref!r} is neither an asset ({', '.join(ASSETS)}) nor story:<name>:<frame>"
+    parts = ref.split(":")
+    if len(parts) != 3 or parts[1] not in STORIES or not parts[2].isdigit():
+        return f"{ref!r}: story references are story:<{'|'.join(STORIES)}>:<frame number>"
+    if parts[1] not in frame_counts:
+        frame_counts[parts[1]] = len(STORIES[parts[1]]())
+    if int(parts[2]) >= frame_counts[parts[1]]:
+        return f"{ref!r}: the {parts[1]} sequence has frames 0-{frame_counts[parts[1]] - 1}"
+    return None
+
+
+def case_problems(folder: str, spec: CaseSpec) -> list[str]:
+    """Authoring mistakes in one case, each as '<field>: <what is wrong>' (fields as in the case file)."""
+    task, counts = TASKS[folder]
+    n = len(spec.refs)
+    problems = []
+    if n not in counts:
+        problems.append(f"refs: {n} references, {task} allows {counts}")
+    if not 2 <= len(spec.hard) <= 4:
+        problems.append(f"hard: {len(spec.hard)} items, need 2-4")
+    if len(spec.soft) > 3:
+        problems.append(f"soft: {len(spec.soft)} items, at most 3")
+    if not 2 <= len(spec.expect) <= 4:
+        problems.append(f"expect: {len(spec.expect)} items, need 2-4")
+    if not set(spec.dims) <= set(task_dims(folder)):
+        problems.append(f"dims: {spec.dims} not allowed for {task} (allowed: {task_dims(folder)})")
+    for k in range(1, n + 2):
+        mentioned = re.search(rf"\bimage {k}\b", spec.prompt, re.IGNORECASE) is not None
+        if mentioned != (k <= n):
+            problems.append(f"prompt: 'image {k}' {'missing' if k <= n else 'names no reference'}")
+    if spec.answer is None and folder == "story_infer":
+        problems.append("answer: missing (every story_infer case needs one)")
+    elif spec.answer is not None and folder != "story_infer":
+        problems.append("answer: only story_infer cases have one")
+    return problems
+
+
+def _case_from_entry(folder: str, entry: object, frame_counts: dict[str, int]) -> tuple[CaseSpec | None, list[str]]:
+    """One case of the case file -> (CaseSpec or None, problems as 'field: what is wrong')."""
+    if not isinstance(entry, dict):
+        return None, [f"a case must be a mapping of {', '.join(CASE_FIELDS)}, got {type(entry).__name__}"]
+    problems = [f"{key}: unknown field (known: {', '.join(CASE_FIELDS)})" for key in entry if key not in CASE_FIELDS]
+    problems += [f"{key}: missing" for key in REQUIRED_FIELDS if key not in entry]
+    refs = entry.get("refs", [])
+    if not isinstance(refs, list):
+        problems.append("refs: must be a list of reference names")
+    else:
+        problems += [f"refs: {p}" for r in refs if (p := _ref_problem(r, frame_counts))]
+    prompt = entry.get("prompt", "")
+    if isinstance(prompt, dict):
+        name = prompt.get("template")
+        if list(prompt) != ["template"] or not isinstance(name, str) or name not in PROMPT_TEMPLATES:
+            choices = "|".join(PROMPT_TEMPLATES)
+            problems.append(f"prompt: a template prompt is {{template: <{choices}>}}, got {prompt!r}")
+        elif isinstance(refs, list):
+            prompt = PROMPT_TEMPLATES[name](len(refs))
+    elif "prompt" in entry and not _is_text(prompt):
+        problems.append("prompt: must be non-empty text or {template: <name>}")
+    if "goal" in entry and not _is_text(entry["goal"]):
+        problems.append("goal: must be non-empty text")
+    for key in ("hard", "soft", "expect"):
+        if key in entry and not _text_list(entry[key]):
+            problems.append(f"{key}: must be a list of non-empty texts")
+    dims = entry.get("dims", task_dims(folder))
+    if not (isinstance(dims, list) and dims and all(isinstance(d, str) for d in dims)):
+        problems.append("dims: must be a non-empty list of dimension letters")
+    answer = entry.get("answer")
+    if answer is not None:
+        if not isinstance(answer, dict) or set(answer) != set(ANSWER_FIELDS):
+            problems.append(f"answer: must be a mapping with exactly {', '.join(ANSWER_FIELDS)}")
+        else:
+            if not _is_text(answer["background_summary"]):
+                problems.append("answer.background_summary: must be non-empty text")
+            for key in ("positive", "negative"):
+                if not (_text_list(answer[key]) and len(answer[key]) == ANSWER_CANDIDATES):
+                    problems.append(f"answer.{key}: must be a list of {ANSWER_CANDIDATES} non-empty texts")
+            lists_ok = all(_text_list(answer[key]) for key in ("positive", "negative"))
+            if lists_ok and set(answer["positive"]) & set(answer["negative"]):
+                problems.append("answer: a candidate is both positive and negative")
+    if problems:
+        return None, problems
+    spec = CaseSpec(
+        refs=list(refs),
+        prompt=prompt,
+        goal=entry["goal"],
+        hard=list(entry["hard"]),
+        soft=list(entry.get("soft", [])),
+        expect=list(entry["expect"]),
+        dims=list(dims),
+        answer=None if answer is None else {k: answer[k] for k in ANSWER_FIELDS},
+    )
+    return spec, case_problems(folder, spec)
+
+
+def load_cases(path: Path = CASES_FILE) -> dict[str, list[CaseSpec]]:
+    """Read and check the case file; every problem names the task folder, case number and field."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise SampleBuildError(f"cannot read the case file {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SampleBuildError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or list(data) != list(TASKS):
+        found = list(data) if isinstance(data, dict) else type(data).__name__
+        raise SampleBuildError(
+            f"{path}: the top level must map the task folders {list(TASKS)}, in that order; got {found}"
+        )
+    cases: dict[str, list[CaseSpec]] = {}
+    errors: list[str] = []
+    frame_counts: dict[str, int] = {}
+    for folder, entries in data.items():
+        if not isinstance(entries, list) or not entries:
+            errors.append(f"{folder}: must be a non-empty list of cases")
+            continue
+        cases[folder] = []
+        for i, entry in enumerate(entries, start=1):
+            spec, problems = _case_from_entry(folder, entry, frame_counts)
+            errors += [f"{folder} case {i} ({folder}_{i:04d}), {p}" for p in problems]
+            if spec is not None:
+                cases[folder].append(spec)
+    if errors:
+        raise SampleBuildError(f"{path}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
+    return cases
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -986,31 +568,6 @@ def prepare_out_dir(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def check_case(folder: str, case_id: str, spec: CaseSpec) -> None:
-    """Catch authoring mistakes before anything is written."""
-    task, counts = TASKS[folder]
-    n = len(spec.refs)
-    problems = []
-    if n not in counts:
-        problems.append(f"refs: {n} references, task allows {counts}")
-    if not 2 <= len(spec.hard) <= 4:
-        problems.append(f"constraints_hard: {len(spec.hard)} items, need 2-4")
-    if len(spec.soft) > 3:
-        problems.append(f"constraints_soft: {len(spec.soft)} items, at most 3")
-    if not 2 <= len(spec.expect) <= 4:
-        problems.append(f"expectation_list: {len(spec.expect)} items, need 2-4")
-    if not set(spec.dims) <= set(STORY_DIMS if folder == "story_infer" else COMPOSITION_DIMS):
-        problems.append(f"participating_dimensions: {spec.dims} not allowed for {task}")
-    for k in range(1, n + 2):
-        mentioned = re.search(rf"\bimage {k}\b", spec.prompt, re.IGNORECASE) is not None
-        if mentioned != (k <= n):
-            problems.append(f"generation_prompt: 'image {k}' {'missing' if k <= n else 'names no reference'}")
-    if (spec.answer is not None) != (folder == "story_infer"):
-        problems.append("answer set: required for story cases only")
-    if problems:
-        raise SampleBuildError(f"task {task!r}, case {case_id!r}: " + "; ".join(problems))
-
-
 def ref_image(ref: str, cache: dict[str, Image.Image]) -> Image.Image:
     if ref not in cache:
         if ref.startswith("story:"):
@@ -1029,16 +586,15 @@ def ref_sources(ref: str) -> list[str]:
     return [f"{ref}: {asset.how} of scikit-image {SOURCES[s].file} ({SOURCES[s].licence})" for s in asset.sources]
 
 
-def build(out: Path) -> list[Path]:
-    """Write the whole sample under ``out``; returns the files written, sorted."""
-    for folder, specs in CASES.items():
-        for i, spec in enumerate(specs, start=1):
-            check_case(folder, f"{folder}_{i:04d}", spec)
+def build(out: Path, cases: dict[str, list[CaseSpec]] | None = None) -> list[Path]:
+    """Write the whole sample under ``out`` (cases: default, the case file); returns the files written, sorted."""
+    if cases is None:
+        cases = load_cases()
     prepare_out_dir(out)
     cache: dict[str, Image.Image] = {}
     written: list[Path] = []
     answer_sets: list[dict[str, object]] = []
-    for folder, specs in CASES.items():
+    for folder, specs in cases.items():
         (out / folder / "cases").mkdir(parents=True)
         (out / folder / "refs").mkdir()
         for i, spec in enumerate(specs, start=1):
@@ -1080,12 +636,12 @@ def build(out: Path) -> list[Path]:
     path.write_text(json.dumps({"cases": answer_sets}, indent=2, ensure_ascii=False) + "\n", "utf-8")
     written.append(path)
     readme = out / "README.md"
-    readme.write_text(render_readme(), "utf-8")
+    readme.write_text(render_readme(cases), "utf-8")
     written.append(readme)
     return sorted(written)
 
 
-def render_readme() -> str:
+def render_readme(cases: dict[str, list[CaseSpec]]) -> str:
     lines = [
         "# MICON-Bench sample split",
         "",
@@ -1102,7 +658,7 @@ def render_readme() -> str:
         "| official folder | task | cases | references per case |",
         "|---|---|---|---|",
     ]
-    for folder, specs in CASES.items():
+    for folder, specs in cases.items():
         counts = sorted({len(s.refs) for s in specs})
         mix = ", ".join(f"{sum(len(s.refs) == c for s in specs)} x {c}" for c in counts)
         lines.append(f"| `{folder}` | `{TASKS[folder][0]}` | {len(specs)} | {mix} |")
@@ -1146,12 +702,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"sample root (default: {DEFAULT_OUT})")
     args = parser.parse_args(argv)
     try:
-        files = build(args.out)
+        cases = load_cases()
+        files = build(args.out, cases)
     except SampleBuildError as exc:
         print(f"build_sample: error: {exc}", file=sys.stderr)
         return 2
     total = sum(p.stat().st_size for p in files)
-    n_cases = sum(len(v) for v in CASES.values())
+    n_cases = sum(len(v) for v in cases.values())
     print(f"wrote {len(files)} files ({n_cases} cases, {total / 1e6:.2f} MB) to {args.out}")
     return 0
 

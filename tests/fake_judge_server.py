@@ -8,7 +8,9 @@ was seen before, so a test can script "429 twice, then a good answer". Every req
         judge = load_judge("openai", base_url=srv.base_url, model="fake")
 
 A case picks its script by carrying ``SCENARIO:<name>`` in its text (e.g. its goal); prompts without
-one get ``good_reply`` (every checkpoint passes, answer-set score 7).
+one get ``good_reply`` (every checkpoint passes, answer-set score 7). ``sampling_reply`` stands in for a
+server that samples at temperature > 0: its verdicts are drawn from the request's ``seed`` field, and
+from fresh entropy when the request carries none.
 
 Run ``python tests/fake_judge_server.py --delay 0.2`` to serve good replies after 200 ms each; it
 prints the base URL on its first line.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import random
 import re
 import socket
 import sys
@@ -30,7 +33,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Reply", "FakeJudgeServer", "good_reply", "scripted", "prompt_text", "checkpoint_ids_in"]
+__all__ = [
+    "Reply", "FakeJudgeServer", "good_reply", "sampling_reply", "scripted", "prompt_text", "checkpoint_ids_in",
+    "prompt_kind",
+]
 
 
 @dataclass
@@ -99,6 +105,24 @@ def good_reply(body: dict[str, Any], seen: int = 0, *, value: int = 1, score: in
     )
 
 
+def sampling_reply(body: dict[str, Any], seen: int = 0) -> Reply:
+    """A well-formed reply whose pass/fail values and score are *sampled*, like a judge at temperature > 0.
+
+    The draw comes from the request's ``seed`` field (plus the prompt text), so a seeded request gets
+    the same reply every time; an unseeded one gets fresh entropy, i.e. a reply that may change.
+    """
+    text = prompt_text(body)
+    seed = body.get("seed")
+    rng = random.Random(f"{seed}|{hashlib.sha256(text.encode()).hexdigest()}") if seed is not None else random.SystemRandom()
+    kind = prompt_kind(text)
+    if kind == "answer_set":
+        return Reply(content=json.dumps({"score": rng.randint(0, 10), "reason": "sampled"}))
+    if kind == "single":
+        return Reply(content=json.dumps({"pass": rng.randint(0, 1), "reason": "sampled"}))
+    ids = checkpoint_ids_in(text)
+    return Reply(content=json.dumps({"checkpoint_results": {cid: {"pass": rng.randint(0, 1)} for cid in ids}}))
+
+
 def scripted(scripts: dict[str, Responder], default: Responder = good_reply) -> Responder:
     """Route each request to ``scripts[name]`` when its text holds ``SCENARIO:name``."""
 
@@ -116,7 +140,8 @@ class FakeJudgeServer:
     def __init__(self, responder: Responder = good_reply, *, api_key: str | None = None):
         self.responder = responder
         self.api_key = api_key  # when set, other keys get 401 (whose message echoes the key sent)
-        self.requests: list[dict[str, Any]] = []  # {"scenario", "kind", "auth", "time"}
+        # {"scenario", "kind", "auth", "time", "seed" (the request's seed field or None), "digest" (of its text)}
+        self.requests: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -165,7 +190,14 @@ class FakeJudgeServer:
                     seen = outer.counts[digest]
                     outer.counts[digest] += 1
                     outer.requests.append(
-                        {"scenario": m.group(1) if m else None, "kind": prompt_kind(text), "auth": auth, "time": time.time()}
+                        {
+                            "scenario": m.group(1) if m else None,
+                            "kind": prompt_kind(text),
+                            "auth": auth,
+                            "time": time.time(),
+                            "seed": body.get("seed"),
+                            "digest": digest,
+                        }
                     )
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)

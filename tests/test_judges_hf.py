@@ -86,6 +86,88 @@ def test_logits_mode_gives_deterministic_pass_fail(tiny_path, tmp_path):
     assert fresh[1].answer_set_score == first[1].answer_set_score
 
 
+def _case_req(cid, *, story=False, color="green", answer_set=True):
+    case = Case(
+        task="story_generation" if story else "object_composition", case_id=cid,
+        refs=[Image.new("RGB", (40, 30), "red"), Image.new("RGB", (28, 28), "blue")], ref_roles=["RA", "RB"],
+        prompt=f"Cat on sofa, case {cid}.", goal="g", constraints_hard=["h"],
+        answer_set=AnswerSet("bg", ("rests",), ("vanishes",)) if story and answer_set else None,
+    )
+    return JudgeRequest(case.task, case, Image.new("RGB", (32, 32), color), CPS, story=story)
+
+
+def _raws(results):
+    return [json.loads(r.raw) for r in results]
+
+
+def _count_generate_calls(judge):
+    judge._load()
+    calls = []
+    real = judge._model.generate
+
+    def spy(*args, **kwargs):
+        calls.append(int(kwargs["input_ids"].shape[0]))
+        return real(*args, **kwargs)
+
+    judge._model.generate = spy
+    return calls
+
+
+def test_sampled_reply_does_not_depend_on_batch_mates(tiny_path):
+    """Determinism rule at temperature > 0: a case's sampled reply is the same alone and inside any batch."""
+    args = {"pretrained": tiny_path, "device": "cpu", "temperature": 1.0, "max_new_tokens": 8, "batch_size": 4}
+    judge = load_judge("hf", args)
+    calls = _count_generate_calls(judge)
+    target = _case_req("c7", story=True)
+    (alone,) = judge.judge_batch([target])
+    assert calls == [1, 1]  # checkpoints + answer set, one prompt per sampled generate call
+    mates = [_case_req("m1", color="white"), target, _case_req("m2", story=True, color="black"), _case_req("m3")]
+    batched = load_judge("hf", args).judge_batch(mates)
+    assert _raws([alone]) == _raws([batched[1]])
+    # Order within the batch does not matter either, nor the batch size.
+    shuffled = load_judge("hf", {**args, "batch_size": 3}).judge_batch(mates[::-1])
+    assert _raws(batched) == _raws(shuffled[::-1])
+    # The seed really drives the sampling: another judge seed gives other replies.
+    reseeded = load_judge("hf", {**args, "seed": 1}).judge_batch(mates)
+    assert _raws(reseeded) != _raws(batched)
+    # Different cases (and the two prompts of a story case) do not share one random stream.
+    texts = [r["checkpoints"] for r in _raws(batched)] + [_raws(batched)[1]["answer_set"]]
+    assert len(set(texts)) > 1
+    prov = alone.provenance["decoding"]
+    assert prov["temperature"] == 1.0 and prov["seed"] == 0 and "per request" in prov["seed_rule"]
+
+
+def test_sampling_leaves_torch_global_rng_alone(tiny_path):
+    import torch
+
+    judge = load_judge("hf", pretrained=tiny_path, device="cpu", temperature=1.0, max_new_tokens=4)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    judge.judge_batch([_case_req("c1")])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_greedy_generation_stays_batched(tiny_path):
+    judge = load_judge("hf", pretrained=tiny_path, device="cpu", max_new_tokens=4, batch_size=4)
+    calls = _count_generate_calls(judge)
+    res = judge.judge_batch([_case_req(f"c{i}") for i in range(4)] + [_case_req("s", story=True)])
+    assert calls == [4, 2] and len(res) == 5
+    assert "seed" not in res[0].provenance["decoding"]  # greedy: nothing random to seed
+
+
+def test_story_case_without_answer_set_keeps_its_checkpoint_verdicts(tiny_path):
+    judge = load_judge("hf", pretrained=tiny_path, device="cpu", mode="logits", batch_size=4)
+    full, none = judge.judge_batch([_case_req("s1", story=True), _case_req("s1", story=True, answer_set=False)])
+    assert {v.status for v in none.verdicts} <= {"pass", "fail"}
+    assert [asdict(v) for v in none.verdicts] == [asdict(v) for v in full.verdicts]
+    assert none.answer_set_status == "error" and none.answer_set_score is None
+    assert "case has no answer set" in none.details["answer_set_error"]
+    assert full.answer_set_status == "pass"
+    cs = score_case(CPS, none, case_id="s1", story=True)
+    assert not cs.clean and cs.n_checkpoint_errors == 1
+
+
 def test_unloadable_model_marks_every_case():
     judge = load_judge("hf", pretrained="/nonexistent/tiny", device="cpu")
     res = judge.judge_batch(requests())

@@ -16,7 +16,15 @@ from micon_tasks.errors import ConfigError
 from micon_tasks.judges import JudgeRequest
 from micon_tasks.scoring import score_case
 from micon_tasks.types import AnswerSet, Case, Checkpoint
-from tests.fake_judge_server import FakeJudgeServer, Reply, checkpoint_ids_in, good_reply, prompt_text, scripted
+from tests.fake_judge_server import (
+    FakeJudgeServer,
+    Reply,
+    checkpoint_ids_in,
+    good_reply,
+    prompt_text,
+    sampling_reply,
+    scripted,
+)
 
 CPS = [
     Checkpoint("A_check_1", "A", "Does the image follow the instruction?", True, "A"),
@@ -132,7 +140,8 @@ def test_good_replies_pass_with_provenance(server_factory, monkeypatch):
     prov = res[1].provenance
     assert prov["backend"] == "openai" and prov["model"] == "fake-vlm"
     assert prov["endpoint_host"] == srv.base_url.split("//")[1].split("/")[0]
-    assert prov["decoding"] == {"temperature": 0.1, "max_tokens": 800}
+    assert prov["decoding"]["temperature"] == 0.1 and prov["decoding"]["max_tokens"] == 800
+    assert prov["decoding"]["seed"] == 0 and "per request" in prov["decoding"]["seed_rule"]
     assert prov["parser_version"] and prov["cached"] is False
     assert len(prov["templates"]["checkpoints"]["sha256"]) == 64 and prov["templates"]["answer_set"]["version"] == "v1"
     assert len(srv.requests) == 3  # one per case, plus the story answer set
@@ -303,12 +312,106 @@ def test_bad_request_inside_a_batch_does_not_sink_it(server_factory):
     ok = make_request("ok")
     no_image = make_request("no_image")
     no_image.image = None
-    story_without_answer_set = make_request("story", story=True)
-    story_without_answer_set.case.answer_set = None
-    res = judge_for(srv).judge_batch([no_image, ok, story_without_answer_set])
+    broken_roles = make_request("roles")
+    broken_roles.case.ref_roles = ["RA"]  # two references, one role: the request cannot be built
+    res = judge_for(srv).judge_batch([no_image, ok, broken_roles])
     assert [v.status for v in res[1].verdicts] == ["pass"] * 4
     assert all(v.status == "error" and "no generated image" in v.error for v in res[0].verdicts)
-    assert all(v.status == "error" and "answer_set" in v.error for v in res[2].verdicts)
+    assert all(v.status == "error" and "ref_roles" in v.error for v in res[2].verdicts)
+    assert len(srv.requests) == 1
+
+
+@pytest.mark.parametrize("request_mode", ["case", "checkpoint"])
+def test_story_case_without_answer_set_still_judges_its_checkpoints(server_factory, request_mode):
+    srv = server_factory(scripted({"mixed": lambda b, n: good_reply(b, n, value=0)}))
+    no_answers = make_request("s_none", "mixed", story=True)
+    no_answers.case.answer_set = None
+    full = make_request("s_full", story=True)
+    res = judge_for(srv, request_mode=request_mode).judge_batch([no_answers, full])
+    # Its checkpoints are judged like any other case's: real fail verdicts from the judge, no error.
+    assert [v.status for v in res[0].verdicts] == ["fail"] * 4 and all(v.error is None for v in res[0].verdicts)
+    # Only the answer-set part is an error, with the reason, and no score stands in for it.
+    assert res[0].answer_set_status == "error" and res[0].answer_set_score is None
+    assert "case has no answer set" in res[0].details["answer_set_error"]
+    assert "answer_set" not in json.loads(res[0].raw)
+    # No answer-set request was sent for it; the other story case is untouched.
+    assert sorted(r["kind"] for r in srv.requests if r["scenario"] == "mixed") == (
+        ["checkpoints"] if request_mode == "case" else ["single"] * 4
+    )
+    assert res[1].answer_set_score == 7.0 and [v.status for v in res[1].verdicts] == ["pass"] * 4
+    cs = score_case(CPS, res[0], case_id="s_none", story=True)
+    assert cs.score == 0.0 and not cs.clean and cs.n_checkpoint_errors == 1
+    cs_pass = score_case(CPS, res[1], case_id="s_full", story=True)
+    assert cs_pass.score == pytest.approx(40 + 6 * 7) and cs_pass.clean
+
+
+def test_story_case_without_answer_set_is_never_cached(server_factory, tmp_path):
+    srv = server_factory()
+    req = make_request("s_none", story=True)
+    req.case.answer_set = None
+    for _ in range(2):
+        (res,) = judge_for(srv, cache_path=str(tmp_path / "c.sqlite")).judge_batch([req])
+        assert res.provenance["cached"] is False and res.answer_set_status == "error"
+    assert [r["kind"] for r in srv.requests] == ["checkpoints", "checkpoints"]
+
+
+def _seeds_by_case(srv):
+    out = {}
+    for r in srv.requests:
+        out.setdefault((r["scenario"], r["kind"]), set()).add(r["seed"])
+    return out
+
+
+@pytest.mark.parametrize("request_mode", ["case", "checkpoint"])
+def test_every_request_carries_a_seed_derived_from_the_case_not_the_batch(server_factory, request_mode):
+    """Determinism rule: the seed of a request depends on (judge seed, task, case id, prompt), never on batch mates."""
+    srv = server_factory(sampling_reply)
+    alone = judge_for(srv, request_mode=request_mode, concurrency=1).judge_batch([make_request("c2", "c2", story=True)])
+    seeds_alone = _seeds_by_case(srv)
+    srv.requests.clear()
+    reqs = [make_request(f"c{i}", f"c{i}", story=True) for i in (5, 0, 2, 9, 1)]
+    batch = judge_for(srv, request_mode=request_mode, concurrency=8).judge_batch(reqs)
+    seeds_batch = _seeds_by_case(srv)
+    assert all(isinstance(s, int) and not isinstance(s, bool) for v in seeds_batch.values() for s in v)
+    if request_mode == "case":
+        assert seeds_alone[("c2", "checkpoints")] == seeds_batch[("c2", "checkpoints")]
+        assert all(len(v) == 1 for v in seeds_batch.values())
+        # different cases and different prompts of one case get different seeds
+        cp_seeds = [next(iter(seeds_batch[(f"c{i}", "checkpoints")])) for i in (5, 0, 2, 9, 1)]
+        assert len(set(cp_seeds)) == 5
+        assert seeds_batch[("c2", "checkpoints")] != seeds_batch[("c2", "answer_set")]
+    else:
+        assert seeds_alone[("c2", "single")] == seeds_batch[("c2", "single")] and len(seeds_batch[("c2", "single")]) == 4
+    assert seeds_alone[("c2", "answer_set")] == seeds_batch[("c2", "answer_set")]
+    # ... so a sampling judge gives the case the same reply alone and among others.
+    (a,) = alone
+    b = batch[2]
+    assert [asdict(v) for v in a.verdicts] == [asdict(v) for v in b.verdicts]
+    assert a.answer_set_score == b.answer_set_score and a.raw == b.raw
+
+
+def test_request_seed_follows_the_judge_seed_task_and_case(server_factory):
+    srv = server_factory(sampling_reply)
+    judge_for(srv).judge_batch([make_request("c1", "c1")])
+    judge_for(srv, seed=0).judge_batch([make_request("c1", "c1")])
+    judge_for(srv, seed=7).judge_batch([make_request("c1", "c1")])
+    other_task = make_request("c1", "c1")
+    other_task.task = "spatial_composition"
+    judge_for(srv).judge_batch([other_task])
+    default, zero, seven, task2 = (r["seed"] for r in srv.requests)
+    assert default == zero  # no seed given = seed 0
+    assert len({zero, seven, task2}) == 3
+    assert all(0 <= s < 2**31 for s in (zero, seven, task2))
+
+
+def test_seed_is_part_of_the_cache_key(server_factory, tmp_path):
+    srv = server_factory()
+    cache = str(tmp_path / "c.sqlite")
+    judge_for(srv, cache_path=cache).judge_batch([make_request("c1")])
+    judge_for(srv, cache_path=cache, seed=0).judge_batch([make_request("c1")])  # the same rule and seed: a hit
+    assert len(srv.requests) == 1
+    judge_for(srv, cache_path=cache, seed=3).judge_batch([make_request("c1")])
+    assert len(srv.requests) == 2
 
 
 def test_judge_batch_inside_a_running_event_loop(server_factory):

@@ -12,7 +12,8 @@ import sys
 import pytest
 from PIL import Image
 
-from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
+from micon_tasks.judges.base import SEED_RULE, request_seed
+from micon_tasks.judges.cache import CACHE_SCHEMA, VerdictCache, cache_key, image_digest
 from micon_tasks.judges.parser import parse_checkpoint_reply, parse_score_reply, parse_single_reply
 from micon_tasks.judges.prompts import TEMPLATE_FILES, load_template, render_prompts
 from micon_tasks.types import AnswerSet, Case, Checkpoint, JudgeResult, Verdict
@@ -104,6 +105,40 @@ def test_rendered_prompt_order_and_content():
     assert logits[0].candidates == ["0", "1"] and logits[-1].candidates[-1] == "10,"
     with pytest.raises(ValueError, match="case 'c1'.*ref_roles"):
         render_prompts(_case(ref_roles=["RA"]), img, cps, story=False)
+
+
+def test_story_case_without_answer_set_renders_its_checkpoint_prompts():
+    cps = [Checkpoint("A_check_1", "A", "Follows the instruction?", True, "A"), Checkpoint("E_check_1", "E", "Story moves on?")]
+    img = Image.new("RGB", (4, 4), "white")
+    with_set = render_prompts(_case(), img, cps, story=True)
+    without = render_prompts(_case(answer_set=None), img, cps, story=True)
+    assert [p.name for p in without] == ["checkpoints"] and without[0].text == with_set[0].text
+    per = render_prompts(_case(answer_set=None), img, cps, story=True, request_mode="checkpoint")
+    assert [p.name for p in per] == ["A_check_1", "E_check_1"]
+
+
+def test_request_seed_comes_from_the_request_alone():
+    base = request_seed(0, "story_generation", "c1", "checkpoints")
+    assert base == request_seed(None, "story_generation", "c1", "checkpoints")  # no seed = seed 0
+    assert base == request_seed(0, "story_generation", "c1", "checkpoints")
+    others = {
+        request_seed(1, "story_generation", "c1", "checkpoints"),
+        request_seed(0, "object_composition", "c1", "checkpoints"),
+        request_seed(0, "story_generation", "c2", "checkpoints"),
+        request_seed(0, "story_generation", "c1", "answer_set"),
+        request_seed(0, "story_generation", "c1", "A_check_1"),
+    }
+    assert base not in others and len(others) == 5
+    assert all(isinstance(s, int) and 0 <= s < 2**31 for s in others | {base})
+    # Pinned: the rule is part of every result's provenance, so it must not drift silently.
+    assert base == int.from_bytes(hashlib.sha256(b"0/story_generation/c1/checkpoints").digest()[:4], "big") & 0x7FFFFFFF
+    assert "per request" in SEED_RULE
+
+
+def test_cache_schema_moved_with_the_seed_rule():
+    # Entries written under schema 1 (unseeded openai requests, one torch seed per hf batch) must miss.
+    assert CACHE_SCHEMA >= 2
+    assert cache_key({"x": 1}) != hashlib.sha256(json.dumps({"schema": 1, "x": 1}, sort_keys=True).encode()).hexdigest()
 
 
 def test_image_digest_and_key():

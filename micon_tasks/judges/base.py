@@ -7,6 +7,7 @@ cannot be judged gives ``error`` verdicts carrying the reason, never an exceptio
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -21,7 +22,19 @@ from micon_tasks.judges.parser import PARSER_VERSION, parse_checkpoint_reply, pa
 from micon_tasks.judges.prompts import Prompt, render_prompts, template_provenance
 from micon_tasks.types import Case, Checkpoint, JudgeResult, Verdict
 
-__all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host"]
+__all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host", "request_seed", "SEED_RULE"]
+
+# How a sampling judge's seed is chosen (recorded in provenance as decoding.seed_rule): one seed per
+# request, from stable facts of that request only, never from its batch position, order or the time.
+# So the same judge seed gives the same reply whatever the sharding, batching and concurrency.
+SEED_RULE = "per request: sha256(judge seed or 0, task, case id, prompt name)[:4] & 0x7fffffff"
+NO_ANSWER_SET = "case has no answer set"
+
+
+def request_seed(seed: int | None, task: str, case_id: str, prompt_name: str) -> int:
+    """The seed of one judge call: a 31-bit integer (OpenAI, vLLM and torch all accept it), see SEED_RULE."""
+    digest = hashlib.sha256(f"{int(seed or 0)}/{task}/{case_id}/{prompt_name}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 @dataclass
@@ -93,6 +106,7 @@ class Judge:
 
     backend = "base"
     logits = False  # set by a backend that scores candidates instead of generating
+    seed: int | None = None  # the judge's seed arg; every prompt gets request_seed(seed, task, case id, name)
 
     def __init__(self, *, request_mode: str = "case", cache_path: str | None = None, template_version: str = "v1"):
         if request_mode not in ("case", "checkpoint"):
@@ -132,6 +146,8 @@ class Judge:
         }
 
     def _key(self, request: JudgeRequest, prompts: list[Prompt], prov: dict[str, Any]) -> str:
+        # A request's seed changes a sampled reply; it means nothing to greedy or logits decoding.
+        seeded = "seed_rule" in (prov.get("decoding") or {})
         return cache_key(
             {
                 "backend": prov.get("backend"),
@@ -143,7 +159,7 @@ class Judge:
                 "case_id": request.case.case_id,
                 "story": request.story,
                 "checkpoints": [[c.id, c.dimension, c.question, c.hard, c.caps] for c in request.checkpoints],
-                "prompts": [[p.name, p.text, p.prefix, p.candidates] for p in prompts],
+                "prompts": [[p.name, p.text, p.prefix, p.candidates, p.seed if seeded else None] for p in prompts],
                 "images": [image_digest(img) for _, img in prompts[0].images] if prompts else [],
             }
         )
@@ -167,6 +183,8 @@ class Judge:
                     req.case, req.image, list(req.checkpoints), story=req.story,
                     request_mode=self.request_mode, logits=self.logits, version=self.template_version,
                 )
+                for p in rendered[i]:
+                    p.seed = request_seed(self.seed, req.task, req.case.case_id, p.name)
                 if self.cache is not None:
                     keys[i] = self._key(req, rendered[i], prov)
             except Exception as exc:  # noqa: BLE001 - one bad case must not sink the batch
@@ -236,6 +254,10 @@ class Judge:
         ids = [cp.id for cp in req.checkpoints]
         ans_score, ans_status = None, ("error" if req.story else None)
         ans_note: dict[str, Any] = {}
+        if req.story and req.case.answer_set is None:
+            # Only the answer-set part fails; the checkpoints below are judged as for any case.
+            where = f"task {req.task!r}, case {req.case.case_id!r}"
+            ans_note = {"answer_set_error": f"{where}: {NO_ANSWER_SET}; the answer-set score is not judged"}
         for p, c in pairs:
             attempts += c.attempts
             raws[p.name] = c.text

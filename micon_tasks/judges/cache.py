@@ -1,9 +1,9 @@
 """SQLite verdict cache: a re-run makes no judge call for a case judged before with the same inputs.
 
 Keyed by a sha256 over everything that can change a verdict (judge backend and model, template
-hashes, the rendered prompts, checkpoint texts, case id, image pixels, decoding settings, parser
-version). Only clean results are stored, so a transient failure is retried on the next run. WAL
-mode plus a busy timeout and a retry loop make several processes writing one file safe.
+hashes, the rendered prompts and their per-request seeds, checkpoint texts, case id, image pixels,
+decoding settings, parser version). Only clean results are stored, so a transient failure is retried
+on the next run. WAL mode plus a busy timeout and a retry loop make several processes writing one file safe.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from micon_tasks.types import JudgeResult, Verdict
 
 __all__ = ["VerdictCache", "image_digest", "cache_key", "CACHE_SCHEMA"]
 
-CACHE_SCHEMA = 1
+# 2: requests carry a seed derived per request (judges/base.py SEED_RULE) that is part of the key;
+#    entries written before (unseeded, or one seed per batch) are never reused.
+CACHE_SCHEMA = 2
 
 
 def image_digest(image: Any) -> str:

@@ -5,6 +5,12 @@ same parser. ``logits`` asks one checkpoint per prompt and compares the model's 
 continuations ``{"pass": 0`` and ``{"pass": 1`` (and of ``{"score": k,`` for k = 0..10 on the story
 answer set) instead of generating: it always yields a verdict, which makes it useful to exercise the
 whole pipeline with a tiny random model, but such verdicts carry no meaning.
+
+Greedy decoding (``temperature=0``) and logits mode run batched. Sampling (``temperature > 0``)
+runs one prompt at a time, each from torch's generator reseeded with that prompt's own seed
+(``base.SEED_RULE``: judge seed, task, case id, prompt name) inside ``torch.random.fork_rng``: a
+case's reply then does not depend on its batch mates (padding, RNG draws), hence not on the
+sharding or ``batch_size``, and the caller's global RNG state is left as it was.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import math
 from typing import Any
 
 from micon_tasks.errors import ConfigError
-from micon_tasks.judges.base import Completion, Judge
+from micon_tasks.judges.base import SEED_RULE, Completion, Judge
 from micon_tasks.judges.prompts import Prompt
 from registry import register_judge
 
@@ -69,6 +75,7 @@ class HFJudge(Judge):
             decoding.update(max_new_tokens=self.max_new_tokens, temperature=self.temperature)
             if self.temperature > 0:
                 decoding["seed"] = self.seed
+                decoding["seed_rule"] = SEED_RULE
         return {
             "backend": self.backend,
             "model": self.pretrained,
@@ -126,6 +133,14 @@ class HFJudge(Judge):
         if self.logits:
             return self._score_candidates(prompts)
         out: list[Completion] = []
+        if self.temperature > 0:
+            # One prompt per call, from its own seed: its reply cannot depend on batch mates.
+            for p in prompts:
+                try:
+                    out.extend(self._generate([p], seed=self.seed if p.seed is None else p.seed))
+                except Exception as exc:  # noqa: BLE001
+                    out.append(Completion(error=f"generation failed: {type(exc).__name__}: {exc}"))
+            return out
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
             try:
@@ -138,19 +153,37 @@ class HFJudge(Judge):
                         out.append(Completion(error=f"generation failed: {type(exc).__name__}: {exc}"))
         return out
 
-    def _generate(self, prompts: list[Prompt]) -> list[Completion]:
+    def _rng_devices(self) -> list[int]:
+        """CUDA devices whose RNG state a seeded generation touches (restored afterwards by fork_rng)."""
         import torch
 
+        if not str(self._device).startswith("cuda") or not torch.cuda.is_available():
+            return []
+        return list(range(torch.cuda.device_count()))
+
+    def _generate(self, prompts: list[Prompt], seed: int | None = None) -> list[Completion]:
+        """Generate replies; ``seed`` (sampling only, one prompt) seeds the sampling of this call alone."""
+        import torch
+
+        sample = self.temperature > 0
+        if sample and (len(prompts) != 1 or seed is None):
+            raise ValueError("sampling generates one prompt at a time, from that prompt's seed")
         inputs = self._inputs([self._chat_text(p) for p in prompts], [[im for _, im in p.images] for p in prompts])
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.temperature > 0}
-        if self.temperature > 0:
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": sample}
+        if sample:
             kwargs["temperature"] = self.temperature
-            torch.manual_seed(self.seed)
         tok = getattr(self._processor, "tokenizer", self._processor)
         if tok.pad_token_id is not None:
             kwargs["pad_token_id"] = tok.pad_token_id
         with torch.inference_mode():
-            out = self._model.generate(**inputs, **kwargs)
+            if sample:
+                # transformers samples from torch's global generator: fork it, seed it for this
+                # prompt, and give the caller's state back untouched.
+                with torch.random.fork_rng(devices=self._rng_devices()):
+                    torch.manual_seed(int(seed))  # type: ignore[arg-type]
+                    out = self._model.generate(**inputs, **kwargs)
+            else:
+                out = self._model.generate(**inputs, **kwargs)
         new = out[:, inputs["input_ids"].shape[1] :]
         texts = self._processor.batch_decode(new, skip_special_tokens=True)
         done = []

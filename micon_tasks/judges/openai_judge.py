@@ -4,6 +4,11 @@ Requests run concurrently (asyncio, a semaphore of ``concurrency``). Retries are
 SDK's, so they are bounded and visible: exponential backoff on 429, 5xx, timeouts and connection
 errors; any other 4xx is final. The API key is read from the variable named by ``api_key_env``
 and is scrubbed from every error text.
+
+Every request carries a ``seed`` field derived from the request alone (``base.SEED_RULE``: the
+judge's ``seed`` or 0, the task, the case id and the prompt name), so at temperature 0.1 a server
+that honours seeds (vLLM, SGLang, OpenAI best effort) answers a case the same way whatever its
+batch mates, the sharding or the concurrency.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from micon_tasks.errors import ConfigError
-from micon_tasks.judges.base import Completion, Judge, endpoint_host
+from micon_tasks.judges.base import SEED_RULE, Completion, Judge, endpoint_host
 from micon_tasks.judges.prompts import Prompt
 from registry import register_judge
 
@@ -94,8 +99,8 @@ class OpenAIJudge(Judge):
         decoding: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
         if self.json_mode:
             decoding["response_format"] = "json_object"
-        if self.seed is not None:
-            decoding["seed"] = self.seed
+        decoding["seed"] = int(self.seed or 0)
+        decoding["seed_rule"] = SEED_RULE
         return {
             "backend": self.backend,
             "model": self.model,
@@ -168,10 +173,11 @@ class OpenAIJudge(Judge):
         async def one(p: Prompt) -> Completion:
             async with sem:
                 try:
+                    seed = self._prompt_seed(p)
                     messages = [{"role": "user", "content": await content(p)}]
                 except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be encoded
                     return Completion(error=f"cannot encode the request: {type(exc).__name__}: {exc}", attempts=0)
-                return await self._call(client, openai, ChatCompletion, messages, key)
+                return await self._call(client, openai, ChatCompletion, messages, key, seed)
 
         try:
             return list(await asyncio.gather(*(one(p) for p in prompts)))
@@ -179,14 +185,23 @@ class OpenAIJudge(Judge):
             pool.shutdown(wait=False, cancel_futures=True)
             await client.close()
 
+    def _prompt_seed(self, p: Prompt) -> int:
+        if p.seed is None:  # Judge.judge_batch sets it on every prompt; a bare _complete call must too
+            raise ValueError(f"prompt {p.name!r} has no per-request seed")
+        return int(p.seed)
+
     async def _call(
-        self, client: Any, openai: Any, ChatCompletion: Any, messages: list[dict[str, Any]], key: str  # noqa: N803
+        self,
+        client: Any,
+        openai: Any,
+        ChatCompletion: Any,  # noqa: N803
+        messages: list[dict[str, Any]],
+        key: str,
+        seed: int,
     ) -> Completion:
-        kwargs: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
+        kwargs: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed}
         if self.json_mode:
             kwargs["response_format"] = {"type": "json_object"}
-        if self.seed is not None:
-            kwargs["seed"] = self.seed
         last = "no attempt made"
         for attempt in range(self.max_retries + 1):
             retry_after: float | None = None

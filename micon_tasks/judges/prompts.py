@@ -71,6 +71,9 @@ class Prompt:
     images: list[tuple[str, Any]]  # (label, PIL image); generated image last
     prefix: str = ""
     candidates: list[str] = field(default_factory=list)
+    # Sampling seed of this call, derived by the Judge from (judge seed, task, case id, name): never
+    # from the prompt's position in a batch, so a case gets the same reply whatever its batch mates.
+    seed: int | None = None
 
 
 def _bullets(items: list[str], *, label: str | None = None, empty: str = "(none)") -> str:
@@ -131,7 +134,9 @@ def render_prompts(
     """All prompts of one request: the checkpoint prompt(s), then the story answer-set prompt.
 
     ``request_mode`` "case" asks every checkpoint in one call; "checkpoint" asks one per call (for
-    judges weak at long JSON). ``logits`` implies one checkpoint per call.
+    judges weak at long JSON). ``logits`` implies one checkpoint per call. A story case without an
+    answer set gets its checkpoint prompts only (no answer-set prompt): the Judge then marks the
+    answer-set part ``error`` ("case has no answer set") and still judges the checkpoints.
     """
     if request_mode not in ("case", "checkpoint"):
         raise ConfigError(f"request_mode must be 'case' or 'checkpoint', got {request_mode!r}")
@@ -159,10 +164,8 @@ def render_prompts(
             if logits:
                 p.prefix, p.candidates = '{"pass": ', ["0", "1"]
             prompts.append(p)
-    if story:
-        ans = case.answer_set
-        if ans is None:
-            raise ValueError(f"task {case.task!r}, case {case.case_id!r}, field 'answer_set': missing for a story case")
+    ans = case.answer_set
+    if story and ans is not None:
         text = load_template("answer_set", version).render(
             **ctx,
             background=ans.background_summary.strip() or "(not given)",

@@ -17,7 +17,7 @@ from micon_tasks.errors import ConfigError, MiconError
 if TYPE_CHECKING:  # heavy imports stay out of module import time
     from PIL.Image import Image
 
-    from dar import DARConfig
+    from dar import DARConfig, DARStats
 
 __all__ = [
     "ModelAdapter",
@@ -115,7 +115,10 @@ class ModelAdapter:
 
     Class attributes:
       * ``max_refs``: the most reference images the model takes (None: no limit);
-      * ``supports_dar``: whether ``_generate`` applies DAR; if False a DAR request raises;
+      * ``supports_dar``: whether ``_generate`` applies DAR; if False a DAR request raises. If True,
+        ``_generate`` must set ``self.last_dar_stats`` to the :class:`dar.DARStats` of the call (e.g. the
+        ``dar.enable`` handle's ``stats``) whenever it is given a config: ``generate`` refuses the image
+        with a ``GenerationError`` (reason ``model_error``) when DAR rebalanced no attention call;
       * ``default_size``: the output (width, height) when the caller asks for none.
     """
 
@@ -123,6 +126,8 @@ class ModelAdapter:
     supports_dar: ClassVar[bool] = False
     default_size: ClassVar[tuple[int, int]] = (1024, 1024)
     registered_name: ClassVar[str | None] = None  # set by the registry on registration
+    #: DAR's counts for the last ``generate`` (None when it ran without DAR); see :class:`dar.DARStats`
+    last_dar_stats: DARStats | None = None
 
     # -- public API -----------------------------------------------------------------------------
     def generate(
@@ -137,7 +142,10 @@ class ModelAdapter:
                 f"adapter {self.name!r} cannot apply DAR (supports_dar is False); run it with dar=None/False"
             )
         config = resolve_dar(dar)
+        self.last_dar_stats = None
         image = self._generate(refs, prompt, dar=config, seed=seed, **gen_kwargs)
+        if config is not None:
+            self._check_dar_reached(config)
         return self._check_output(image)
 
     def generate_batch(
@@ -156,17 +164,30 @@ class ModelAdapter:
         return out
 
     def model_info(self) -> dict[str, Any]:
-        """What goes into results: name, weights, dtype, revision, generation settings. Never secrets."""
-        return {
+        """What goes into results: name, weights, dtype, revision, generation settings. Never secrets.
+
+        Adapters that support DAR add ``"dar": {"last_generation": ...}``: the :class:`dar.DARStats` counts of
+        the last ``generate`` (None before one, or when it ran without DAR).
+        """
+        info: dict[str, Any] = {
             "name": self.name,
             "adapter": f"{type(self).__module__}.{type(self).__qualname__}",
             "max_refs": self.max_refs,
             "supports_dar": self.supports_dar,
         }
+        if self.supports_dar:
+            stats = self.last_dar_stats
+            info["dar"] = {"last_generation": None if stats is None else stats.to_dict()}
+        return info
 
     @property
     def name(self) -> str:
         return self.registered_name or type(self).__name__
+
+    @property
+    def last_dar_calls(self) -> int:
+        """Attention calls DAR rebalanced in the last ``generate`` (0 without DAR)."""
+        return 0 if self.last_dar_stats is None else self.last_dar_stats.rebalanced
 
     # -- the hook an adapter writes ---------------------------------------------------------------
     def _generate(
@@ -176,6 +197,25 @@ class ModelAdapter:
         raise NotImplementedError(f"{type(self).__name__} must implement _generate()")
 
     # -- shared checks ----------------------------------------------------------------------------
+    def _check_dar_reached(self, config: DARConfig) -> None:
+        """A generation asked to use DAR must have rebalanced at least one attention call.
+
+        With gamma = 0 the weights are all 1 but the calls still count (DAR reached them). Zero calls means
+        the run would be labelled "with DAR" while being a plain run: that image is refused.
+        """
+        stats = self.last_dar_stats
+        if stats is None:
+            raise RuntimeError(f"adapter {self.name!r} declares supports_dar but its _generate did not set "
+                               "last_dar_stats (a dar.DARStats, e.g. the dar.enable handle's stats), so whether "
+                               "DAR was applied cannot be checked")
+        if stats.rebalanced == 0:
+            raise GenerationError(
+                f"adapter {self.name!r}: DAR was requested ({config}) but reached no attention call: "
+                f"{stats.describe()}. The layers/steps/cfg_branches options may exclude every call, or the "
+                "model's token layout was not recognised; no image is recorded",
+                reason="model_error",
+            )
+
     def check_refs(self, refs: Sequence[Any]) -> list[Image]:
         """A non-empty list of PIL images within ``max_refs``, converted to RGB."""
         from PIL import Image as PILImage

@@ -2,7 +2,9 @@
 
 Why one base: every diffusers adapter loads the same way (``from_pretrained`` with dtype, revision,
 ``trust_remote_code=False``), must seed every generator the pipeline touches, and applies DAR through
-``dar.enable(pipe, config)`` around the call. Subclasses only build the call's keyword arguments.
+``dar.enable(pipe, config)`` around the call, keeping the handle's counts in ``last_dar_stats`` (the base
+``generate`` refuses an image for which DAR rebalanced nothing). Subclasses only build the call's keyword
+arguments.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class DiffusersAdapter(ModelAdapter):
             import dar as dar_pkg
 
             dar_context = dar_pkg.enable(pipe, dar)
+            self.last_dar_stats = dar_context.stats  # generate() refuses the image if DAR reached no call
         try:
             with self.call_context(), dar_context, torch.inference_mode():
                 output = pipe(**kwargs)

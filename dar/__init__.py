@@ -3,8 +3,9 @@ generation (MICON-Bench, PROTOCOL.md section 7), usable in any transformers or d
 
     from dar import DARConfig, dar_attention           # the pure op, (B, H, L, D) like torch's SDPA
     import dar
-    with dar.enable(pipe_or_model, DARConfig(gamma=0.15)):
+    with dar.enable(pipe_or_model, DARConfig(gamma=0.15)) as handle:
         image = pipe(...)                              # attention restored on exit, also on errors
+    handle.stats.rebalanced                            # attention calls DAR reached (0: it did nothing)
 
 See docs/dar.md for the formula, the options and their defaults, and the hooks.
 """
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 from .config import DARConfig
 from .op import dar_attention
+from .stats import DARStats
 
-__all__ = ["DARConfig", "dar_attention", "enable", "disable", "references", "denoising_step"]
+__all__ = ["DARConfig", "DARStats", "dar_attention", "enable", "disable", "references", "denoising_step"]
 
 
 def __getattr__(name: str):

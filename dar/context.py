@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -35,6 +36,8 @@ class ForwardState:
     cond_rows: torch.Tensor | None = None
     step: float | None = None
     sampled: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, compare=False)
+    has_refs: bool = True  # whether ref_mask has any True (computed on the CPU by the diffusers hook)
+    stats: Any = field(default=None, compare=False, repr=False)  # the enabling handle's DARStats
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # per-shape masks, reused by layers
 
 

@@ -13,6 +13,8 @@ How it works, and why this way:
   *original* function with the scaled keys, so the configured attention backend, GQA and mask handling
   are untouched; calls it cannot place (no state, other key length, e.g. FLUX.2's ref-only KV passes)
   go straight through. Attention processors are never replaced, so user processors survive.
+* Every call inside a hooked forward is counted in the handle's :class:`~dar.stats.DARStats`, as
+  rebalanced or as passed through with its reason, so a caller can tell when DAR reached nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from .config import DARConfig
 from .context import _LAYER, _STATE, ForwardState, current_step
 from .op import _to_device, dar_weights, sample_query_positions
+from .stats import DARStats
 
 __all__ = ["install", "supported_models", "layout_for"]
 
@@ -116,20 +119,39 @@ def layout_for(model: torch.nn.Module) -> tuple[Layout, str, bool]:
 
 
 # ----------------------------------------------------------------------------- routing
-def _weights(query_bhsd: torch.Tensor, key_bhsd: torch.Tensor, attn_mask, scale, is_causal) -> torch.Tensor | None:
-    """DAR key weights (B, Lk) for this attention call, or None when DAR does not apply to it."""
-    state = _STATE.get()
+def _weights(state: ForwardState | None, query_bhsd: torch.Tensor, key_bhsd: torch.Tensor, attn_mask, scale,
+             is_causal) -> torch.Tensor | None:
+    """DAR key weights (B, Lk) for this attention call, or None when DAR does not apply to it (the reason is
+    counted in the hook's :class:`~dar.stats.DARStats`)."""
     if state is None or state.config is None:
+        return None  # outside a hooked forward (another model of the same class): not ours to count
+    config, stats = state.config, state.stats
+    reason = None
+    if not config.layer_active(_LAYER.get()):
+        reason = "layer_excluded"
+    elif not config.step_active(state.step):
+        reason = "step_excluded"
+    else:
+        batch, _, length_q, _ = query_bhsd.shape
+        if state.ref_mask.shape != (batch, key_bhsd.shape[2]) or state.query_mask.shape[-1] != length_q:
+            reason = "other_sequence"  # not the joint sequence (e.g. ref-only KV-cache attention)
+        elif not state.has_refs:
+            reason = "no_reference_keys"  # e.g. the unconditional branch with cfg_branches="cond": w would be 1
+    if reason is not None:
+        if stats is not None:
+            stats.add_passed(reason)
         return None
-    config = state.config
-    if not config.layer_active(_LAYER.get()) or not config.step_active(state.step):
-        return None
-    batch, _, length_q, _ = query_bhsd.shape
-    if state.ref_mask.shape != (batch, key_bhsd.shape[2]) or state.query_mask.shape[-1] != length_q:
-        return None  # a call whose sequence is not the joint one (e.g. ref-only KV-cache attention)
     w, _ = dar_weights(query_bhsd, key_bhsd, state.ref_mask, config, attn_mask=attn_mask, scale=scale,
                        is_causal=is_causal, query_mask=state.query_mask, ref_ids=state.ref_ids, sampled=state.sampled)
+    if stats is not None:
+        stats.add_rebalanced()
     return w
+
+
+def _unsupported(state: ForwardState | None, reason: str) -> None:
+    """Count a call passed through for a call option DAR does not handle (only inside a hooked forward)."""
+    if state is not None and state.stats is not None:
+        state.stats.add_passed(reason)
 
 
 def _dispatch_router(original: Callable) -> Callable:
@@ -140,8 +162,15 @@ def _dispatch_router(original: Callable) -> Callable:
         bound = signature.bind(query, key, value, *args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
-        if not a.get("dropout_p") and a.get("parallel_config") is None and not a.get("attention_kwargs"):
-            w = _weights(query.transpose(1, 2), key.transpose(1, 2), a.get("attn_mask"), a.get("scale"),
+        state = _STATE.get()
+        if a.get("dropout_p"):
+            _unsupported(state, "dropout")
+        elif a.get("parallel_config") is not None:
+            _unsupported(state, "context_parallel")
+        elif a.get("attention_kwargs"):
+            _unsupported(state, "attention_kwargs")
+        else:
+            w = _weights(state, query.transpose(1, 2), key.transpose(1, 2), a.get("attn_mask"), a.get("scale"),
                          bool(a.get("is_causal")))
             if w is not None:
                 key = key * w.to(key.dtype)[:, :, None, None]
@@ -156,8 +185,11 @@ def _functional_router(original_module) -> types.ModuleType:
 
     def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
                                      **kwargs):
-        if not dropout_p:
-            w = _weights(query, key, attn_mask, scale, is_causal)
+        state = _STATE.get()
+        if dropout_p:
+            _unsupported(state, "dropout")
+        else:
+            w = _weights(state, query, key, attn_mask, scale, is_causal)
             if w is not None:
                 key = key * w.to(key.dtype)[:, None, :, None]
         return original_module.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
@@ -211,8 +243,9 @@ def _scheduler_step(scheduler) -> tuple[float | None, tuple]:
 
 
 class _TransformerHook:
-    def __init__(self, model: torch.nn.Module, config: DARConfig, scheduler=None):
+    def __init__(self, model: torch.nn.Module, config: DARConfig, scheduler=None, stats: DARStats | None = None):
         self.model, self.config, self.scheduler = model, config, scheduler
+        self.stats = stats
         self.layout, self.attribute, self.batched_cfg = layout_for(model)
         self.signature = inspect.signature(model.forward)
         self._local = threading.local()
@@ -239,11 +272,14 @@ class _TransformerHook:
         step = current_step() if current_step() is not None else fraction
         if self.config.cfg_branches == "cond":
             ref = ref & self._cond_rows(ref, step_key)[:, None]
+        if self.stats is not None:
+            self.stats.add_forward()
         # Everything DAR needs per layer is placed on the device and sampled once per forward (no syncs later).
         device = bound["hidden_states"].device
         sampled = sample_query_positions(query, query.shape[0], query.shape[1], self.config, device)
         state = ForwardState(config=self.config, ref_mask=_to_device(ref, device), query_mask=query,
-                             ref_ids=_to_device(ids, device), step=step, sampled=sampled)
+                             ref_ids=_to_device(ids, device), step=step, sampled=sampled,
+                             has_refs=bool(ref.any()), stats=self.stats)  # ref is still on the CPU: no sync
         _stack(self._local).append(_STATE.set(state))
 
     def post(self, module, args, kwargs, output):
@@ -257,9 +293,12 @@ def _attention_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.modules() if hasattr(m, "processor") and hasattr(m, "set_processor")]
 
 
-def install(model: torch.nn.Module, config: DARConfig, scheduler=None) -> Callable[[], None]:
-    """Hook DAR into a supported diffusers transformer; returns the function that undoes everything."""
-    hook = _TransformerHook(model, config, scheduler)
+def install(model: torch.nn.Module, config: DARConfig, scheduler=None,
+            stats: DARStats | None = None) -> Callable[[], None]:
+    """Hook DAR into a supported diffusers transformer; returns the function that undoes everything.
+
+    ``stats`` receives the count of attention calls rebalanced and passed through (see :mod:`dar.stats`)."""
+    hook = _TransformerHook(model, config, scheduler, stats)
     undo: list[Callable[[], None]] = []
     try:
         undo.append(_patch(type(model).__module__, hook.attribute))

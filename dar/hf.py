@@ -20,11 +20,13 @@ import torch
 from .config import DARConfig
 from .context import _LAYER, _scoped, current_state, current_step
 from .op import _to_device, dar_weights, sample_query_positions
+from .stats import DARStats
 
 __all__ = ["ATTN_IMPLEMENTATION", "register", "install", "dar_sdpa_attention"]
 
 ATTN_IMPLEMENTATION = "dar"
-_TARGETS: "weakref.WeakKeyDictionary[torch.nn.Module, DARConfig]" = weakref.WeakKeyDictionary()
+# module -> (config, stats) of the dar.enable that routed it
+_TARGETS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[DARConfig, DARStats | None]]" = weakref.WeakKeyDictionary()
 _REGISTER_LOCK = threading.Lock()
 _registered = False
 
@@ -44,14 +46,27 @@ def _fit(rows: torch.Tensor, batch: int, length: int, fill) -> torch.Tensor:
 
 def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | None:
     state = current_state()
-    config = _TARGETS.get(module)
+    config, stats = _TARGETS.get(module, (None, None))
+
+    def passed(reason: str) -> None:
+        if stats is not None:
+            stats.add_passed(reason)
+
     if state is None:
+        passed("no_references_context")
         return None
     config = config or state.config
     layer = getattr(module, "layer_idx", None)
-    if config is None or not config.layer_active(layer):
+    if config is None:
         return None
-    if not config.step_active(current_step()) or (kwargs.get("dropout") or 0.0) > 0.0:
+    if not config.layer_active(layer):
+        passed("layer_excluded")
+        return None
+    if not config.step_active(current_step()):
+        passed("step_excluded")
+        return None
+    if (kwargs.get("dropout") or 0.0) > 0.0:
+        passed("dropout")
         return None
     batch, _, length_q, _ = query.shape
     length_k = key.shape[2]
@@ -59,7 +74,10 @@ def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | N
     cache_key = (batch, length_q, length_k, str(device), config)
     if cache_key not in state.cache:  # built once per shape, then reused by every layer
         state.cache[cache_key] = _fit_state(state, config, batch, length_q, length_k, device)
-    ref, query_mask, ids, sampled = state.cache[cache_key]
+    ref, query_mask, ids, sampled, has_refs = state.cache[cache_key]
+    if not has_refs:  # no reference key in this call (e.g. before the references, or cond_rows all False)
+        passed("no_reference_keys")
+        return None
     mask = attention_mask
     if mask is not None and mask.shape[-1] != length_k:
         mask = mask[..., :length_k]
@@ -69,11 +87,14 @@ def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | N
     with _scoped(_LAYER, layer):
         w, _ = dar_weights(query, key, ref, config, attn_mask=mask, scale=kwargs.get("scaling"), is_causal=causal,
                            query_mask=query_mask, ref_ids=ids, sampled=sampled)
+    if stats is not None:
+        stats.add_rebalanced()
     return w
 
 
 def _fit_state(state, config: DARConfig, batch: int, length_q: int, length_k: int, device):
-    """The caller's absolute-position masks cut to this call's shape, on the device, plus sampled queries."""
+    """The caller's absolute-position masks cut to this call's shape, on the device, plus sampled queries and
+    whether any reference key is left (decided on the CPU, so no device sync)."""
     ref = _fit(state.ref_mask.cpu(), batch, length_k, False)
     if config.cfg_branches == "cond":
         if state.cond_rows is None:
@@ -86,7 +107,7 @@ def _fit_state(state, config: DARConfig, batch: int, length_q: int, length_k: in
             query_mask = _fit(query_mask, batch, length_k, False)[:, length_k - length_q:]
     ids = None if state.ref_ids is None else _to_device(_fit(state.ref_ids.cpu(), batch, length_k, -1), device)
     sampled = sample_query_positions(query_mask, batch, length_q, config, device)
-    return _to_device(ref.contiguous(), device), query_mask, ids, sampled
+    return _to_device(ref.contiguous(), device), query_mask, ids, sampled, bool(ref.any())
 
 
 def dar_sdpa_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -124,8 +145,10 @@ def _snapshot(config) -> dict:
     return out
 
 
-def install(model, config: DARConfig) -> Callable[[], None]:
-    """Route the language model's attention of ``model`` through DAR; returns the undo function."""
+def install(model, config: DARConfig, stats: DARStats | None = None) -> Callable[[], None]:
+    """Route the language model's attention of ``model`` through DAR; returns the undo function.
+
+    ``stats`` receives the count of attention calls rebalanced and passed through (see :mod:`dar.stats`)."""
     register()
     before = _snapshot(model.config)
     # Only the language model: the string form would also route vision towers and VQ encoders.
@@ -139,7 +162,7 @@ def install(model, config: DARConfig) -> Callable[[], None]:
                            "(it does not use transformers' AttentionInterface)")
     modules = list(model.modules())
     for m in modules:
-        _TARGETS[m] = config
+        _TARGETS[m] = (config, stats)
 
     def uninstall() -> None:
         for m in modules:

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 
 from .config import DARConfig
+from .stats import DARStats
 
 __all__ = ["enable", "disable", "is_enabled"]
 
@@ -21,10 +22,14 @@ _ACTIVE: "weakref.WeakKeyDictionary[object, DARHandle]" = weakref.WeakKeyDiction
 
 
 class DARHandle:
-    """What :func:`enable` returns: a context manager that calls :func:`disable` on exit (also on errors)."""
+    """What :func:`enable` returns: a context manager that calls :func:`disable` on exit (also on errors).
 
-    def __init__(self, target: object, config: DARConfig, undo: Callable[[], None]):
-        self.target, self.config, self._undo = target, config, undo
+    ``stats`` (:class:`~dar.stats.DARStats`) counts the attention calls DAR rebalanced while enabled and
+    those it passed through, by reason; ``stats.rebalanced == 0`` after a generation means DAR did nothing.
+    """
+
+    def __init__(self, target: object, config: DARConfig, undo: Callable[[], None], stats: DARStats):
+        self.target, self.config, self._undo, self.stats = target, config, undo, stats
 
     def __enter__(self) -> "DARHandle":
         return self
@@ -33,7 +38,7 @@ class DARHandle:
         disable(self.target)
 
     def __repr__(self) -> str:
-        return f"DARHandle({type(self.target).__name__}, {self.config})"
+        return f"DARHandle({type(self.target).__name__}, {self.config}, {self.stats})"
 
 
 def _is_instance(obj: object, module: str, name: str) -> bool:
@@ -56,25 +61,26 @@ def enable(target: object, config: DARConfig | None = None) -> DARHandle:
         if target in _ACTIVE:
             raise RuntimeError(f"dar.enable: DAR is already enabled on this {type(target).__name__}; "
                                "call dar.disable first")
+        stats = DARStats()
         if _is_instance(target, "transformers", "PreTrainedModel"):
             from .hf import install
 
-            undo = install(target, config)
+            undo = install(target, config, stats)
         elif _is_instance(target, "diffusers", "DiffusionPipeline"):
             transformer = getattr(target, "transformer", None)
             if transformer is None:
                 raise TypeError(f"dar.enable: {type(target).__name__} has no 'transformer' component to hook")
             from .diffusers_hooks import install
 
-            undo = install(transformer, config, scheduler=getattr(target, "scheduler", None))
+            undo = install(transformer, config, scheduler=getattr(target, "scheduler", None), stats=stats)
         elif _is_instance(target, "diffusers", "ModelMixin"):
             from .diffusers_hooks import install
 
-            undo = install(target, config)
+            undo = install(target, config, stats=stats)
         else:
             raise TypeError(f"dar.enable: expected a transformers PreTrainedModel, a diffusers pipeline or a "
                             f"diffusers transformer, got {type(target).__name__}")
-        handle = DARHandle(target, config, undo)
+        handle = DARHandle(target, config, undo, stats)
         _ACTIVE[target] = handle
         return handle
 

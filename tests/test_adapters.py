@@ -144,6 +144,41 @@ def test_generate_batch_returns_failures_in_place():
                                 "retryable": False}
 
 
+class CountingDAR(ModelAdapter):
+    """A toy DAR-capable adapter that reports ``calls`` rebalanced attention calls (or no stats at all)."""
+
+    supports_dar = True
+
+    def __init__(self, calls: int = 1, report: bool = True):
+        self.calls, self.report = calls, report
+
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        from dar import DARStats
+
+        if dar is not None and self.report:
+            self.last_dar_stats = DARStats()
+            self.last_dar_stats.add_rebalanced(self.calls)
+            self.last_dar_stats.add_passed("layer_excluded", 3)
+        return refs[0]
+
+
+def test_generate_refuses_a_dar_run_that_rebalanced_nothing():
+    ok = CountingDAR(calls=2)
+    assert ok.generate([RED], "x", dar=True) is not None and ok.last_dar_calls == 2
+    assert ok.model_info()["dar"]["last_generation"] == {"rebalanced": 2, "passed": {"layer_excluded": 3},
+                                                         "forwards": 0}
+    assert ok.generate([RED], "x", dar={"gamma": 0.0}).size == RED.size  # gamma 0: calls reached still count
+    ok.generate([RED], "x")
+    assert ok.last_dar_stats is None and ok.last_dar_calls == 0  # a plain run resets the counts
+    with pytest.raises(GenerationError, match=r"reached no attention call: 0 attention call\(s\) rebalanced, "
+                                              r"3 passed through \(layer_excluded 3\)") as err:
+        CountingDAR(calls=0).generate([RED], "x", dar=True)
+    assert err.value.reason == "model_error"
+    assert CountingDAR(calls=0).generate([RED], "x").size == RED.size  # without DAR nothing is checked
+    with pytest.raises(RuntimeError, match="did not set last_dar_stats"):  # an adapter that cannot tell
+        CountingDAR(report=False).generate([RED], "x", dar=True)
+
+
 def test_resolve_dar():
     from dar import DARConfig
 

@@ -3,17 +3,20 @@ folder through the adapter's own ``from_pretrained`` path: seeds, 2 and 3 refere
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import load_adapter
+from adapters import GenerationError, load_adapter
 from micon_tasks.errors import ConfigError
 
 pytest.importorskip("diffusers", reason="the diffusers extra is not installed")
-tp = pytest.importorskip("micon_tasks.testing.tiny_pipelines", reason="tiny pipeline builders unavailable")
+
+import torch  # noqa: E402
+
+import dar  # noqa: E402  (after the extra's check: the hooks need diffusers)
+import dar.diffusers_hooks  # noqa: E402
+from micon_tasks.testing import tiny_pipelines as tp  # noqa: E402
 
 BASE = "device=cpu,dtype=float32,height=32,width=32,steps=2,local_files_only=true"
 SPECS = {
@@ -27,19 +30,6 @@ SPECS = {
 }
 PROMPT = "Place the object from image 1 beside the object from image 2"
 PROMPT3 = "Place the object from image 1 beside image 2, in the style of image 3"
-
-
-def _dar():
-    """The DAR package when its public API is there (issue 4 lands it), else None."""
-    try:
-        module = importlib.import_module("dar")
-        module.enable, module.DARConfig  # noqa: B018 - the lazy attributes must resolve
-    except (ImportError, AttributeError):
-        return None
-    return module
-
-
-needs_dar = pytest.mark.skipif(_dar() is None, reason="dar.enable / dar.DARConfig not available yet (DAR issue 4)")
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +65,12 @@ def test_seeded_runs_reproduce_with_two_and_three_refs(adapters, refs, name):
     assert isinstance(first, Image.Image) and first.size == (32, 32)
     assert _same(first, adapter.generate(refs[:2], PROMPT, seed=7))
     assert not _same(first, adapter.generate(refs[:2], PROMPT, seed=8))
-    three = adapter.generate(refs[:3], PROMPT3, seed=7)
+    three = adapter.generate(refs[:3], PROMPT, seed=7)
     assert three.size == (32, 32)
-    assert _same(three, adapter.generate(refs[:3], PROMPT3, seed=7))
-    assert not _same(three, first)  # the third reference reaches the model
+    assert _same(three, adapter.generate(refs[:3], PROMPT, seed=7))
+    assert not _same(three, first)  # same prompt and seed: the third reference reaches the model
+    named = adapter.generate(refs[:3], PROMPT3, seed=7)  # an instruction that names image 3
+    assert named.size == (32, 32) and _same(named, adapter.generate(refs[:3], PROMPT3, seed=7))
 
 
 @pytest.mark.parametrize("name", list(SPECS))
@@ -89,17 +81,61 @@ def test_model_info_names_weights_and_settings(adapters, saved, name):
     assert info["generation"]["steps"] == 2 and info["generation"]["height"] == 32
 
 
-@needs_dar
 @pytest.mark.parametrize("name", list(SPECS))
 def test_dar_zero_gamma_is_identity_and_default_changes_output(adapters, refs, name):
     """2 references here (3 run in the seeded test above); dar=False and dicts resolve in test_adapters.py."""
-    dar = _dar()
     adapter = adapters[name]
     off = adapter.generate(refs[:2], PROMPT, seed=3, dar=None)
     assert _same(off, adapter.generate(refs[:2], PROMPT, seed=3, dar=dar.DARConfig(gamma=0.0)))
     assert not _same(off, adapter.generate(refs[:2], PROMPT, seed=3, dar=True))
     # the hooks are gone afterwards: a plain run matches the first one again
     assert _same(off, adapter.generate(refs[:2], PROMPT, seed=3))
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_dar_counts_are_reported_and_a_run_dar_never_reached_is_refused(adapters, refs, name):
+    """A run labelled "with DAR" must have rebalanced attention: zero rebalanced calls is a GenerationError."""
+    adapter = adapters[name]
+    adapter.generate(refs[:2], PROMPT, seed=3, dar=True)
+    stats = adapter.last_dar_stats
+    assert stats.rebalanced > 0 and stats.forwards > 0
+    assert adapter.last_dar_calls == stats.rebalanced
+    assert adapter.model_info()["dar"]["last_generation"] == stats.to_dict()
+    adapter.generate(refs[:2], PROMPT, seed=3, dar={"gamma": 0.0})  # identity, but DAR reached the same calls
+    assert adapter.last_dar_stats.rebalanced == stats.rebalanced
+    with pytest.raises(GenerationError, match="reached no attention call") as err:
+        adapter.generate(refs[:2], PROMPT, seed=3, dar={"layers": [999]})  # excludes every layer
+    assert err.value.reason == "model_error" and "layer_excluded" in err.value.message
+    assert adapter.last_dar_stats.rebalanced == 0 and adapter.last_dar_stats.passed["layer_excluded"] > 0
+    # the runner's path: generate_batch returns the error in the item's place
+    from adapters import GenerationRequest
+
+    [item] = adapter.generate_batch([GenerationRequest(refs=refs[:2], prompt=PROMPT, seed=3)], dar={"layers": [999]})
+    assert isinstance(item, GenerationError) and item.reason == "model_error"
+    adapter.generate(refs[:2], PROMPT, seed=3)
+    assert adapter.last_dar_stats is None and adapter.model_info()["dar"]["last_generation"] is None
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_dar_refuses_a_layout_that_matches_no_attention_call(adapters, refs, name, monkeypatch):
+    """A token layout the hook misreads (here: one token too many) leaves every call unrouted: refused."""
+    real = dar.diffusers_hooks.layout_for
+
+    def misread(model):
+        layout, attribute, batched = real(model)
+
+        def off_by_one(module, args):
+            ref, query, ids = layout(module, args)
+            pad = torch.zeros(ref.shape[0], 1, dtype=torch.bool)
+            return (torch.cat([ref, pad], 1), torch.cat([query, pad], 1),
+                    torch.cat([ids, torch.full_like(ids[:, :1], -1)], 1))
+
+        return off_by_one, attribute, batched
+
+    monkeypatch.setattr(dar.diffusers_hooks, "layout_for", misread)
+    with pytest.raises(GenerationError, match="reached no attention call.*other_sequence") as err:
+        adapters[name].generate(refs[:2], PROMPT, seed=3, dar=True)
+    assert err.value.reason == "model_error"
 
 
 def test_qwen_size_constants_restored_after_each_call(adapters, refs):

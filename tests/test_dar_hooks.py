@@ -87,7 +87,7 @@ def test_diffusers_hook_identity_change_and_restore(pipeline, monkeypatch):
     _, _, n_refs, per_ref, n_out = PIPELINES[name]
     before = _routing_snapshot(pipe)
     spy = Spy(monkeypatch, dar.diffusers_hooks)
-    with dar.enable(pipe, DARConfig(gamma=0.0)):
+    with dar.enable(pipe, DARConfig(gamma=0.0)) as zero:
         assert np.array_equal(run(), baseline)
     with dar.enable(pipe, DARConfig()) as handle:
         assert dar.hooks.is_enabled(pipe) and handle.config.gamma == 0.15
@@ -95,6 +95,9 @@ def test_diffusers_hook_identity_change_and_restore(pipeline, monkeypatch):
     assert not np.array_equal(changed, baseline) and np.isfinite(changed).all()
     calls = [c for c in spy.calls if c["changed"]]
     assert calls, "DAR never rebalanced anything"
+    # the counts: every routed call is counted, at gamma 0 too (DAR reached it; its weights were all 1)
+    assert handle.stats.rebalanced == len(spy.calls) // 2 > 0 and handle.stats.forwards > 0
+    assert zero.stats.to_dict() == handle.stats.to_dict()
     for c in spy.calls:
         assert set(c["refs"]) <= {0, n_refs * per_ref}, c["refs"]
         assert set(c["queries"]) == {n_out}
@@ -117,22 +120,65 @@ def test_layer_and_step_options(monkeypatch):
     pipe = tp.tiny_flux2_klein()
     spy = Spy(monkeypatch, dar.diffusers_hooks)
     kwargs = {**tp.TINY_CALL_KWARGS["flux2_klein"], "num_inference_steps": 4, "guidance_scale": 1.0}
-    with dar.enable(pipe, DARConfig(layers=(1,), steps=(0.5, 1.0))):
+    with dar.enable(pipe, DARConfig(layers=(1,), steps=(0.5, 1.0))) as handle:
         pipe(prompt="x", image=REFS, output_type="np", generator=torch.Generator().manual_seed(0), **kwargs)
     assert [c["layer"] for c in spy.calls] == [1, 1]  # one single-stream layer, steps 2 and 3 of 4
     assert [c["step"] for c in spy.calls] == [0.5, 0.75]
+    # 4 forwards x 2 layers: layer 0 always excluded, layer 1 excluded at steps 0 and 1
+    assert handle.stats.to_dict() == {"rebalanced": 2, "passed": {"layer_excluded": 4, "step_excluded": 2},
+                                      "forwards": 4}
     spy.calls.clear()
-    with dar.enable(pipe, DARConfig()):
+    with dar.enable(pipe, DARConfig()) as handle:
         pipe(prompt="x", image=REFS, output_type="np", generator=torch.Generator().manual_seed(0), **kwargs)
     assert [(c["layer"], c["step"]) for c in spy.calls] == [(i, s / 4) for s in range(4) for i in (0, 1)]
+    assert handle.stats.to_dict() == {"rebalanced": 8, "passed": {}, "forwards": 4}
+
+
+def test_stats_report_when_dar_reaches_nothing(monkeypatch):
+    """A scope that excludes every layer, or a layout that does not match the attention calls, rebalances
+    nothing; the counts say so (the adapters turn that into a GenerationError)."""
+    pipe = tp.tiny_flux2_klein()
+    kwargs = {**tp.TINY_CALL_KWARGS["flux2_klein"], "guidance_scale": 1.0}
+    with dar.enable(pipe, DARConfig(layers=(7,))) as handle:
+        pipe(prompt="x", image=REFS, output_type="np", **kwargs)
+    assert handle.stats.rebalanced == 0 and handle.stats.passed == {"layer_excluded": 4}
+    assert "0 attention call(s) rebalanced" in handle.stats.describe()
+    # a misread layout: one token too many, so no attention call has the located joint sequence
+    layout, attribute, batched = dar.diffusers_hooks._FAMILIES["Flux2Transformer2DModel"]
+
+    def off_by_one(model, args):
+        ref, query, ids = layout(model, args)
+        pad = torch.zeros(ref.shape[0], 1, dtype=torch.bool)
+        return torch.cat([ref, pad], 1), torch.cat([query, pad], 1), torch.cat([ids, -torch.ones_like(ids[:, :1])], 1)
+
+    monkeypatch.setitem(dar.diffusers_hooks._FAMILIES, "Flux2Transformer2DModel", (off_by_one, attribute, batched))
+    with dar.enable(pipe, DARConfig()) as handle:
+        pipe(prompt="x", image=REFS, output_type="np", **kwargs)
+    assert handle.stats.rebalanced == 0 and handle.stats.passed == {"other_sequence": 4}
+    # options DAR does not handle are counted as passed through, by name
+    monkeypatch.undo()
+    import diffusers.models.transformers.transformer_flux2 as flux2_module
+
+    with dar.enable(pipe, DARConfig()) as handle:
+        routed = flux2_module.dispatch_attention_fn
+        q = torch.randn(1, 4, 2, 8)
+        with dar.context._scoped(dar.diffusers_hooks._STATE, dar.context.ForwardState(
+                config=DARConfig(), ref_mask=torch.ones(1, 4, dtype=torch.bool), query_mask=torch.ones(4, dtype=torch.bool),
+                stats=handle.stats)):
+            routed(q, q, q, dropout_p=0.5)
+            routed(q, q, q, attention_kwargs={"x": 1})
+    assert handle.stats.rebalanced == 0 and handle.stats.passed == {"dropout": 1, "attention_kwargs": 1}
 
 
 def test_cond_branch_only(monkeypatch):
     spy = Spy(monkeypatch, dar.diffusers_hooks)
     pipe = tp.tiny_flux2_klein()  # guidance 4: a conditional then an unconditional forward per step
-    with dar.enable(pipe, DARConfig(cfg_branches="cond", layers=(0,))):
+    with dar.enable(pipe, DARConfig(cfg_branches="cond", layers=(0,))) as handle:
         pipe(prompt="x", image=REFS, output_type="np", **tp.TINY_CALL_KWARGS["flux2_klein"])
-    assert [c["refs"] for c in spy.calls] == [[32], [0], [32], [0]]
+    # the unconditional forwards carry no reference key once cfg_branches="cond" masks them: passed through
+    assert [c["refs"] for c in spy.calls] == [[32], [32]]
+    assert handle.stats.to_dict() == {"rebalanced": 2, "passed": {"layer_excluded": 4, "no_reference_keys": 2},
+                                      "forwards": 4}
     spy.calls.clear()
     omni = tp.tiny_omnigen()  # CFG rows batched: [cond | negative text (no refs) | image CFG]
     with dar.enable(omni, DARConfig(cfg_branches="cond", layers=(0,))):
@@ -186,18 +232,24 @@ def test_transformers_identity_change_and_restore(llama, monkeypatch):
     model, _, _, logits = llama
     baseline = logits()
     spy = Spy(monkeypatch, dar.hf)
-    with dar.enable(model, DARConfig(gamma=0.0)), dar.references(REF, GEN):
+    with dar.enable(model, DARConfig(gamma=0.0)) as zero, dar.references(REF, GEN):
         assert model.config._attn_implementation == "dar"
         assert torch.equal(logits(), baseline)
+    assert zero.stats.rebalanced == 2 and zero.stats.passed == {}  # gamma 0: reached, weights all 1
     spy.calls.clear()
-    with dar.enable(model), dar.references(REF, GEN):
+    with dar.enable(model) as handle, dar.references(REF, GEN):
         changed = logits()
+    assert handle.stats.rebalanced == 2
     assert not torch.allclose(changed, baseline)
     assert all(c["mask"] is not None and c["mask"].dtype == torch.bool for c in spy.calls), \
         "padding mask lost: AttentionMaskInterface entry missing"
     assert [c["layer"] for c in spy.calls] == [0, 1] and spy.calls[0]["refs"] == [10, 10]
-    with dar.enable(model):  # no references context: plain SDPA
+    with dar.enable(model) as handle:  # no references context: plain SDPA, and counted as such
         assert torch.equal(logits(), baseline)
+    assert handle.stats.rebalanced == 0 and handle.stats.passed == {"no_references_context": 2}
+    with dar.enable(model, DARConfig(layers=(5,))) as handle, dar.references(REF, GEN):
+        assert torch.equal(logits(), baseline)
+    assert handle.stats.rebalanced == 0 and handle.stats.passed == {"layer_excluded": 2}
     assert model.config._attn_implementation == "sdpa" and torch.equal(logits(), baseline)
     with pytest.raises(KeyboardInterrupt), dar.enable(model):
         raise KeyboardInterrupt
@@ -208,12 +260,16 @@ def test_transformers_options_and_kv_cache(llama, monkeypatch):
     model, ids, attention_mask, logits = llama
     baseline = logits()
     spy = Spy(monkeypatch, dar.hf)
-    with dar.enable(model, DARConfig(cfg_branches="cond", layers=(1,))):
+    with dar.enable(model, DARConfig(cfg_branches="cond", layers=(1,))) as handle:
         with dar.references(REF, GEN):
             with pytest.raises(ValueError, match="cond_rows"):
                 logits()
         with dar.references(REF, GEN, cond_rows=torch.tensor([True, False])):
             out = logits()
+        with dar.references(REF, GEN, cond_rows=torch.tensor([False, False])):
+            assert torch.equal(logits(), baseline)
+    assert handle.stats.rebalanced == 1
+    assert handle.stats.passed == {"layer_excluded": 3, "no_reference_keys": 1}
     assert torch.equal(out[1], baseline[1]) and not torch.allclose(out[0], baseline[0])
     assert {c["layer"] for c in spy.calls} == {1}
     spy.calls.clear()

@@ -7,6 +7,7 @@ and its own query sampling from the documented rule.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -226,9 +227,18 @@ def test_gamma_zero_is_bit_identical_to_sdpa():
         sdpa_kw = {key: kw[key] for key in ("attn_mask", "scale", "is_causal") if key in kw}
         theirs = F.scaled_dot_product_attention(q, k, v, enable_gqa=q.shape[1] != k.shape[1], **sdpa_kw)
         assert torch.equal(ours, theirs), name
-        # also through the full analysis path: every weight is exactly 1
+        # return_weights=True goes through dar_weights and the scaled-key SDPA call instead: dar_weights skips
+        # the analysis at gamma 0 (every weight exactly 1), and keys scaled by 1 keep SDPA bit-identical
         out, w, _ = dar_attention(q, k, v, ref, cfg, return_weights=True, **kw)
         assert torch.equal(w, torch.ones_like(w)) and torch.equal(out, theirs), name
+        # the skipped analysis would give the same: the normalised scores a gamma > 0 run measures cross the
+        # thresholds, yet the op's own rebalancing step turns them into weights of exactly 1 at gamma 0
+        _, w_on, r_hat = dar_attention(q, k, v, ref, replace(cfg, gamma=0.15), return_weights=True, **kw)
+        assert (w_on != 1).any(), name
+        rows = ref.expand(q.shape[0], k.shape[2])
+        w_zero, r_zero = rebalance_weights(r_hat.nan_to_num(0.0), rows, cfg)
+        assert torch.equal(w_zero, torch.ones_like(w_zero)), name
+        assert torch.equal(r_zero.isnan(), r_hat.isnan()), name  # the same keys were classified
     q, k, v = (t.bfloat16() for t in _inputs(9))
     ref = torch.arange(20) < 10
     assert torch.equal(dar_attention(q, k, v, ref, DARConfig(gamma=0.0)), F.scaled_dot_product_attention(q, k, v))

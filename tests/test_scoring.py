@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from micon_tasks.scoring import aggregate, bootstrap_stderr, score_case
+from micon_tasks.task import load_task
 from micon_tasks.types import CaseScore, Checkpoint, JudgeResult, Verdict
 
 # A: 3 checkpoints (A1 hard, caps A); B: 2 (B1 hard, caps B); G: 1.
@@ -189,8 +190,7 @@ PROTOCOL_SETS = {
 
 @pytest.fixture(scope="module")
 def real_tasks():
-    micon = pytest.importorskip("micon_tasks.task", reason="the lead's task module is not in this checkout yet")
-    return {name: micon.load_task(name, source="sample") for name in PROTOCOL_SETS}
+    return {name: load_task(name, source="sample") for name in PROTOCOL_SETS}
 
 
 @pytest.mark.parametrize("name", list(PROTOCOL_SETS))

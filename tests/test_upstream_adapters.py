@@ -92,6 +92,35 @@ def test_bad_options_are_named(tmp_path):
         load_adapter("bagel", {"code_path": str(fake), "dtype": "float16"})
 
 
+def test_dar_exclusion_names_the_option():
+    from adapters.upstream._common import dar_applies, dar_exclusion
+    from dar import DARConfig
+
+    kw = dict(step=1, num_steps=4, conditional=True)
+    assert dar_exclusion(DARConfig(), layer=0, **kw) is None and dar_applies(DARConfig(), layer=0, **kw)
+    assert dar_exclusion(DARConfig(layers=(2,)), layer=0, **kw) == "layer_excluded"
+    assert dar_exclusion(DARConfig(steps=(0.5, 1.0)), layer=0, **kw) == "step_excluded"
+    assert dar_exclusion(DARConfig(cfg_branches="cond"), layer=0, **{**kw, "conditional": False}) == "branch_excluded"
+    assert not dar_applies(DARConfig(layers=(2,)), layer=0, **kw)
+
+
+# 2 joint layers x 2 steps: 2 branches with references excluded by layer, the unconditional one has none;
+# the refiner layers (3 per branch and step here) are never hooked
+OMNIGEN2_UNREACHED = {"layer_excluded": 8, "no_reference_keys": 4, "not_joint_layer": 18}
+# 2 layers x 2 denoising steps: the two branches holding references excluded by layer, the image-guidance one has none
+BAGEL_UNREACHED = {"layer_excluded": 8, "no_reference_keys": 4}
+
+
+def _refuses_unreached_dar(adapter, expected: dict[str, int]) -> None:
+    """A layers option that excludes every hooked layer: the generation is refused, the counts say why."""
+    from adapters import GenerationError
+
+    with pytest.raises(GenerationError, match="reached no attention call") as err:
+        adapter.generate(_refs(), "x", seed=1, dar={"layers": [999]})
+    assert err.value.reason == "model_error"
+    assert adapter.last_dar_stats.rebalanced == 0 and adapter.last_dar_stats.passed == expected
+
+
 # -- OmniGen2 ----------------------------------------------------------------------------------------------
 def _tiny_omnigen2(folder: Path) -> None:
     import torch
@@ -149,6 +178,8 @@ def test_omnigen2_runs_with_dar_off_zero_and_on(tmp_path):
     assert _pixels(on) != _pixels(off)
     cond_only = adapter.generate(_refs(), "x", seed=1, dar={"cfg_branches": "cond", "layers": [1]})
     assert cond_only.size == (32, 32) and adapter.last_dar_calls == 2
+    assert adapter.model_info()["dar"]["last_generation"]["rebalanced"] == 2
+    _refuses_unreached_dar(adapter, OMNIGEN2_UNREACHED)
     import omnigen2.models.attention_processor as ap
     import torch.nn.functional as F
 
@@ -214,6 +245,8 @@ def test_uno_runs_with_dar_off_zero_and_on(tmp_path):
     assert _pixels(on) != _pixels(off)
     adapter.generate(_refs(), "x", seed=1, dar={"layers": [1], "steps": (0.5, 1.0)})
     assert adapter.last_dar_calls == 1
+    assert adapter.last_dar_stats.passed == {"layer_excluded": 2, "step_excluded": 1}
+    _refuses_unreached_dar(adapter, {"layer_excluded": 4})
     import uno.flux.math
     import uno.flux.modules.layers as layers
 
@@ -335,6 +368,7 @@ def test_bagel_runs_with_dar_off_zero_and_on(tmp_path, monkeypatch):
     assert len(set(by_kind.values())) == 3
     adapter.generate(_refs(), "x", seed=1, dar={"cfg_branches": "cond", "layers": [0]})
     assert adapter.last_dar_calls == 2
+    _refuses_unreached_dar(adapter, BAGEL_UNREACHED)
     import modeling.bagel.qwen2_navit as navit
 
     assert navit.flash_attn_varlen_func is sys.modules["flash_attn"].flash_attn_varlen_func  # restored

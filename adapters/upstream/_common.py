@@ -27,6 +27,7 @@ __all__ = [
     "resolve_device",
     "StepCounter",
     "dar_applies",
+    "dar_exclusion",
 ]
 
 
@@ -158,11 +159,22 @@ class StepCounter:
         return self.step, self.branch
 
 
+def dar_exclusion(config: Any, *, layer: int | None, step: int | None, num_steps: int | None,
+                  conditional: bool) -> str | None:
+    """Why DARConfig's scope options leave this layer, denoising step and guidance branch out (None: DAR applies).
+
+    The reason is one of :class:`dar.DARStats`' pass-through reasons."""
+    if getattr(config, "cfg_branches", "all") == "cond" and not conditional:
+        return "branch_excluded"
+    fraction = None if step is None or not num_steps else step / num_steps
+    if not config.layer_active(layer):
+        return "layer_excluded"
+    if not config.step_active(fraction):
+        return "step_excluded"
+    return None
+
+
 def dar_applies(config: Any, *, layer: int | None, step: int | None, num_steps: int | None,
                 conditional: bool) -> bool:
     """Whether DAR is on for this layer, denoising step and guidance branch (DARConfig's scope options)."""
-    if getattr(config, "cfg_branches", "all") == "cond" and not conditional:
-        return False
-    fraction = None if step is None or not num_steps else step / num_steps
-    return config.layer_active(layer) and config.step_active(fraction)
-
+    return dar_exclusion(config, layer=layer, step=step, num_steps=num_steps, conditional=conditional) is None

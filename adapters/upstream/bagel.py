@@ -24,7 +24,7 @@ from typing import Any
 from adapters.base import ModelAdapter, seed_everything
 from adapters.upstream._common import (
     UpstreamSpec,
-    dar_applies,
+    dar_exclusion,
     resolve_code_path,
     resolve_device,
     resolve_weights,
@@ -92,7 +92,6 @@ class BagelAdapter(ModelAdapter):
         self.dar_ref_tokens, self.seed = dar_ref_tokens, int(seed)
         self.vae_params = dict(vae_params or {})
         self._inferencer: Any = None
-        self.last_dar_calls = 0
 
     # -- loading (the upstream app.py recipe) -------------------------------------------------------
     def _load(self) -> Any:
@@ -159,9 +158,13 @@ class BagelAdapter(ModelAdapter):
             if self.width or self.height:
                 stride = inf.model.latent_downsample
                 shape = (int(self.height or shape[0]) // stride * stride, int(self.width or shape[1]) // stride * stride)
-            self.last_dar_calls = 0
-            hook = bagel_dar(inf.model, dar, settings["num_timesteps"], gen, cfg_text, spans, self.dar_ref_tokens,
-                             self) if dar else contextlib.nullcontext()
+            hook = contextlib.nullcontext()
+            if dar:
+                from dar import DARStats
+
+                self.last_dar_stats = DARStats()  # generate() refuses the image if DAR reached no call
+                hook = bagel_dar(inf.model, dar, settings["num_timesteps"], gen, cfg_text, spans,
+                                 self.dar_ref_tokens, self.last_dar_stats)
             with hook, torch.autocast(device_type="cuda", enabled=self.device != "cpu", dtype=torch.bfloat16):
                 return inf.gen_image(shape, gen, cfg_text_precontext=cfg_text, cfg_img_precontext=cfg_img,
                                      **settings)
@@ -209,8 +212,10 @@ def _custom_ae(cls: Any, params: dict, root: Any) -> tuple:
 
 @contextlib.contextmanager
 def bagel_dar(model: Any, config: Any, num_steps: int, gen: dict, cfg_text: dict,
-              spans: list[tuple[str, int, int, int]], ref_tokens: str, counter: Any = None) -> Iterator[None]:
-    """Route the generation attention through ``dar_attention`` for the caches that hold references."""
+              spans: list[tuple[str, int, int, int]], ref_tokens: str, stats: Any = None) -> Iterator[None]:
+    """Route the generation attention through ``dar_attention`` for the caches that hold references.
+
+    ``stats`` (a :class:`dar.DARStats`) counts the attention calls rebalanced and passed through, by reason."""
     import torch
 
     import modeling.bagel.qwen2_navit as navit
@@ -222,15 +227,21 @@ def bagel_dar(model: Any, config: Any, num_steps: int, gen: dict, cfg_text: dict
         if ref_tokens in (kind, "both"):
             cache_ids[start:end] = j
     branches = {id(gen["past_key_values"]): True, id(cfg_text["past_key_values"]): False}  # -> conditional?
-    state: dict[str, Any] = {"active": False, "layer": None}
+    state: dict[str, Any] = {"active": False, "layer": None, "reason": "cache_update"}
     original = navit.flash_attn_varlen_func
     cond_calls = [0]  # the conditional branch runs first at every step: its count is the step index
 
     def model_hook(module, args, kwargs):
         cache = kwargs.get("past_key_values")
         state["active"] = False
-        if kwargs.get("update_past_key_values", True) or id(cache) not in branches:
-            return  # a cache update, or the image-guidance branch (no references): plain attention
+        if stats is not None:
+            stats.add_forward()
+        if kwargs.get("update_past_key_values", True):
+            state["reason"] = "cache_update"
+            return  # a cache update: plain attention
+        if id(cache) not in branches:
+            state["reason"] = "no_reference_keys"
+            return  # the image-guidance branch (no references): plain attention
         cond_calls[0] += branches[id(cache)]
         step = cond_calls[0] - 1
         kv_index = kwargs["packed_key_value_indexes"]
@@ -240,7 +251,7 @@ def bagel_dar(model: Any, config: Any, num_steps: int, gen: dict, cfg_text: dict
         query_mask = torch.zeros(q_len, dtype=torch.bool, device=kv_index.device)
         query_mask[kwargs["packed_vae_token_indexes"]] = True
         state.update(active=bool((ids >= 0).any()), ids=ids, query_mask=query_mask, step=step,
-                     conditional=branches[id(cache)], rows=len(kwargs["query_lens"]))
+                     conditional=branches[id(cache)], rows=len(kwargs["query_lens"]), reason="no_reference_keys")
 
     def attn_hook(index):
         def hook(module, args, kwargs):
@@ -248,15 +259,19 @@ def bagel_dar(model: Any, config: Any, num_steps: int, gen: dict, cfg_text: dict
         return hook
 
     def flash(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, causal=False, **kw):
-        if not state["active"] or causal or not dar_applies(config, layer=state["layer"], step=state["step"],
-                                                  num_steps=num_steps - 1, conditional=state["conditional"]):
+        reason = state["reason"] if not state["active"] else "causal" if causal else \
+            dar_exclusion(config, layer=state["layer"], step=state["step"], num_steps=num_steps - 1,
+                          conditional=state["conditional"])
+        if reason is not None:
+            if stats is not None:
+                stats.add_passed(reason)
             return original(q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
                             max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, causal=causal, **kw)
         if state["rows"] != 1 or k.shape[0] != state["ids"].shape[0]:
             raise RuntimeError(f"bagel DAR: expected one sequence with {state['ids'].shape[0]} keys, got "
                                f"{state['rows']} with {k.shape[0]}; the upstream code changed")
-        if counter is not None:
-            counter.last_dar_calls += 1
+        if stats is not None:
+            stats.add_rebalanced()
         ids = state["ids"][None]
         out = dar_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None], ids >= 0,
                             config, query_mask=state["query_mask"][None], ref_ids=ids,

@@ -22,7 +22,7 @@ from adapters.base import ModelAdapter, seed_everything
 from adapters.upstream._common import (
     StepCounter,
     UpstreamSpec,
-    dar_applies,
+    dar_exclusion,
     resolve_code_path,
     resolve_device,
     resolve_weights,
@@ -94,7 +94,6 @@ class OmniGen2Adapter(ModelAdapter):
         self.max_sequence_length = int(max_sequence_length)
         self.negative_prompt, self.scheduler_name, self.seed = negative_prompt, scheduler, int(seed)
         self._pipe: Any = None
-        self.last_dar_calls = 0  # attention calls DAR rebalanced in the last generate
 
     # -- loading ------------------------------------------------------------------------------
     def _load(self) -> Any:
@@ -152,9 +151,12 @@ class OmniGen2Adapter(ModelAdapter):
                               f"accepted: {sorted(settings)}")
         settings.update(gen_kwargs)
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        hook = omnigen2_dar(pipe.transformer, dar, settings["num_inference_steps"], self) if dar else \
-            contextlib.nullcontext()
-        self.last_dar_calls = 0
+        hook = contextlib.nullcontext()
+        if dar:
+            from dar import DARStats
+
+            self.last_dar_stats = DARStats()  # generate() refuses the image if DAR reached no call
+            hook = omnigen2_dar(pipe.transformer, dar, settings["num_inference_steps"], self.last_dar_stats)
         with hook:
             out = pipe(prompt=prompt, input_images=list(refs), generator=generator, output_type="pil", **settings)
         return out.images[0]
@@ -197,8 +199,10 @@ class _Layout:
 
 
 @contextlib.contextmanager
-def omnigen2_dar(transformer: Any, config: Any, num_steps: int, counter: Any = None) -> Iterator[None]:
-    """Route the joint layers' attention through ``dar_attention``; restore everything on exit."""
+def omnigen2_dar(transformer: Any, config: Any, num_steps: int, stats: Any = None) -> Iterator[None]:
+    """Route the joint layers' attention through ``dar_attention``; restore everything on exit.
+
+    ``stats`` (a :class:`dar.DARStats`) counts the SDPA calls rebalanced and passed through, by reason."""
     import torch
     import torch.nn.functional as F
 
@@ -209,6 +213,8 @@ def omnigen2_dar(transformer: Any, config: Any, num_steps: int, counter: Any = N
     signature = inspect.signature(transformer.forward)
 
     def pre_hook(module, args, kwargs):
+        if stats is not None:
+            stats.add_forward()
         call = signature.bind(*args, **kwargs).arguments
         step, branch = steps.see(float(call["timestep"].flatten()[0]))
         layout.step, layout.conditional = step, branch == 0  # call order per step: cond, ref, uncond
@@ -237,15 +243,18 @@ def omnigen2_dar(transformer: Any, config: Any, num_steps: int, counter: Any = N
 
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
         layer = layout.layer
-        if layer is None or layout.ref_mask is None or not dar_applies(
-                config, layer=layer, step=layout.step, num_steps=num_steps, conditional=layout.conditional):
+        reason = "not_joint_layer" if layer is None else "no_reference_keys" if layout.ref_mask is None else \
+            dar_exclusion(config, layer=layer, step=layout.step, num_steps=num_steps, conditional=layout.conditional)
+        if reason is not None:
+            if stats is not None:
+                stats.add_passed(reason)
             return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
                                                   is_causal=is_causal, scale=scale, **kw)
         if key.shape[-2] != layout.ref_mask.shape[-1]:
             raise RuntimeError(f"omnigen2 DAR: joint layer {layer} has {key.shape[-2]} keys, but the layout from "
                                f"the call has {layout.ref_mask.shape[-1]}; the upstream code changed")
-        if counter is not None:
-            counter.last_dar_calls += 1
+        if stats is not None:
+            stats.add_rebalanced()
         return dar_attention(query, key, value, layout.ref_mask, config, attn_mask=attn_mask, scale=scale,
                              is_causal=is_causal, query_mask=layout.query_mask, ref_ids=layout.ref_ids)
 

@@ -23,7 +23,7 @@ from adapters.base import ModelAdapter, seed_everything
 from adapters.upstream._common import (
     StepCounter,
     UpstreamSpec,
-    dar_applies,
+    dar_exclusion,
     resolve_code_path,
     resolve_device,
     resolve_weights,
@@ -80,7 +80,6 @@ class UNOAdapter(ModelAdapter):
         self.ref_size, self.pe, self.seed = int(ref_size), pe, int(seed)
         self.flux_params, self.ae_params = dict(flux_params or {}), dict(ae_params or {})
         self._pipe: Any = None
-        self.last_dar_calls = 0
 
     def _load(self) -> Any:
         if self._pipe is not None:
@@ -140,8 +139,12 @@ class UNOAdapter(ModelAdapter):
         ref_imgs = [preprocess_ref(img, ref_size) for img in refs]
         seed = self.seed if seed is None else int(seed)
         seed_everything(seed)
-        self.last_dar_calls = 0
-        hook = uno_dar(pipe.model, dar, settings["num_steps"], self) if dar else contextlib.nullcontext()
+        hook = contextlib.nullcontext()
+        if dar:
+            from dar import DARStats
+
+            self.last_dar_stats = DARStats()  # generate() refuses the image if DAR reached no call
+            hook = uno_dar(pipe.model, dar, settings["num_steps"], self.last_dar_stats)
         with hook:
             return pipe(prompt=prompt, seed=seed, ref_imgs=ref_imgs, **settings)
 
@@ -180,8 +183,10 @@ class _Layout:
 
 
 @contextlib.contextmanager
-def uno_dar(model: Any, config: Any, num_steps: int, counter: Any = None) -> Iterator[None]:
-    """Route every block's attention through ``dar_attention``; restore the upstream function on exit."""
+def uno_dar(model: Any, config: Any, num_steps: int, stats: Any = None) -> Iterator[None]:
+    """Route every block's attention through ``dar_attention``; restore the upstream function on exit.
+
+    ``stats`` (a :class:`dar.DARStats`) counts the attention calls rebalanced and passed through, by reason."""
     import torch
     from einops import rearrange
 
@@ -192,6 +197,8 @@ def uno_dar(model: Any, config: Any, num_steps: int, counter: Any = None) -> Ite
     layout, steps, original = _Layout(), StepCounter(), layers.attention
 
     def pre_hook(module, args, kwargs):
+        if stats is not None:
+            stats.add_forward()
         txt, img, refs = kwargs["txt"], kwargs["img"], kwargs.get("ref_img")
         layout.step, _ = steps.see(float(kwargs["timesteps"].flatten()[0]))
         refs = [] if refs is None else list(refs) if isinstance(refs, (list, tuple)) else [refs]
@@ -207,14 +214,17 @@ def uno_dar(model: Any, config: Any, num_steps: int, counter: Any = None) -> Ite
             (None, None, None)
 
     def attention(q, k, v, pe):
-        if layout.ref_mask is None or not dar_applies(config, layer=layout.layer, step=layout.step,
-                                                      num_steps=num_steps, conditional=True):
+        reason = "no_reference_keys" if layout.ref_mask is None else \
+            dar_exclusion(config, layer=layout.layer, step=layout.step, num_steps=num_steps, conditional=True)
+        if reason is not None:
+            if stats is not None:
+                stats.add_passed(reason)
             return original(q, k, v, pe=pe)
         if k.shape[-2] != layout.ref_mask.shape[-1]:
             raise RuntimeError(f"uno DAR: block {layout.layer} has {k.shape[-2]} keys, but the layout from the "
                                f"call has {layout.ref_mask.shape[-1]}; the upstream code changed")
-        if counter is not None:
-            counter.last_dar_calls += 1
+        if stats is not None:
+            stats.add_rebalanced()
         q, k = apply_rope(q, k, pe)
         out = dar_attention(q, k, v, layout.ref_mask, config, query_mask=layout.query_mask, ref_ids=layout.ref_ids)
         return rearrange(out, "B H L D -> B L (H D)")

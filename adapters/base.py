@@ -71,6 +71,12 @@ def resolve_dar(dar: Any) -> DARConfig | None:
     if isinstance(dar, DARConfig):
         return dar
     if isinstance(dar, Mapping):
+        import dataclasses
+
+        fields = [f.name for f in dataclasses.fields(DARConfig)]
+        unknown = sorted(set(dar) - set(fields))
+        if unknown:
+            raise ConfigError(f"DAR settings: unknown {', '.join(map(repr, unknown))}; accepted: {', '.join(fields)}")
         try:
             return DARConfig(**dict(dar))
         except (TypeError, ValueError) as exc:

@@ -187,7 +187,7 @@ def test_resolve_dar():
     config = DARConfig(gamma=0.2)
     assert resolve_dar(config) is config
     assert resolve_dar({"gamma": 0.0}) == DARConfig(gamma=0.0)
-    with pytest.raises(ConfigError, match="gamm"):
+    with pytest.raises(ConfigError, match="unknown 'gamm'; accepted: gamma, tau_high"):
         resolve_dar({"gamm": 0.1})
     with pytest.raises(ConfigError, match="gamma"):
         resolve_dar({"gamma": 2.0})

@@ -103,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     try:
-        from micon_tasks import publish  # another issue; the CLI works without it
-    except ImportError:
+        from micon_tasks import publish  # optional: the CLI works without the publish package
+    except ImportError as exc:
+        if exc.name != "micon_tasks.publish":  # publish is there but broken (or lacks a dependency): say so
+            raise
         publish = None  # type: ignore[assignment]
     if publish is not None and hasattr(publish, "add_cli"):
         publish.add_cli(sub)

@@ -56,6 +56,7 @@ class Task:
         self.dataset_path = dataset_path
         self.revision = revision
         self._dataset = dataset
+        self._location: dict[str, Any] | None = None
         cfg = self.config
         qa_file = checkpoints_from or cfg.checkpoints_from
         if qa_file:
@@ -92,10 +93,22 @@ class Task:
         if self._dataset is None:
             from micon_tasks.data.sources import load_source
 
-            ds = load_source(self.config, self.source, dataset_path=self.dataset_path, revision=self.revision)
+            where: dict[str, Any] = {}
+            ds = load_source(self.config, self.source, dataset_path=self.dataset_path, revision=self.revision, location=where)
             self._validate(ds)
-            self._dataset = ds
+            self._dataset, self._location = ds, where
         return self._dataset
+
+    @property
+    def data_location(self) -> dict[str, Any] | None:
+        """Which data this task reads: kind (sample / folder / hub), the absolute folder or Hub repo id
+        after ``dataset_path`` / ``$MICON_DATASET`` resolution, the revision asked for, what chose it, and
+        (once a Hub snapshot is loaded) its commit. None for a task built from an in-memory dataset."""
+        if self._location is None and self._dataset is None:  # not loaded yet: where it would be read from
+            from micon_tasks.data.sources import resolve_data_location
+
+            return resolve_data_location(self.config, self.source, dataset_path=self.dataset_path, revision=self.revision)
+        return self._location
 
     def _validate(self, ds: datasets.Dataset) -> None:
         """Schema-check every row without decoding its images."""
@@ -184,6 +197,7 @@ class Task:
             "version": self.version,
             "source": self.source,
             "dataset_path": self.dataset_path,
+            "dataset": self.data_location,
             "checkpoints": self.checkpoints_source,
             "n_checkpoints": len(self.checkpoints),
         }

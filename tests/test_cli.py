@@ -148,3 +148,77 @@ def test_tiny_random_judge_is_built_on_first_use_and_says_its_scores_mean_nothin
     assert "MEAN NOTHING" in out and "| Object |" in out
     assert (fresh_cache / "models" / "micon-tiny-random" / "config.json").exists()
     assert "MEAN NOTHING" in (tmp_path / "collage" / "results.md").read_text()
+
+
+# -- the optional publish command (audit 16) ------------------------------------------------------
+class _BrokenPublish:
+    """A meta-path finder under which ``micon_tasks.publish`` exists but one of its imports is missing."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "micon_tasks.publish":
+            raise ModuleNotFoundError("No module named 'jinja2_missing_dep'", name="jinja2_missing_dep")
+        return None
+
+
+def _forget_publish(monkeypatch):
+    import sys
+
+    import micon_tasks
+
+    monkeypatch.delattr(micon_tasks, "publish", raising=False)
+    for mod in [m for m in sys.modules if m == "micon_tasks.publish" or m.startswith("micon_tasks.publish.")]:
+        monkeypatch.delitem(sys.modules, mod)
+
+
+def test_a_broken_publish_package_is_reported_not_hidden(monkeypatch):
+    import sys
+
+    from micon_tasks.cli import build_parser
+
+    _forget_publish(monkeypatch)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenPublish(), *sys.meta_path])
+    with pytest.raises(ImportError, match="jinja2_missing_dep"):
+        build_parser()
+
+
+def test_the_cli_works_without_the_publish_package(monkeypatch, capsys):
+    import sys
+
+    _forget_publish(monkeypatch)
+    monkeypatch.setitem(sys.modules, "micon_tasks.publish", None)  # the module itself is absent
+    assert main(["ls", "judges"]) == 0 and "openai" in capsys.readouterr().out.split()
+
+
+def test_publish_is_a_subcommand_when_installed(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["publish", "--help"])
+    assert exc.value.code == 0 and "--repo-id" in capsys.readouterr().out
+
+
+# -- secrets never echoed (audit 1) ---------------------------------------------------------------
+SECRET = "sk-LEAKED-3f9a1c77"
+
+
+def test_judge_with_a_secret_is_refused_without_echoing_it(tmp_path, capsys):
+    with FakeJudgeServer(h.varied_reply) as srv:
+        assert main(_run(tmp_path, "--judge", "openai", "--judge_args", f"base_url={srv.base_url},model=fake")) == 0
+        before = (tmp_path / "collage" / "run_config.json").read_bytes()
+        capsys.readouterr()
+        for jargs in (f"base_url={srv.base_url},model=fake,api_key={SECRET}",
+                      f"base_url={srv.base_url}?key={SECRET},model=fake",
+                      f"base_url={srv.base_url},model=other,access_key={SECRET}"):
+            assert main(["judge", str(tmp_path), "--judge", "openai", "--judge_args", jargs]) == 2
+            captured = capsys.readouterr()
+            assert SECRET not in captured.err + captured.out
+            assert "environment" in captured.err and "Traceback" not in captured.err
+            # the same through --judge_args alone (keeping the recorded judge)
+            assert main(["judge", str(tmp_path), "--judge_args", jargs]) == 2
+            captured = capsys.readouterr()
+            assert SECRET not in captured.err + captured.out and "environment" in captured.err
+        for argv in (_run(tmp_path, "--judge", "openai", "--judge_args", f"base_url={srv.base_url},model=fake,token={SECRET}"),
+                     ["generate", *_run(tmp_path, "--model_args", f"width=48,auth={SECRET}")[1:]]):
+            assert main(argv) == 2
+            captured = capsys.readouterr()
+            assert SECRET not in captured.err + captured.out and "environment" in captured.err
+    assert (tmp_path / "collage" / "run_config.json").read_bytes() == before  # nothing written
+    assert SECRET not in "".join(p.read_text(errors="replace") for p in (tmp_path / "collage").rglob("*.json*"))

@@ -4,7 +4,12 @@
 same adapter works in-process and inside ``micon`` subprocesses (imported through ``RUNNER_ENTRY``):
 ``MICON_TEST_GEN_DELAY`` (seconds per image), ``MICON_TEST_FAIL_CASES`` (case ids that fail with a
 refusal), ``MICON_TEST_CRASH_RANK`` (a rank whose first generation raises a bug),
-``MICON_TEST_CALLS_FILE`` (one line appended per generated case, to count calls across processes).
+``MICON_TEST_CALLS_FILE`` (one line appended per generated case, to count calls across processes),
+``MICON_TEST_SALT`` (when set, a mark derived from it and the case id is drawn: the adapter then
+makes other bytes than before, as a non-deterministic model would).
+
+``test_seeded`` is ``test_collage`` plus a noise block drawn from the case's seed, so an image depends
+on its seed (and a seed that depended on sharding or order would show in the images).
 """
 
 from __future__ import annotations
@@ -52,8 +57,36 @@ class ScriptedCollage(CollageBaseline):
             if req.case_id in fail:
                 out.append(GenerationError("the provider refused", reason="refused", provider_reason="scripted refusal"))
             else:
-                out.append(self.generate(req.refs, req.prompt, dar=dar, seed=req.seed))
+                out.append(self._salted(self.generate(req.refs, req.prompt, dar=dar, seed=req.seed), req.case_id))
         return out
+
+    @staticmethod
+    def _salted(image, case_id):
+        salt = os.environ.get("MICON_TEST_SALT")
+        if not salt:
+            return image
+        digest = hashlib.sha256(f"{salt}/{case_id}".encode()).digest()
+        image = image.copy()
+        image.paste(tuple(digest[:3]), (0, 0, 6, 6))
+        return image
+
+
+@register_adapter("test_seeded", override=True)
+class SeededCollage(ScriptedCollage):
+    """``test_collage`` with an 8x8 block of noise drawn from the seed: the image depends on the seed."""
+
+    def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+        import random
+
+        image = super()._generate(refs, prompt, dar=dar, seed=seed, **gen_kwargs)
+        if seed is None:
+            return image
+        rng = random.Random(seed)
+        noise = bytes(rng.randrange(256) for _ in range(8 * 8 * 3))
+        from PIL import Image
+
+        image.paste(Image.frombytes("RGB", (8, 8), noise), (image.width - 8, image.height - 8))
+        return image
 
 
 def varied_reply(body: dict[str, Any], seen: int = 0, delay: float = 0.0) -> Any:

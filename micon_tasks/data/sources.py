@@ -34,6 +34,7 @@ __all__ = [
     "load_source",
     "raw_to_dataset",
     "resolve_hub_repo",
+    "resolve_data_location",
 ]
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,41 @@ def resolve_hub_repo(config: TaskConfig, dataset_path: str | None = None) -> str
     return dataset_path or os.environ.get("MICON_DATASET") or config.dataset_path or DEFAULT_REPO
 
 
+def resolve_data_location(
+    config: TaskConfig, source: str | os.PathLike = "hub", *, dataset_path: str | None = None, revision: str | None = None
+) -> dict[str, Any]:
+    """Which data a source means, without downloading anything.
+
+    ``{"kind": "sample" | "folder" | "hub", "location": <absolute folder or Hub repo id>, "revision":
+    <the requested revision or None>, "chosen_by": "source" | "dataset_path" | "$MICON_DATASET" |
+    "task card" | "default"}``. :func:`load_source` reads exactly this location.
+    """
+    src = os.fspath(source)
+    if src == "sample":
+        return {"kind": "sample", "location": str(SAMPLE_ROOT), "revision": None, "chosen_by": "source"}
+    if src == "hub":
+        if dataset_path:
+            repo, chosen = dataset_path, "dataset_path"
+        elif os.environ.get("MICON_DATASET"):
+            repo, chosen = os.environ["MICON_DATASET"], "$MICON_DATASET"
+        elif config.dataset_path:
+            repo, chosen = config.dataset_path, "task card"
+        else:
+            repo, chosen = DEFAULT_REPO, "default"
+        if Path(repo).expanduser().is_dir():  # MICON_DATASET / dataset_path may name a local copy
+            return {"kind": "folder", "location": str(Path(repo).expanduser().resolve()), "revision": None, "chosen_by": chosen}
+        return {"kind": "hub", "location": repo, "revision": revision, "chosen_by": chosen}
+    path = Path(src).expanduser()
+    if path.is_dir():
+        return {"kind": "folder", "location": str(path.resolve()), "revision": None, "chosen_by": "source"}
+    if not _REPO_ID.fullmatch(src):
+        raise DataSourceError(
+            f"task {config.task!r}: source {src!r} is neither 'hub', 'sample', a Hub repo id "
+            "(owner/name) nor an existing folder"
+        )
+    return {"kind": "hub", "location": src, "revision": revision, "chosen_by": "source"}
+
+
 def _download(repo: str, config: TaskConfig, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
 
@@ -202,27 +238,26 @@ def _download(repo: str, config: TaskConfig, revision: str | None) -> Path:
 
 
 def load_source(
-    config: TaskConfig, source: str | os.PathLike = "hub", *, dataset_path: str | None = None, revision: str | None = None
+    config: TaskConfig,
+    source: str | os.PathLike = "hub",
+    *,
+    dataset_path: str | None = None,
+    revision: str | None = None,
+    location: dict[str, Any] | None = None,
 ) -> datasets.Dataset:
-    """The task's cases as a ``datasets.Dataset`` with the project's features."""
-    src = os.fspath(source)
-    if src == "sample":
-        path = SAMPLE_ROOT
-    elif src == "hub":
-        repo = resolve_hub_repo(config, dataset_path)
-        if Path(repo).is_dir():  # MICON_DATASET may point at a local copy
-            path = Path(repo)
-        else:
-            path = _download(repo, config, revision)
+    """The task's cases as a ``datasets.Dataset`` with the project's features.
+
+    ``location``: a dict to fill with :func:`resolve_data_location`'s answer, plus ``commit`` (the Hub
+    snapshot actually downloaded) for a Hub source.
+    """
+    where = resolve_data_location(config, source, dataset_path=dataset_path, revision=revision)
+    if where["kind"] == "hub":
+        path = _download(where["location"], config, revision)
+        where["commit"] = path.name if path.parent.name == "snapshots" else None
     else:
-        path = Path(src).expanduser()
-        if not path.is_dir():
-            if not _REPO_ID.fullmatch(src):
-                raise DataSourceError(
-                    f"task {config.task!r}: source {src!r} is neither 'hub', 'sample', a Hub repo id "
-                    "(owner/name) nor an existing folder"
-                )
-            path = _download(src, config, revision)  # a Hub repo id given directly
+        path = Path(where["location"])
+    if location is not None:
+        location.update(where)
     if _is_published(path, config):
         return _load_published(path, config)
     root = find_raw_root(path, [config.official_folder])

@@ -19,6 +19,7 @@ from typing import Any
 from micon_tasks.errors import MiconError
 from micon_tasks.runner.config import RunConfig, fingerprint
 from micon_tasks.runner.generate import valid_generations
+from micon_tasks.runner.inputs import case_inputs
 from micon_tasks.runner.judge_stage import record_to_result, task_judge_fp, valid_judgements
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import atomic_write_json, atomic_write_text, dumps_record
@@ -34,7 +35,7 @@ class IncompleteRunError(MiconError):
 
 def _failure_reason(gen: dict[str, Any] | None) -> str:
     if gen is None:
-        return "missing image: the case was never generated (or its image file is gone)"
+        return "missing image: the case was never generated (or its image file is gone, or the case changed since)"
     err = gen["error"]
     return f"generation failed ({err.get('reason')}): {err.get('message')}"
 
@@ -49,10 +50,11 @@ def merge_samples(
     merged: dict[str, list[dict[str, Any]]] = {}
     for name in cfg.tasks:
         task = tasks[name]
-        gens = valid_generations(layout, name)
+        inputs = case_inputs(task)
+        gens = valid_generations(layout, name, inputs=inputs)
         judged: dict[str, dict[str, Any]] = {}
         if identity is not None:
-            judged = valid_judgements(layout, name, task_judge_fp(identity, task), gens, story=task.is_story)
+            judged = valid_judgements(layout, name, task_judge_fp(identity, task), gens, story=task.is_story, inputs=inputs)
         records, not_judged = [], []
         for index, cid in selected[name]:
             gen = gens.get(cid)

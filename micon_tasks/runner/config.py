@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ __all__ = [
     "RUNTIME_ONLY_ARGS",
     "RUN_CONFIG_FILE",
     "fingerprint",
+    "refuse_secrets",
+    "is_secret_name",
 ]
 
 RUN_CONFIG_FILE = "run_config.json"
@@ -64,20 +67,73 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|credentials?)$", re.IGNORECASE)
+#: Argument names that hold a secret: ``api_key``, ``access_key``, ``hf_token``, ``auth``, ``bearer``,
+#: ``password`` ... (a name ending ``_env`` names an environment variable instead, and a count such as
+#: ``max_tokens`` or ``num_keys`` is no secret).
+_SECRET_NAME = re.compile(
+    r"(^|[_-])(api[_-]?key|key|access[_-]?key|secret[_-]?key|private[_-]?key|token|access[_-]?token|auth|auth[_-]?token"
+    r"|authorization|bearer|secret|client[_-]?secret|password|passwd|pwd|credentials?|signature|sig)$",
+    re.IGNORECASE,
+)
+_NOT_SECRET_NAME = re.compile(r"([_-]env$)|(^(max|min|num|n)[_-])", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]+@", re.IGNORECASE)
+_BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
 
 
-def refuse_secrets(args: dict[str, Any], what: str) -> None:
-    """Arguments are written to run_config.json and results.json: a secret must come from the environment."""
+def is_secret_name(key: Any) -> bool:
+    """Whether an argument name looks like it holds a secret (``api_key``, ``token``, ``auth`` ...)."""
+    name = str(key)
+    return bool(_SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.search(name)
+
+
+def _secret_query_params(value: str) -> list[str]:
+    """Names of secret-looking parameters in a URL's query string (``...?key=...&token=...``)."""
+    from urllib.parse import parse_qsl
+
+    if "?" not in value:
+        return []
+    query = value.split("?", 1)[1].split("#", 1)[0]
+    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True) if is_secret_name(name)})
+
+
+def _value_problem(value: Any) -> str | None:
+    """Why a value carries a secret (never the value itself), or None."""
+    if isinstance(value, str):
+        if _URL_CREDENTIALS.match(value.strip()):
+            return "carries credentials in its URL"
+        params = _secret_query_params(value)
+        if params:
+            return f"carries a secret in its URL query ({', '.join(repr(p) for p in params)})"
+        if _BEARER_VALUE.match(value):
+            return "holds an authorization header value"
+    return None
+
+
+def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> None:
+    """Arguments are written to run_config.json and results.json: a secret must come from the environment.
+
+    Refuses secret-looking names (``api_key``, ``token``, ``access_key``, ``auth``, ``bearer``, ...)
+    holding a value, URLs with credentials or key-like query parameters, and authorization header
+    values, in nested objects too. The messages name the argument, never its value.
+    """
     for key, value in args.items():
-        if _SECRET_KEY.search(str(key)) and not str(key).endswith("_env"):
+        name = f"{_prefix}{key}"
+        if is_secret_name(key) and value is not None and not isinstance(value, bool):
             raise ConfigError(
-                f"{what}: {key!r} looks like a secret; results record every argument, so pass the name of an "
+                f"{what}: {name!r} looks like a secret; results record every argument, so pass the name of an "
                 f"environment variable instead (e.g. api_key_env=MY_KEY_VARIABLE)"
             )
-        if isinstance(value, str) and _URL_CREDENTIALS.match(value):
-            raise ConfigError(f"{what}: {key!r} carries credentials in its URL; put them in the environment instead")
+        problem = _value_problem(value)
+        if problem:
+            raise ConfigError(f"{what}: {name!r} {problem}; put the secret in the environment instead")
+        if isinstance(value, Mapping):
+            refuse_secrets(value, what, f"{name}.")
+        elif isinstance(value, (list, tuple)):
+            for n, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    refuse_secrets(item, what, f"{name}[{n}].")
+                elif _value_problem(item):
+                    raise ConfigError(f"{what}: {name}[{n}] {_value_problem(item)}; put the secret in the environment instead")
 
 
 def _identity_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -165,26 +221,41 @@ class RunConfig:
 
 
 def config_diff(old: dict[str, Any] | None, new: dict[str, Any] | None, prefix: str = "") -> list[str]:
-    """Human-readable differences between two identity dicts: ``model_args.steps: 50 -> 20``."""
+    """Human-readable differences between two identity dicts: ``model_args.steps: 50 -> 20``.
+
+    Values of secret-looking keys, and URLs carrying credentials, are never shown (``(hidden)``).
+    """
     if old == new:
         return []
     if not isinstance(old, dict) or not isinstance(new, dict):
-        return [f"{prefix or 'value'}: {_show(old)} -> {_show(new)}"]
+        return [f"{prefix or 'value'}: {_show(old, prefix)} -> {_show(new, prefix)}"]
     out: list[str] = []
     for key in sorted(set(old) | set(new)):
         name = f"{prefix}.{key}" if prefix else key
         if key not in old:
-            out.append(f"{name}: (unset) -> {_show(new[key])}")
+            out.append(f"{name}: (unset) -> {_show(new[key], key)}")
         elif key not in new:
-            out.append(f"{name}: {_show(old[key])} -> (unset)")
+            out.append(f"{name}: {_show(old[key], key)} -> (unset)")
         elif isinstance(old[key], dict) and isinstance(new[key], dict):
             out.extend(config_diff(old[key], new[key], name))
         elif old[key] != new[key]:
-            out.append(f"{name}: {_show(old[key])} -> {_show(new[key])}")
+            out.append(f"{name}: {_show(old[key], key)} -> {_show(new[key], key)}")
     return out
 
 
-def _show(value: Any) -> str:
+def _carries_secret(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any((is_secret_name(k) and v is not None and not isinstance(v, bool)) or _carries_secret(v)
+                   for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_carries_secret(v) for v in value)
+    return _value_problem(value) is not None
+
+
+def _show(value: Any, key: Any = "") -> str:
+    last = str(key).rsplit(".", 1)[-1]
+    if (is_secret_name(last) and value is not None and not isinstance(value, bool)) or _carries_secret(value):
+        return "(hidden)"
     return json.dumps(value, sort_keys=True, default=str)
 
 

@@ -1,7 +1,8 @@
 """Stage 1: generate one image per case, resumably.
 
-A case is done when its record exists in any rank's shard and either records a generation failure
-or points at an image whose bytes still hash to the recorded sha256; anything else is (re)generated.
+A case is done when its record exists in any rank's shard, was made from the case's current prompt
+and references (``inputs_sha256``), and either records a generation failure or points at an image
+whose bytes still hash to the recorded sha256; anything else is (re)generated.
 Images are written under a temporary name and moved into place before their record is appended, so
 a record never points at half an image.
 """
@@ -18,6 +19,7 @@ from typing import Any
 from micon_tasks.errors import ConfigError, MiconError
 from micon_tasks.runner.config import RunConfig, case_seed
 from micon_tasks.runner.distributed import Dist
+from micon_tasks.runner.inputs import CaseInputs, case_inputs
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import RecordWriter, atomic_write_bytes, atomic_write_json, read_shards, sha256_bytes, sha256_file
 
@@ -43,13 +45,23 @@ def png_bytes(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def valid_generations(layout: Layout, task: str, *, redo_failed: bool = False) -> dict[str, dict[str, Any]]:
-    """case_id -> its valid generation record (the last valid one when a case was redone)."""
+def valid_generations(
+    layout: Layout, task: str, *, redo_failed: bool = False, inputs: CaseInputs | None = None
+) -> dict[str, dict[str, Any]]:
+    """case_id -> its valid generation record (the last valid one when a case was redone).
+
+    With ``inputs`` (the task's current case inputs), a record made from another prompt or other
+    references than the case has now is stale, and so not valid: the case is generated again.
+    """
     hashes: dict[str, str | None] = {}
     out: dict[str, dict[str, Any]] = {}
+    stale: set[str] = set()
     for rec in read_shards(layout.shards("generate", task)):
         cid = rec.get("case_id")
         if not isinstance(cid, str):
+            continue
+        if inputs is not None and not inputs.generation_is_current(rec):
+            stale.add(cid)
             continue
         if rec.get("error") is not None:
             if not redo_failed:
@@ -63,6 +75,10 @@ def valid_generations(layout: Layout, task: str, *, redo_failed: bool = False) -
             hashes[rel] = sha256_file(layout.root / rel)
         if hashes[rel] is not None and hashes[rel] == image.get("sha256"):
             out[cid] = rec
+    stale -= set(out)
+    if stale:
+        log.info("task %r: %d case(s) changed since they were generated (prompt or references; first: %r); "
+                 "their images are stale", task, len(stale), sorted(stale)[0])
     return out
 
 
@@ -90,7 +106,7 @@ def run_generation(
     stats = GenerationStats()
     plan: list[tuple[str, list[tuple[int, str]]]] = []
     for name in cfg.tasks:
-        done = valid_generations(layout, name, redo_failed=redo_failed)
+        done = valid_generations(layout, name, redo_failed=redo_failed, inputs=case_inputs(tasks[name]))
         todo = [(i, cid) for i, cid in dist.shard(selected[name]) if cid not in done]
         if todo:
             plan.append((name, todo))
@@ -111,6 +127,7 @@ def run_generation(
     try:
         for name, todo in plan:
             task = tasks[name]
+            inputs = case_inputs(task)
             with RecordWriter(layout.shard("generate", name, dist.rank)) as writer:
                 for start in range(0, len(todo), cfg.batch_size):
                     chunk = todo[start : start + cfg.batch_size]
@@ -124,7 +141,8 @@ def run_generation(
                     for (index, _), case, seed, out in zip(chunk, cases, seeds, outputs):
                         rec = {
                             "task": name, "case_id": case.case_id, "index": index, "seed": seed, "prompt": case.prompt,
-                            "refs": _ref_hashes(case), "image": None, "error": None,
+                            "refs": _ref_hashes(case), "inputs_sha256": inputs.generation_sha256(case.case_id),
+                            "image": None, "error": None,
                             "timings": {"generate_s": round(per_case, 4)},
                         }
                         if isinstance(out, GenerationError):

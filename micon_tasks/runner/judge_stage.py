@@ -1,8 +1,9 @@
 """Stage 2: judge every generated image, resumably.
 
 A judge record is valid for a case when it was made by the same judge configuration and checkpoint
-set (``judge_fp``) for the image now on disk (its sha256); a regenerated image or another judge makes
-it stale, and the case is judged again. Cases whose generation failed are not sent to the judge: they
+set (``judge_fp``) for the image now on disk (its sha256) and the case as it is now (``case_sha256``:
+prompt, goal, constraints, answer set, references); a regenerated image, a changed case or another
+judge makes it stale, and the case is judged again. Cases whose generation failed are not sent to the judge: they
 are scored as failures when the stages are merged.
 """
 
@@ -20,6 +21,7 @@ from micon_tasks.errors import MiconError
 from micon_tasks.runner.config import RunConfig, fingerprint
 from micon_tasks.runner.distributed import Dist
 from micon_tasks.runner.generate import _desc, valid_generations
+from micon_tasks.runner.inputs import CaseInputs, case_inputs
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import RecordWriter, read_shards
 
@@ -89,9 +91,10 @@ def has_errors(rec: dict[str, Any], story: bool) -> bool:
 
 
 def valid_judgements(
-    layout: Layout, task: str, judge_fp: str, gens: dict[str, dict[str, Any]], *, story: bool, redo_failed: bool = False
+    layout: Layout, task: str, judge_fp: str, gens: dict[str, dict[str, Any]], *, story: bool, redo_failed: bool = False,
+    inputs: CaseInputs | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """case_id -> the valid judge record for the image now on disk."""
+    """case_id -> the valid judge record for the image now on disk (and, with ``inputs``, the case as it is now)."""
     out: dict[str, dict[str, Any]] = {}
     for rec in read_shards(layout.shards("judge", task)):
         cid = rec.get("case_id")
@@ -99,6 +102,8 @@ def valid_judgements(
         if gen is None or not gen.get("image") or rec.get("judge_fp") != judge_fp:
             continue
         if rec.get("image_sha256") != gen["image"]["sha256"] or "result" not in rec:
+            continue
+        if inputs is not None and not inputs.judgement_is_current(rec):
             continue
         if redo_failed and has_errors(rec, story):
             continue
@@ -167,8 +172,9 @@ def run_judging(
     for name in cfg.tasks:
         task = tasks[name]
         fp = task_judge_fp(identity, task)
-        gens = valid_generations(layout, name)
-        done = valid_judgements(layout, name, fp, gens, story=task.is_story, redo_failed=redo_failed)
+        inputs = case_inputs(task)
+        gens = valid_generations(layout, name, inputs=inputs)
+        done = valid_judgements(layout, name, fp, gens, story=task.is_story, redo_failed=redo_failed, inputs=inputs)
         todo = [(i, cid) for i, cid in dist.shard(selected[name]) if cid in gens and gens[cid].get("image") and cid not in done]
         if todo:
             plan.append((name, fp, gens, todo))
@@ -201,7 +207,8 @@ def run_judging(
                     for (index, cid), res in zip(chunk, results):
                         stable, volatile = result_to_record(res)
                         rec = {"task": name, "case_id": cid, "index": index, "judge_fp": fp,
-                               "image_sha256": gens[cid]["image"]["sha256"], "result": stable,
+                               "image_sha256": gens[cid]["image"]["sha256"],
+                               "case_sha256": case_inputs(task).judge_sha256(cid), "result": stable,
                                "timings": {"judge_s": round(per_case, 4), **volatile}}
                         if has_errors(rec, task.is_story):
                             stats.with_errors += 1

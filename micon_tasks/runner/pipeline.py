@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +21,7 @@ from micon_tasks.argstr import parse_args_string
 from micon_tasks.errors import CaseValidationError, ConfigError
 from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import build_results, merge_samples, write_results
-from micon_tasks.runner.config import RunConfig, config_diff, load_run_config
+from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
 from micon_tasks.runner.distributed import Dist
 from micon_tasks.runner.generate import run_generation
 from micon_tasks.runner.judge_stage import preflight, run_judging
@@ -89,7 +90,7 @@ def evaluate(
         raise ConfigError(f"adapter {model_name!r} cannot apply DAR (it has no attention to rebalance); run it without --dar")
     cfg = RunConfig(
         model=model_name, model_args=margs, tasks=registry.expand_task_names(tasks), source=str(source),
-        dataset_path=dataset_path, include_path=str(include_path) if include_path else None,
+        dataset_path=_resolve_dataset_path(str(source), dataset_path), include_path=str(include_path) if include_path else None,
         checkpoints_from=str(checkpoints_from) if checkpoints_from else None, limit=limit, seed=seed,
         dar=_dar_dict(dar_obj), judge=judge_name, judge_args=jargs, batch_size=batch_size, predict_only=predict_only,
     )
@@ -117,10 +118,13 @@ def judge_outputs(
     judge_obj = None
     if judge is not None:
         judge_obj, name, args = _named(judge, judge_args, "judge")
+        refuse_secrets(args, "--judge_args")  # before anything compares, shows or records them
         cfg.judge = name if judge_obj is not None else registry.judges.canonical(name)
         cfg.judge_args = args
     elif judge_args is not None:
-        cfg.judge_args = parse_args_string(judge_args, what="--judge_args")
+        args = parse_args_string(judge_args, what="--judge_args")
+        refuse_secrets(args, "--judge_args")
+        cfg.judge_args = args
     if cfg.judge is None:
         raise ConfigError(f"{layout.root} was generated without a judge; name one (--judge)")
     cfg.predict_only = False
@@ -230,6 +234,8 @@ def _markdown(results: dict[str, Any]) -> str:
 
 def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> None:
     """Refuse a folder made by another configuration (naming what differs), or clear it on overwrite."""
+    refuse_secrets(cfg.model_args, "--model_args")  # every path, before any comparison or write
+    refuse_secrets(cfg.judge_args, "--judge_args")
     stored = load_run_config(layout.root)
     if stored is not None:
         problems: list[str] = []
@@ -316,6 +322,20 @@ def _named(obj: Any, args: str | Mapping[str, Any] | None, kind: str) -> tuple[A
     if kind == "judge" and hasattr(obj, "judge_batch"):
         return obj, str(getattr(obj, "backend", type(obj).__name__)), {"provenance": obj._describe()}
     raise ConfigError(f"{kind} must be a registered name or a built {kind} object, not {type(obj).__name__}")
+
+
+def _resolve_dataset_path(source: str, dataset_path: str | None) -> str | None:
+    """The dataset a ``hub`` source reads, as recorded in the run configuration: ``dataset_path``, else
+    ``$MICON_DATASET`` (so that switching it is a changed configuration, and ``micon judge`` later reads
+    the same data); a local folder is recorded by its absolute path. None: each task card's default repo."""
+    if source != "hub":
+        return dataset_path
+    chosen = dataset_path or os.environ.get("MICON_DATASET") or None
+    if chosen and not dataset_path:
+        log.info("data: $MICON_DATASET=%s (recorded in the run configuration as dataset_path)", chosen)
+    if chosen and Path(chosen).expanduser().is_dir():
+        return str(Path(chosen).expanduser().resolve())
+    return chosen
 
 
 def _resolve_dar(dar: Any, dar_args: str | Mapping[str, Any] | None) -> Any:

@@ -1,0 +1,135 @@
+"""What a case's image and verdict depend on, hashed from the dataset as stored (no image decoding).
+
+Why: resuming reuses an image only while the case it was made for is unchanged. A generation depends
+on the prompt and the references; a verdict also on the goal, constraints and answer set the judge
+reads. Hashing the references' encoded bytes (as the dataset stores them, zero-copy from Arrow) is
+exact and cheap; decoding every reference on every resume would not be. A record made before these
+hashes were kept is checked against the decoded pixels instead (the hashes it does hold).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import weakref
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CaseInputs", "case_inputs"]
+
+log = logging.getLogger(__name__)
+
+# The columns a judge request can read besides the references (ref_paths is only a file name).
+_REF_COLUMNS = ("refs", "ref_paths")
+
+
+class CaseInputs:
+    """Per-case input hashes of one loaded task, computed on first need and kept."""
+
+    def __init__(self, task: Any):
+        self.task = task
+        self._index: dict[str, int] | None = None
+        self._arrow: Any = None
+        self._digests: dict[str, tuple[str, str, str]] = {}  # case_id -> (generation, judge, prompt)
+        self._pixels: dict[str, list[str]] = {}
+
+    def index(self, case_id: str) -> int | None:
+        if self._index is None:
+            self._index = {cid: n for n, cid in enumerate(self.task.case_ids)}
+        return self._index.get(case_id)
+
+    def _row(self, case_id: str) -> tuple[str, str, str] | None:
+        """(generation sha256, judge sha256, prompt) of a case, or None when the task has no such case."""
+        if case_id in self._digests:
+            return self._digests[case_id]
+        n = self.index(case_id)
+        if n is None:
+            return None
+        if self._arrow is None:
+            self._arrow = self.task.dataset.with_format("arrow")
+        table = self._arrow[n : n + 1]
+        refs = table.column("refs")[0].values
+        roles = table.column("ref_roles")[0].as_py()
+        ref_hashes = [self._ref_hash(case_id, n, refs, k, role) for k, role in enumerate(roles)]
+        text = {name: table.column(name)[0].as_py() for name in table.column_names if name not in _REF_COLUMNS}
+        gen = _sha({"prompt": text.get("prompt"), "ref_roles": roles, "refs": ref_hashes})
+        judge = _sha({**text, "refs": ref_hashes})
+        self._digests[case_id] = (gen, judge, text.get("prompt"))
+        return self._digests[case_id]
+
+    def _ref_hash(self, case_id: str, n: int, refs: Any, k: int, role: str) -> str:
+        data = refs.field("bytes")[k] if refs is not None and k < len(refs) else None
+        if data is not None and data.is_valid:
+            return "bytes:" + hashlib.sha256(memoryview(data.as_buffer())).hexdigest()
+        path = refs.field("path")[k].as_py() if refs is not None and k < len(refs) else None
+        if path and Path(path).is_file():  # a dataset that stores the image by path only
+            return "file:" + _file_sha(path)
+        return "pixels:" + self.pixel_hashes(case_id)[k]
+
+    def pixel_hashes(self, case_id: str) -> list[str]:
+        """sha256 of each reference's decoded pixels (what generation records hold under ``refs``)."""
+        if case_id not in self._pixels:
+            from micon_tasks.judges.cache import image_digest
+
+            n = self.index(case_id)
+            case = self.task[n]
+            self._pixels[case_id] = [image_digest(im) for im in case.refs]
+        return self._pixels[case_id]
+
+    def generation_sha256(self, case_id: str) -> str | None:
+        row = self._row(case_id)
+        return None if row is None else row[0]
+
+    def judge_sha256(self, case_id: str) -> str | None:
+        row = self._row(case_id)
+        return None if row is None else row[1]
+
+    def generation_is_current(self, rec: dict[str, Any]) -> bool:
+        """Whether a generation record was made from the case's current prompt and references."""
+        cid = rec.get("case_id")
+        row = self._row(cid) if isinstance(cid, str) else None
+        if row is None:
+            return True  # not a case of this task now: nothing to compare with (it is never selected)
+        recorded = rec.get("inputs_sha256")
+        if recorded is not None:
+            return recorded == row[0]
+        # a record from before inputs_sha256: compare the prompt, then the references' pixels
+        if rec.get("prompt") != row[2]:
+            return False
+        refs = rec.get("refs") or []
+        return [r.get("sha256") for r in refs] == self.pixel_hashes(cid)
+
+    def judgement_is_current(self, rec: dict[str, Any]) -> bool:
+        """Whether a judge record was made for the case as it is now (records without the hash: trusted
+        as far as their generation record is current)."""
+        cid = rec.get("case_id")
+        recorded = rec.get("case_sha256")
+        if recorded is None or not isinstance(cid, str):
+            return True
+        current = self.judge_sha256(cid)
+        return current is None or recorded == current
+
+
+def _sha(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _file_sha(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_CACHE: weakref.WeakKeyDictionary[Any, CaseInputs] = weakref.WeakKeyDictionary()
+
+
+def case_inputs(task: Any) -> CaseInputs:
+    """The (shared) CaseInputs of a loaded task: the stages of one run hash each case once."""
+    found = _CACHE.get(task)
+    if found is None:
+        found = _CACHE[task] = CaseInputs(task)
+    return found

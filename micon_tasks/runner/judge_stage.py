@@ -137,6 +137,9 @@ def preflight(judge: Any, timeout: float = 5.0) -> None:
         ) from None
 
 
+CHUNK_PER_SLOT = 4  # cases per concurrency slot in one judge_batch call
+
+
 def _chunk_size(judge: Any) -> int:
     """Cases per judge_batch call: records are written after each call, so it bounds the work a kill loses.
 
@@ -144,7 +147,7 @@ def _chunk_size(judge: Any) -> int:
     """
     concurrency = getattr(judge, "concurrency", None)
     if isinstance(concurrency, int) and concurrency > 0:
-        return 4 * concurrency
+        return CHUNK_PER_SLOT * concurrency
     batch = getattr(judge, "batch_size", None)
     return batch if isinstance(batch, int) and batch > 0 else 8
 

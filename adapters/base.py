@@ -152,7 +152,10 @@ class ModelAdapter:
         image = self._generate(refs, prompt, dar=config, seed=seed, **gen_kwargs)
         if config is not None:
             self._check_dar_reached(config)
-        return self._check_output(image)
+        image = self._check_output(image)
+        if config is not None:  # travels with the image, also through generate_batch, into the case record
+            image.info["dar_stats"] = self.last_dar_stats.to_dict()
+        return image
 
     def generate_batch(
         self, requests: Sequence[GenerationRequest], *, dar: Any = None

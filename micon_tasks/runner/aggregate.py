@@ -60,10 +60,10 @@ def merge_samples(
             gen = gens.get(cid)
             rec: dict[str, Any] = {"task": name, "case_id": cid, "index": index}
             if gen is not None:
-                rec.update({k: gen.get(k) for k in ("seed", "prompt", "refs", "image")})
+                rec.update({k: gen.get(k) for k in ("seed", "prompt", "refs", "image", "dar_stats")})
                 rec["generation_error"] = gen.get("error")
             else:
-                rec.update({"seed": None, "prompt": None, "refs": None, "image": None,
+                rec.update({"seed": None, "prompt": None, "refs": None, "image": None, "dar_stats": None,
                             "generation_error": {"message": "no image on disk", "reason": "missing_image",
                                                  "provider_reason": None, "retryable": True}})
             timings = dict((gen or {}).get("timings") or {})

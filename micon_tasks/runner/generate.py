@@ -154,6 +154,8 @@ def run_generation(
                             path = layout.image(name, case.case_id)
                             atomic_write_bytes(path, data)
                             rec["image"] = {"path": layout.relative(path), "sha256": sha256_bytes(data), "width": out.width, "height": out.height}
+                            if "dar_stats" in out.info:  # how many attention calls DAR rebalanced for this case
+                                rec["dar_stats"] = out.info["dar_stats"]
                             stats.generated += 1
                         writer.append(rec)
                         bar.update(1)

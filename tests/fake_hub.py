@@ -24,11 +24,13 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
+
+from loopback import LoopbackServer
 
 __all__ = ["FakeHub", "Recorded", "Repo"]
 
@@ -65,8 +67,7 @@ class FakeHub:
         self.requests: list[Recorded] = []
         self.repos: dict[tuple[str, str], Repo] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._loop: LoopbackServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> FakeHub:
@@ -75,23 +76,17 @@ class FakeHub:
         class Handler(_Handler):
             fake = hub
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._loop = LoopbackServer(Handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        assert self._loop is not None
+        self._loop.stop()
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        assert self._loop is not None
+        return self._loop.base_url
 
     def files(self, repo_id: str, repo_type: str = "dataset", branch: str = "main") -> dict[str, bytes]:
         return dict(self.repos[(repo_type, repo_id)].branches[branch])

@@ -93,3 +93,14 @@ class DARConfig:
     def step_active(self, fraction: float | None) -> bool:
         """Whether a denoising step at ``fraction`` = i/N of the schedule is rebalanced (None: unknown, yes)."""
         return fraction is None or self.steps[0] <= fraction < self.steps[1]
+
+    def exclusion(self, *, layer: int | None, step: float | None, conditional: bool = True) -> str | None:
+        """Why the scope options leave this attention call out (a :class:`dar.DARStats` pass-through
+        reason), or None when DAR applies. ``step`` is the fraction i/N of the schedule (None: unknown)."""
+        if self.cfg_branches == "cond" and not conditional:
+            return "branch_excluded"
+        if not self.layer_active(layer):
+            return "layer_excluded"
+        if not self.step_active(step):
+            return "step_excluded"
+        return None

@@ -126,12 +126,8 @@ def _weights(state: ForwardState | None, query_bhsd: torch.Tensor, key_bhsd: tor
     if state is None or state.config is None:
         return None  # outside a hooked forward (another model of the same class): not ours to count
     config, stats = state.config, state.stats
-    reason = None
-    if not config.layer_active(_LAYER.get()):
-        reason = "layer_excluded"
-    elif not config.step_active(state.step):
-        reason = "step_excluded"
-    else:
+    reason = config.exclusion(layer=_LAYER.get(), step=state.step)
+    if reason is None:
         batch, _, length_q, _ = query_bhsd.shape
         if state.ref_mask.shape != (batch, key_bhsd.shape[2]) or state.query_mask.shape[-1] != length_q:
             reason = "other_sequence"  # not the joint sequence (e.g. ref-only KV-cache attention)

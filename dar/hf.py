@@ -59,11 +59,9 @@ def _key_weights(module, query, key, attention_mask, kwargs) -> torch.Tensor | N
     layer = getattr(module, "layer_idx", None)
     if config is None:
         return None
-    if not config.layer_active(layer):
-        passed("layer_excluded")
-        return None
-    if not config.step_active(current_step()):
-        passed("step_excluded")
+    excluded = config.exclusion(layer=layer, step=current_step())
+    if excluded is not None:
+        passed(excluded)
         return None
     if (kwargs.get("dropout") or 0.0) > 0.0:
         passed("dropout")

@@ -3,7 +3,6 @@ path confinement, include_path YAML tasks, the official .qa.txt format and the d
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 

@@ -26,8 +26,8 @@ __all__ = [
     "torch_dtype",
     "resolve_device",
     "StepCounter",
-    "dar_applies",
     "dar_exclusion",
+    "merge_settings",
 ]
 
 
@@ -159,22 +159,17 @@ class StepCounter:
         return self.step, self.branch
 
 
+def merge_settings(adapter: str, settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The adapter's generation settings with per-call ``gen_kwargs`` applied; an unknown key is an error."""
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise ConfigError(f"adapter {adapter!r}: unknown generation settings {sorted(unknown)}; "
+                          f"accepted: {sorted(settings)}")
+    return {**settings, **overrides}
+
+
 def dar_exclusion(config: Any, *, layer: int | None, step: int | None, num_steps: int | None,
                   conditional: bool) -> str | None:
-    """Why DARConfig's scope options leave this layer, denoising step and guidance branch out (None: DAR applies).
-
-    The reason is one of :class:`dar.DARStats`' pass-through reasons."""
-    if getattr(config, "cfg_branches", "all") == "cond" and not conditional:
-        return "branch_excluded"
+    """``DARConfig.exclusion`` for an upstream loop that counts steps as integers (step i of num_steps)."""
     fraction = None if step is None or not num_steps else step / num_steps
-    if not config.layer_active(layer):
-        return "layer_excluded"
-    if not config.step_active(fraction):
-        return "step_excluded"
-    return None
-
-
-def dar_applies(config: Any, *, layer: int | None, step: int | None, num_steps: int | None,
-                conditional: bool) -> bool:
-    """Whether DAR is on for this layer, denoising step and guidance branch (DARConfig's scope options)."""
-    return dar_exclusion(config, layer=layer, step=step, num_steps=num_steps, conditional=conditional) is None
+    return config.exclusion(layer=layer, step=fraction, conditional=conditional)

@@ -25,6 +25,7 @@ from adapters.base import ModelAdapter, seed_everything
 from adapters.upstream._common import (
     UpstreamSpec,
     dar_exclusion,
+    merge_settings,
     resolve_code_path,
     resolve_device,
     resolve_weights,
@@ -144,12 +145,7 @@ class BagelAdapter(ModelAdapter):
         import torch
 
         inf = self._load()
-        settings = {**self.cfg, "num_timesteps": self.steps}
-        unknown = set(gen_kwargs) - set(settings)
-        if unknown:
-            raise ConfigError(f"adapter 'bagel': unknown generation settings {sorted(unknown)}; "
-                              f"accepted: {sorted(settings)}")
-        settings.update(gen_kwargs)
+        settings = merge_settings(SPEC.adapter, {**self.cfg, "num_timesteps": self.steps}, gen_kwargs)
         seed_everything(self.seed if seed is None else int(seed))  # BAGEL draws its noise from torch's RNG
         autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16) if self.device == "cpu" else \
             contextlib.nullcontext()  # upstream opens a CUDA autocast itself; on CPU it is disabled

@@ -23,6 +23,7 @@ from adapters.upstream._common import (
     StepCounter,
     UpstreamSpec,
     dar_exclusion,
+    merge_settings,
     resolve_code_path,
     resolve_device,
     resolve_weights,
@@ -145,11 +146,7 @@ class OmniGen2Adapter(ModelAdapter):
             "max_input_image_side_length": self.max_input_image_side_length,
             "max_sequence_length": self.max_sequence_length,
         }
-        unknown = set(gen_kwargs) - set(settings)
-        if unknown:
-            raise ConfigError(f"adapter 'omnigen2': unknown generation settings {sorted(unknown)}; "
-                              f"accepted: {sorted(settings)}")
-        settings.update(gen_kwargs)
+        settings = merge_settings(SPEC.adapter, settings, gen_kwargs)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         hook = contextlib.nullcontext()
         if dar:

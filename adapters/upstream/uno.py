@@ -24,6 +24,7 @@ from adapters.upstream._common import (
     StepCounter,
     UpstreamSpec,
     dar_exclusion,
+    merge_settings,
     resolve_code_path,
     resolve_device,
     resolve_weights,
@@ -128,11 +129,7 @@ class UNOAdapter(ModelAdapter):
             from uno.flux.pipeline import preprocess_ref
         settings = {"width": self.width, "height": self.height, "guidance": self.guidance,
                     "num_steps": self.steps, "pe": self.pe, "ref_size": self.ref_size}
-        unknown = set(gen_kwargs) - set(settings)
-        if unknown:
-            raise ConfigError(f"adapter 'uno': unknown generation settings {sorted(unknown)}; "
-                              f"accepted: {sorted(settings)}")
-        settings.update(gen_kwargs)
+        settings = merge_settings(SPEC.adapter, settings, gen_kwargs)
         ref_size = settings.pop("ref_size")
         if ref_size == -1:  # upstream inference.py: 512 for one reference, 320 for several
             ref_size = 512 if len(refs) == 1 else 320

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from micon_tasks.config import TaskConfig
 
 __all__ = [
-    "FEATURES",
     "SAMPLE_ROOT",
     "CONVERTER_VERSION",
     "cache_dir",
@@ -72,12 +71,6 @@ def features() -> datasets.Features:
             },
         }
     )
-
-
-def __getattr__(name: str) -> Any:  # FEATURES without importing datasets at module import
-    if name == "FEATURES":
-        return features()
-    raise AttributeError(name)
 
 
 def cache_dir() -> Path:

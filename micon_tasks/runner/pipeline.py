@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,6 @@ from micon_tasks.errors import CaseValidationError, ConfigError
 from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import build_results, merge_samples, write_results
 from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
-from micon_tasks.runner.distributed import Dist
 from micon_tasks.runner.generate import run_generation
 from micon_tasks.runner.judge_stage import preflight, run_judging
 from micon_tasks.runner.layout import Layout

@@ -19,7 +19,6 @@ from typing import Any
 
 __all__ = ["main", "build_parser"]
 
-SUBCOMMANDS = ("run", "generate", "judge", "aggregate", "ls", "validate", "publish")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -148,7 +147,7 @@ def _print_results(results: dict[str, Any] | None, *, generated_only: bool = Fal
         n = sum(v["effective"] for v in results["n-samples"].values())
         print(f"generated {n} cases into {out_dir} (judge them with: micon judge {out_dir} --judge ...)")
         return
-    from micon_tasks.runner.demo import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
+    from micon_tasks.judges.tiny import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
     from micon_tasks.runner.report import format_tables, header_line
 
     print(header_line(results))

@@ -183,3 +183,12 @@ def test_tiny_build_is_seeded(tmp_path, tiny_path):
     a, b, c = (load_file(f"{p}/model.safetensors") for p in (tiny_path, again, other))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_the_tiny_judge_name_builds_once_and_judges_from_python(fresh_cache):
+    """``pretrained=micon-tiny-random`` works wherever the hf judge is loaded, not only through the runner."""
+    judge = load_judge("hf", "pretrained=micon-tiny-random,mode=logits")
+    (result,) = judge.judge_batch(requests()[:1])
+    assert {v.status for v in result.verdicts} <= {"pass", "fail"}
+    assert (fresh_cache / "models" / "micon-tiny-random" / "config.json").exists()
+    assert judge.provenance()["model"] == "micon-tiny-random"  # the name, not this machine's cache path

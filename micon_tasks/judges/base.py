@@ -127,10 +127,6 @@ class Judge:
         raise NotImplementedError
 
     # -- shared ---------------------------------------------------------------------------------
-    @property
-    def model_id(self) -> str:
-        return str(self._describe().get("model"))
-
     def provenance(self) -> dict[str, Any]:
         d = self._describe()
         return {

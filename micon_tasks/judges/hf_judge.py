@@ -98,7 +98,10 @@ class HFJudge(Judge):
             dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         else:
             dtype = getattr(torch, self.dtype)
-        processor = AutoProcessor.from_pretrained(self.pretrained, trust_remote_code=self.trust_remote_code)
+        from micon_tasks.judges.tiny import resolve_pretrained
+
+        source = resolve_pretrained(self.pretrained)  # "micon-tiny-random": the offline demo judge
+        processor = AutoProcessor.from_pretrained(source, trust_remote_code=self.trust_remote_code)
         if getattr(processor, "chat_template", None) is None:
             raise ConfigError(f"judge 'hf': the processor at {self.pretrained!r} has no chat template")
         tokenizer = getattr(processor, "tokenizer", processor)
@@ -106,7 +109,7 @@ class HFJudge(Judge):
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForImageTextToText.from_pretrained(
-            self.pretrained, dtype=dtype, trust_remote_code=self.trust_remote_code
+            source, dtype=dtype, trust_remote_code=self.trust_remote_code
         )
         model.to(device).eval()
         self._model, self._processor, self._device = model, processor, device

@@ -63,15 +63,6 @@ class Dist:
         rank, message = failed[0]
         raise RankFailedError(f"rank {rank} of {self.world_size} failed during {stage}: {message}")
 
-    def broadcast(self, obj: Any) -> Any:
-        """Rank 0's ``obj`` on every rank."""
-        if self.world_size == 1:
-            return obj
-        import torch.distributed as dist
-
-        box = [obj]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
 
     def close(self) -> None:
         if self._group:

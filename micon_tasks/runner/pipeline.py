@@ -223,7 +223,7 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
 
 
 def _markdown(results: dict[str, Any]) -> str:
-    from micon_tasks.runner.demo import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
+    from micon_tasks.judges.tiny import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
 
     text = f"# MICON-Bench results\n\n{header_line(results)}\n\n{format_tables(results)}"
     if (results["config"].get("judge_args") or {}).get("pretrained") == TINY_JUDGE_NAME:
@@ -307,9 +307,8 @@ def _load_adapter(cfg: RunConfig) -> Any:
 
 def _load_judge(cfg: RunConfig) -> Any:
     from micon_tasks.judges import load_judge
-    from micon_tasks.runner.demo import resolve_judge_args
 
-    return load_judge(cfg.judge, resolve_judge_args(cfg.judge, dict(cfg.judge_args)))
+    return load_judge(cfg.judge, dict(cfg.judge_args))
 
 
 def _named(obj: Any, args: str | Mapping[str, Any] | None, kind: str) -> tuple[Any, str, dict[str, Any]]:

@@ -12,9 +12,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
-__all__ = ["TINY_JUDGE_NAME", "TINY_JUDGE_WARNING", "resolve_judge_args", "tiny_judge_path"]
+__all__ = ["TINY_JUDGE_NAME", "TINY_JUDGE_WARNING", "resolve_pretrained", "tiny_judge_path"]
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +48,16 @@ def _build(target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def resolve_judge_args(judge: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Swap ``pretrained=micon-tiny-random`` for the local folder (building it once) for the hf judge."""
-    import registry
+def resolve_pretrained(pretrained: str) -> str:
+    """The folder to load for ``pretrained``: the tiny judge (built once) for its name, else ``pretrained``.
 
-    if args.get("pretrained") != TINY_JUDGE_NAME or Path(TINY_JUDGE_NAME).exists():
-        return args
-    try:
-        if registry.judges.canonical(judge) != "hf":
-            return args
-    except registry.UnknownNameError:
-        return args
+    A real folder or Hub id of that name wins, so the name never shadows a user's model.
+    """
+    if pretrained != TINY_JUDGE_NAME or Path(pretrained).exists():
+        return pretrained
     path = tiny_judge_path()
     if not (path / "config.json").exists():
         log.info("building the tiny random judge into %s (once)", path)
         _build(path)
     log.warning(TINY_JUDGE_WARNING)
-    return {**args, "pretrained": str(path)}
+    return str(path)

@@ -147,14 +147,13 @@ def _print_results(results: dict[str, Any] | None, *, generated_only: bool = Fal
         n = sum(v["effective"] for v in results["n-samples"].values())
         print(f"generated {n} cases into {out_dir} (judge them with: micon judge {out_dir} --judge ...)")
         return
-    from micon_tasks.judges.tiny import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
-    from micon_tasks.runner.report import format_tables, header_line
+    from micon_tasks.runner.report import format_tables, header_line, judge_note
 
     print(header_line(results))
     print()
     print(format_tables(results))
-    if (results["config"].get("judge_args") or {}).get("pretrained") == TINY_JUDGE_NAME:
-        print(f"NOTE: {TINY_JUDGE_WARNING}\n")
+    if note := judge_note(results):
+        print(f"NOTE: {note}\n")
     print(f"results: {out_dir}/results.json, {out_dir}/results.md, samples: {out_dir}/samples_<task>.jsonl")
 
 

@@ -26,7 +26,7 @@ from micon_tasks.runner.generate import run_generation
 from micon_tasks.runner.judge_stage import preflight, run_judging
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import atomic_write_json
-from micon_tasks.runner.report import format_tables, header_line
+from micon_tasks.runner.report import format_tables, header_line, judge_note
 
 __all__ = ["evaluate", "judge_outputs", "aggregate_outputs", "find_model_dir", "DEFAULT_JUDGE", "DEFAULT_JUDGE_ARGS"]
 
@@ -223,11 +223,9 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
 
 
 def _markdown(results: dict[str, Any]) -> str:
-    from micon_tasks.judges.tiny import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
-
     text = f"# MICON-Bench results\n\n{header_line(results)}\n\n{format_tables(results)}"
-    if (results["config"].get("judge_args") or {}).get("pretrained") == TINY_JUDGE_NAME:
-        text += f"\n**Note:** {TINY_JUDGE_WARNING}\n"
+    if note := judge_note(results):
+        text += f"\n**Note:** {note}\n"
     return text
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from micon_tasks.types import DIMENSIONS
 
-__all__ = ["PAPER_COLUMNS", "format_tables", "header_line"]
+__all__ = ["PAPER_COLUMNS", "format_tables", "header_line", "judge_note"]
 
 #: Paper column titles of the six built-in tasks, in the paper's order.
 PAPER_COLUMNS = {
@@ -83,3 +83,12 @@ def format_tables(results: dict[str, Any]) -> str:
         f"Dimension columns are mean pass rates x 100 after hard caps ({legend})."
     )
     return f"{summary}\n\n{detail}\n\n{notes}\n"
+
+
+def judge_note(results: dict[str, Any]) -> str | None:
+    """The warning every report of a run judged by the tiny random demo judge carries (None otherwise)."""
+    from micon_tasks.judges.tiny import TINY_JUDGE_NAME, TINY_JUDGE_WARNING
+
+    if (results["config"].get("judge_args") or {}).get("pretrained") == TINY_JUDGE_NAME:
+        return TINY_JUDGE_WARNING
+    return None

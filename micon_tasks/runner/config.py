@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from micon_tasks.errors import ConfigError
+from micon_tasks.runner.records import sha256_json
 
 __all__ = [
     "RunConfig",
@@ -63,8 +64,7 @@ def case_seed(seed: int | None, task: str, case_id: str) -> int | None:
 
 def fingerprint(obj: Any) -> str:
     """A short stable hash of a JSON-able object."""
-    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    return sha256_json(obj)[:16]
 
 
 #: Argument names that hold a secret: ``api_key``, ``access_key``, ``hf_token``, ``auth``, ``bearer``,

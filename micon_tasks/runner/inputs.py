@@ -10,11 +10,12 @@ hashes were kept is checked against the decoded pixels instead (the hashes it do
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import weakref
 from pathlib import Path
 from typing import Any
+
+from micon_tasks.runner.records import sha256_file, sha256_json
 
 __all__ = ["CaseInputs", "case_inputs"]
 
@@ -53,8 +54,8 @@ class CaseInputs:
         roles = table.column("ref_roles")[0].as_py()
         ref_hashes = [self._ref_hash(case_id, n, refs, k, role) for k, role in enumerate(roles)]
         text = {name: table.column(name)[0].as_py() for name in table.column_names if name not in _REF_COLUMNS}
-        gen = _sha({"prompt": text.get("prompt"), "ref_roles": roles, "refs": ref_hashes})
-        judge = _sha({**text, "refs": ref_hashes})
+        gen = sha256_json({"prompt": text.get("prompt"), "ref_roles": roles, "refs": ref_hashes})
+        judge = sha256_json({**text, "refs": ref_hashes})
         self._digests[case_id] = (gen, judge, text.get("prompt"))
         return self._digests[case_id]
 
@@ -64,7 +65,7 @@ class CaseInputs:
             return "bytes:" + hashlib.sha256(memoryview(data.as_buffer())).hexdigest()
         path = refs.field("path")[k].as_py() if refs is not None and k < len(refs) else None
         if path and Path(path).is_file():  # a dataset that stores the image by path only
-            return "file:" + _file_sha(path)
+            return "file:" + sha256_file(path)
         return "pixels:" + self.pixel_hashes(case_id)[k]
 
     def pixel_hashes(self, case_id: str) -> list[str]:
@@ -111,17 +112,6 @@ class CaseInputs:
         return current is None or recorded == current
 
 
-def _sha(obj: Any) -> str:
-    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _file_sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, CaseInputs] = weakref.WeakKeyDictionary()

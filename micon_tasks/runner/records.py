@@ -147,6 +147,11 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def sha256_json(obj: Any) -> str:
+    """sha256 of a JSON-able object in canonical form (sorted keys): equal content, equal hash."""
+    return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str | None:
     """sha256 of a file's bytes, or None when it does not exist."""
     h = hashlib.sha256()

@@ -13,6 +13,7 @@ from typing import Any
 from adapters.api_base import ApiAdapter
 from adapters.base import GenerationError
 from adapters.retry import call_with_retries, is_transport_error, redact
+from micon_tasks.png import png_bytes
 from registry import register_adapter
 
 __all__ = ["NanoBananaAdapter"]
@@ -67,9 +68,7 @@ class NanoBananaAdapter(ApiAdapter):
 
         parts: list[Any] = [types.Part.from_text(text=prompt)]
         for ref in refs:
-            buf = io.BytesIO()
-            ref.save(buf, format="PNG")
-            parts.append(types.Part.from_bytes(data=buf.getvalue(), mime_type="image/png"))
+            parts.append(types.Part.from_bytes(data=png_bytes(ref), mime_type="image/png"))
         image_config = types.ImageConfig(aspect_ratio=self.aspect_ratio, image_size=self.image_size)
         config = types.GenerateContentConfig(
             response_modalities=["IMAGE"], image_config=image_config, seed=seed, **gen_kwargs

@@ -14,6 +14,7 @@ from typing import Any
 from adapters.api_base import ApiAdapter
 from adapters.base import GenerationError
 from adapters.retry import call_with_retries, redact
+from micon_tasks.png import png_bytes
 from registry import register_adapter
 
 __all__ = ["GPTImageAdapter"]
@@ -67,9 +68,7 @@ class GPTImageAdapter(ApiAdapter):
     def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
         files = []
         for i, ref in enumerate(refs):
-            buf = io.BytesIO()
-            ref.save(buf, format="PNG")
-            files.append((f"image_{i + 1}.png", buf.getvalue(), "image/png"))
+            files.append((f"image_{i + 1}.png", png_bytes(ref), "image/png"))
         params: dict[str, Any] = {"model": self.model, "prompt": prompt, "image": files, "size": self.size, "n": 1}
         if self.quality:
             params["quality"] = self.quality

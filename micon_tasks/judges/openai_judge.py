@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import os
 import random
 import ssl
@@ -23,6 +22,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from micon_tasks.png import png_bytes
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges.base import SEED_RULE, Completion, Judge, endpoint_host
 from micon_tasks.judges.prompts import Prompt
@@ -35,10 +35,7 @@ _THREAD_ENCODE_PIXELS = 256 * 256  # images at least this large are PNG-encoded 
 
 
 def _png_data_url(image: Any) -> str:
-    buf = io.BytesIO()
-    img = image if image.mode in ("RGB", "RGBA", "L") else image.convert("RGB")
-    img.save(buf, format="PNG", compress_level=1)  # lossless; level 1 is several times faster than 6
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def run_coroutine(coro: Any) -> Any:

@@ -9,13 +9,13 @@ a record never points at half an image.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from micon_tasks.png import png_bytes
 from micon_tasks.errors import ConfigError, MiconError
 from micon_tasks.runner.config import RunConfig, case_seed
 from micon_tasks.runner.distributed import Dist
@@ -34,15 +34,6 @@ class GenerationStats:
     generated: int = 0
     failed: int = 0
     calls: int = 0  # generate_batch calls made
-
-
-def png_bytes(image: Any) -> bytes:
-    """Lossless PNG bytes; the same pixels always give the same bytes (no timestamps in PIL's PNGs)."""
-    if image.mode not in ("RGB", "RGBA", "L"):
-        image = image.convert("RGB")
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)  # lossless; level 1 is several times faster than 6
-    return buf.getvalue()
 
 
 def valid_generations(

@@ -233,9 +233,10 @@ class ModelAdapter:
             raise ConfigError(f"adapter {self.name!r}: refs must be a list of PIL images")
         if not refs:
             raise ConfigError(f"adapter {self.name!r}: at least one reference image is required")
-        if self.max_refs is not None and len(refs) > self.max_refs:
-            raise ConfigError(
-                f"adapter {self.name!r} takes at most {self.max_refs} reference images, got {len(refs)}"
+        if self.max_refs is not None and len(refs) > self.max_refs:  # a property of this case, not a bug
+            raise GenerationError(
+                f"adapter {self.name!r} takes at most {self.max_refs} reference images; this case has {len(refs)}",
+                reason="unsupported_input",
             )
         out = []
         for i, ref in enumerate(refs):

@@ -15,7 +15,7 @@ from micon_tasks.errors import ConfigError
 from micon_tasks.schemas import first_error
 from micon_tasks.types import Checkpoint
 
-__all__ = ["build_checkpoints", "parse_qa_text", "read_qa_file", "dimension_counts"]
+__all__ = ["build_checkpoints", "parse_qa_text", "read_qa_file", "dimension_counts", "checkpoint_identity"]
 
 _QA_LINE = re.compile(r"^\s*[-*]\s*([A-G])_check_(\d+)\s*(?:\((H\d+)\))?\s*:\s*(.+?)\s*$")
 
@@ -81,3 +81,9 @@ def dimension_counts(checkpoints: Iterable[Checkpoint]) -> dict[str, int]:
     for cp in sorted(checkpoints, key=lambda c: c.dimension):
         counts[cp.dimension] = counts.get(cp.dimension, 0) + 1
     return counts
+
+
+def checkpoint_identity(checkpoints: Iterable[Checkpoint]) -> list[list[Any]]:
+    """What a verdict depends on in a checkpoint set, as plain JSON: the one form every fingerprint and
+    cache key uses, so they agree on when a set has changed."""
+    return [[c.id, c.dimension, c.question, c.hard, c.caps] for c in checkpoints]

@@ -77,8 +77,9 @@ def test_recipe_refuses_dar_and_too_many_refs(blend):
     adapter = load_adapter(blend)
     with pytest.raises(DARNotSupportedError, match="test_blend"):
         adapter.generate([RED, BLUE], "x", dar=True)
-    with pytest.raises(ConfigError, match="at most 3"):
+    with pytest.raises(GenerationError, match="at most 3") as err:  # this case's failure, recorded by the runner
         adapter.generate([RED, BLUE, GREEN, RED], "x")
+    assert err.value.reason == "unsupported_input"
     assert adapter.generate([RED, BLUE], "x", dar=False).size == (64, 48)
 
 

@@ -468,3 +468,14 @@ def test_describe_names_the_hub_repo_revision_and_snapshot(tmp_path, monkeypatch
     assert len(t) == 2 and asked == [("org/other", "v2")]
     assert t.describe()["dataset"] == {"kind": "hub", "location": "org/other", "revision": "v2", "chosen_by": "dataset_path",
                                        "commit": commit}
+
+
+def test_a_case_with_more_references_than_the_model_takes_is_recorded_as_its_failure(tmp_path, server):
+    results = _run(tmp_path, server, model="test_two_refs", tasks=["object_composition"])
+    recs = [json.loads(x) for x in (tmp_path / "test_two_refs" / "samples_object_composition.jsonl").read_text().splitlines()]
+    three = [r for r in recs if len(r["refs"] or []) == 3 or (r["generation_error"] or {}).get("reason") == "unsupported_input"]
+    assert three, "the sample has three-reference object cases"
+    assert all(r["generation_error"]["reason"] == "unsupported_input" and r["image"] is None for r in three)
+    assert all(r["generation_error"] is None for r in recs if r not in three)  # its batch mates are unaffected
+    assert results["results"]["object_composition"]["n_failed"] == len(three)
+    assert results["results"]["object_composition"]["n_cases"] == len(recs) == 5

@@ -56,8 +56,11 @@ class ScriptedCollage(CollageBaseline):
                     fh.write(f"{req.case_id}\n")
             if req.case_id in fail:
                 out.append(GenerationError("the provider refused", reason="refused", provider_reason="scripted refusal"))
-            else:
+                continue
+            try:  # a batch returns each case's failure in its place (the generate_batch contract)
                 out.append(self._salted(self.generate(req.refs, req.prompt, dar=dar, seed=req.seed), req.case_id))
+            except GenerationError as exc:
+                out.append(exc)
         return out
 
     @staticmethod
@@ -69,6 +72,13 @@ class ScriptedCollage(CollageBaseline):
         image = image.copy()
         image.paste(tuple(digest[:3]), (0, 0, 6, 6))
         return image
+
+
+@register_adapter("test_two_refs", override=True)
+class TwoRefCollage(ScriptedCollage):
+    """A model that takes at most two references: three-reference cases are its failures."""
+
+    max_refs = 2
 
 
 @register_adapter("test_seeded", override=True)

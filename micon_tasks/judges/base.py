@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import micon_tasks
+from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
 from micon_tasks.judges.parser import PARSER_VERSION, parse_checkpoint_reply, parse_score_reply, parse_single_reply
@@ -154,7 +155,7 @@ class Judge:
                 "task": request.task,
                 "case_id": request.case.case_id,
                 "story": request.story,
-                "checkpoints": [[c.id, c.dimension, c.question, c.hard, c.caps] for c in request.checkpoints],
+                "checkpoints": checkpoint_identity(request.checkpoints),
                 "prompts": [[p.name, p.text, p.prefix, p.candidates, p.seed if seeded else None] for p in prompts],
                 "images": [image_digest(img) for _, img in prompts[0].images] if prompts else [],
             }

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from micon_tasks.hashing import sha256_json
 from micon_tasks.types import JudgeResult, Verdict
 
 __all__ = ["VerdictCache", "image_digest", "cache_key", "CACHE_SCHEMA"]
@@ -36,8 +37,7 @@ def image_digest(image: Any) -> str:
 
 
 def cache_key(parts: dict[str, Any]) -> str:
-    blob = json.dumps({"schema": CACHE_SCHEMA, **parts}, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+    return sha256_json({"schema": CACHE_SCHEMA, **parts})
 
 
 def _result_to_json(result: JudgeResult) -> str:

@@ -123,7 +123,7 @@ class HFJudge(Judge):
         return self._processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def _inputs(self, texts: list[str], images: list[list[Any]]) -> Any:
-        rgb = [[im.convert("RGB") for im in row] for row in images]
+        rgb = [[im if im.mode == "RGB" else im.convert("RGB") for im in row] for row in images]
         return self._processor(text=texts, images=rgb, padding=True, return_tensors="pt").to(self._device)
 
     # -- completion -----------------------------------------------------------------------------
@@ -196,10 +196,14 @@ class HFJudge(Judge):
             done.append(Completion(text=text, note="hit max_new_tokens" if hit_limit else None))
         return done
 
-    def _tail_ids(self, base: str, candidate: str) -> list[int]:
-        """Token ids that ``candidate`` adds after ``base`` (checked to extend the base's tokens)."""
+    def _tail_ids(self, base: str, candidates: list[str]) -> list[list[int]]:
+        """Token ids each candidate adds after ``base`` (checked to extend the base's tokens)."""
         tok = getattr(self._processor, "tokenizer", self._processor)
-        a = tok(base, add_special_tokens=False)["input_ids"]
+        a = tok(base, add_special_tokens=False)["input_ids"]  # once per prompt, not once per candidate
+        return [self._tail(tok, a, base, c) for c in candidates]
+
+    @staticmethod
+    def _tail(tok: Any, a: list[int], base: str, candidate: str) -> list[int]:
         b = tok(base + candidate, add_special_tokens=False)["input_ids"]
         if b[: len(a)] != a or len(b) == len(a):
             raise ValueError(f"candidate {candidate!r} does not tokenize as a clean continuation of the prompt")
@@ -216,7 +220,7 @@ class HFJudge(Judge):
         for pi, p in enumerate(prompts):
             try:
                 base = self._chat_text(p) + p.prefix
-                ids = [self._tail_ids(base, c) for c in p.candidates]
+                ids = self._tail_ids(base, p.candidates)
             except Exception as exc:  # noqa: BLE001
                 errors[pi] = f"cannot build the scoring prompt: {type(exc).__name__}: {exc}"
                 continue

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import MiconError
 from micon_tasks.runner.config import RunConfig, fingerprint
 from micon_tasks.runner.generate import valid_generations
@@ -113,7 +114,7 @@ def build_results(
         task = tasks[name]
         hashes = [[r["case_id"], r.get("prompt"), [x["sha256"] for x in (r.get("refs") or [])]] for r in merged[name]]
         task_info[name] = {**task.describe(), "checkpoints_sha256": fingerprint(
-            [[c.id, c.dimension, c.question, c.hard, c.caps] for c in task.checkpoints]), "inputs_sha256": fingerprint(hashes)}
+            checkpoint_identity(task.checkpoints)), "inputs_sha256": fingerprint(hashes)}
     return {
         "results": results.get("tasks", {}),
         "benchmark": results.get("benchmark"),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from micon_tasks.errors import ConfigError
-from micon_tasks.runner.records import sha256_json
+from micon_tasks.hashing import sha256_json
 
 __all__ = [
     "RunConfig",

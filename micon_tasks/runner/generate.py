@@ -21,7 +21,8 @@ from micon_tasks.runner.config import RunConfig, case_seed
 from micon_tasks.runner.distributed import Dist
 from micon_tasks.runner.inputs import CaseInputs, case_inputs
 from micon_tasks.runner.layout import Layout
-from micon_tasks.runner.records import RecordWriter, atomic_write_bytes, atomic_write_json, read_shards, sha256_bytes, sha256_file
+from micon_tasks.hashing import sha256_bytes, sha256_file
+from micon_tasks.runner.records import RecordWriter, atomic_write_bytes, atomic_write_json, read_shards
 
 __all__ = ["valid_generations", "run_generation", "GenerationStats", "png_bytes"]
 
@@ -156,28 +157,14 @@ def run_generation(
 
 
 def _generate(adapter: Any, requests: list[Any], dar: Any, GenerationError: type) -> list[Any]:
-    """The adapter's outputs in order; a case with more references than the model takes is that case's failure."""
-    limit = getattr(adapter, "max_refs", None)
-    out: list[Any] = [None] * len(requests)
-    ok = []
-    for n, req in enumerate(requests):
-        if limit is not None and len(req.refs) > limit:
-            out[n] = GenerationError(
-                f"adapter {adapter.name!r} takes at most {limit} reference images; this case has {len(req.refs)}",
-                reason="unsupported_input",
-            )
-        else:
-            ok.append(n)
-    if ok:
-        try:
-            results = list(adapter.generate_batch([requests[n] for n in ok], dar=dar))
-        except GenerationError as exc:  # an adapter that fails its whole batch at once
-            results = [exc] * len(ok)
-        if len(results) != len(ok):
-            raise MiconError(f"adapter {adapter.name!r} returned {len(results)} images for {len(ok)} requests")
-        for n, res in zip(ok, results):
-            out[n] = res
-    return out
+    """The adapter's outputs in order (a GenerationError in a failed case's place, e.g. too many references)."""
+    try:
+        results = list(adapter.generate_batch(requests, dar=dar))
+    except GenerationError as exc:  # an adapter that fails its whole batch at once
+        results = [exc] * len(requests)
+    if len(results) != len(requests):
+        raise MiconError(f"adapter {adapter.name!r} returned {len(results)} images for {len(requests)} requests")
+    return results
 
 
 def _desc(stage: str, dist: Dist) -> str:

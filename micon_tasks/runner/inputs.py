@@ -15,7 +15,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from micon_tasks.runner.records import sha256_file, sha256_json
+from micon_tasks.hashing import sha256_file, sha256_json
 
 __all__ = ["CaseInputs", "case_inputs"]
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import MiconError
 from micon_tasks.runner.config import RunConfig, fingerprint
 from micon_tasks.runner.distributed import Dist
@@ -53,7 +54,7 @@ class JudgeStats:
 
 def task_judge_fp(judge_identity: dict[str, Any], task: Any) -> str:
     """The judge configuration plus the task's checkpoint set: what a verdict depends on besides the image."""
-    cps = [[c.id, c.dimension, c.question, c.hard, c.caps] for c in task.checkpoints]
+    cps = checkpoint_identity(task.checkpoints)
     return fingerprint({"judge": judge_identity, "task": task.name, "checkpoints": cps, "story": task.is_story})
 
 

@@ -8,7 +8,6 @@ and the case it described is simply redone. Readers of files they do not own ign
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,8 +23,6 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
-    "sha256_file",
-    "sha256_bytes",
     "dumps_record",
 ]
 
@@ -141,24 +138,3 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=str) + "\n")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_json(obj: Any) -> str:
-    """sha256 of a JSON-able object in canonical form (sorted keys): equal content, equal hash."""
-    return sha256_bytes(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8"))
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str | None:
-    """sha256 of a file's bytes, or None when it does not exist."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except FileNotFoundError:
-        return None
-    return h.hexdigest()

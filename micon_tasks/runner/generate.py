@@ -74,10 +74,8 @@ def valid_generations(
     return out
 
 
-def _ref_hashes(case: Any) -> list[dict[str, str]]:
-    from micon_tasks.judges.cache import image_digest
-
-    return [{"role": role, "sha256": image_digest(im)} for role, im in zip(case.ref_roles, case.refs)]
+def _ref_hashes(inputs: CaseInputs, case: Any) -> list[dict[str, str]]:
+    return [{"role": role, "sha256": h} for role, h in zip(case.ref_roles, inputs.pixel_hashes(case.case_id, case))]
 
 
 def run_generation(
@@ -133,7 +131,7 @@ def run_generation(
                     for (index, _), case, seed, out in zip(chunk, cases, seeds, outputs):
                         rec = {
                             "task": name, "case_id": case.case_id, "index": index, "seed": seed, "prompt": case.prompt,
-                            "refs": _ref_hashes(case), "inputs_sha256": inputs.generation_sha256(case.case_id),
+                            "refs": _ref_hashes(inputs, case), "inputs_sha256": inputs.generation_sha256(case.case_id),
                             "image": None, "error": None,
                             "timings": {"generate_s": round(per_case, 4)},
                         }

@@ -68,13 +68,13 @@ class CaseInputs:
             return "file:" + sha256_file(path)
         return "pixels:" + self.pixel_hashes(case_id)[k]
 
-    def pixel_hashes(self, case_id: str) -> list[str]:
-        """sha256 of each reference's decoded pixels (what generation records hold under ``refs``)."""
+    def pixel_hashes(self, case_id: str, case: Any = None) -> list[str]:
+        """sha256 of each reference's decoded pixels (what generation records hold under ``refs``);
+        ``case`` may pass the case already decoded, so its images are not decoded twice."""
         if case_id not in self._pixels:
             from micon_tasks.judges.cache import image_digest
 
-            n = self.index(case_id)
-            case = self.task[n]
+            case = case if case is not None else self.task[self.index(case_id)]
             self._pixels[case_id] = [image_digest(im) for im in case.refs]
         return self._pixels[case_id]
 

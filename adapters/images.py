@@ -54,7 +54,8 @@ def stitch_horizontal(images: Sequence[Image], height: int | None = None) -> Ima
 
 def tile_grid(images: Sequence[Image], size: tuple[int, int], background: str = "white") -> Image:
     """Tile images into a near-square grid filling ``size`` (width, height), each letterboxed in its cell."""
-    from PIL import Image as PILImage, ImageOps
+    from PIL import Image as PILImage
+    from PIL import ImageOps
 
     if not images:
         raise ValueError("nothing to tile")

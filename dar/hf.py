@@ -26,7 +26,7 @@ __all__ = ["ATTN_IMPLEMENTATION", "register", "install", "dar_sdpa_attention"]
 
 ATTN_IMPLEMENTATION = "dar"
 # module -> (config, stats) of the dar.enable that routed it
-_TARGETS: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[DARConfig, DARStats | None]]" = weakref.WeakKeyDictionary()
+_TARGETS: weakref.WeakKeyDictionary[torch.nn.Module, tuple[DARConfig, DARStats | None]] = weakref.WeakKeyDictionary()
 _REGISTER_LOCK = threading.Lock()
 _registered = False
 

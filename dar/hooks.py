@@ -18,7 +18,7 @@ from .stats import DARStats
 __all__ = ["enable", "disable", "is_enabled"]
 
 _LOCK = threading.Lock()
-_ACTIVE: "weakref.WeakKeyDictionary[object, DARHandle]" = weakref.WeakKeyDictionary()
+_ACTIVE: weakref.WeakKeyDictionary[object, DARHandle] = weakref.WeakKeyDictionary()
 
 
 class DARHandle:
@@ -31,7 +31,7 @@ class DARHandle:
     def __init__(self, target: object, config: DARConfig, undo: Callable[[], None], stats: DARStats):
         self.target, self.config, self._undo, self.stats = target, config, undo, stats
 
-    def __enter__(self) -> "DARHandle":
+    def __enter__(self) -> DARHandle:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -29,7 +29,6 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
-
 from loopback import LoopbackServer
 
 __all__ = ["FakeHub", "Recorded", "Repo"]

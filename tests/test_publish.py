@@ -160,7 +160,7 @@ def test_shards_are_bounded_and_complete(raw, tmp_path):
         card = yaml.safe_load((base / "cases" / "object_composition_001.yaml").read_text())
         card["case_id"] = f"object_composition_{i:03d}"
         card["refs"] = {}
-        for r, role in enumerate(("RA", "RB")):
+        for role in ("RA", "RB"):
             rel = f"object_composition/refs/object_composition_{i:03d}_{role}.png"
             Image.frombytes("RGB", (96, 96), os.urandom(96 * 96 * 3)).save(raw / "data" / rel)
             card["refs"][role] = f"data/{rel}"

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import test_runner_helpers as h
 from fake_judge_server import FakeJudgeServer
 

@@ -328,8 +328,14 @@ def _tiny_bagel(folder: Path) -> dict:
     (folder / "vit_config.json").write_text(json.dumps(vit))
     with upstream_imports(SPEC, Path(CODE["bagel"]).resolve()):
         from modeling.autoencoder import AutoEncoder, AutoEncoderParams
-        from modeling.bagel import (Bagel, BagelConfig, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig,
-                                    SiglipVisionModel)
+        from modeling.bagel import (
+            Bagel,
+            BagelConfig,
+            Qwen2Config,
+            Qwen2ForCausalLM,
+            SiglipVisionConfig,
+            SiglipVisionModel,
+        )
 
         llm_config = Qwen2Config(**llm)
         llm_config.qk_norm, llm_config.tie_word_embeddings = True, False

@@ -108,8 +108,14 @@ class BagelAdapter(ModelAdapter):
             from data.transforms import ImageTransform
             from inferencer import InterleaveInferencer
             from modeling.autoencoder import AutoEncoder, load_ae
-            from modeling.bagel import (Bagel, BagelConfig, Qwen2Config, Qwen2ForCausalLM, SiglipVisionConfig,
-                                        SiglipVisionModel)
+            from modeling.bagel import (
+                Bagel,
+                BagelConfig,
+                Qwen2Config,
+                Qwen2ForCausalLM,
+                SiglipVisionConfig,
+                SiglipVisionModel,
+            )
             from modeling.qwen2 import Qwen2Tokenizer
 
             llm_config = Qwen2Config.from_json_file(str(root / "llm_config.json"))
@@ -212,9 +218,9 @@ def bagel_dar(model: Any, config: Any, num_steps: int, gen: dict, cfg_text: dict
     """Route the generation attention through ``dar_attention`` for the caches that hold references.
 
     ``stats`` (a :class:`dar.DARStats`) counts the attention calls rebalanced and passed through, by reason."""
+    import modeling.bagel.qwen2_navit as navit
     import torch
 
-    import modeling.bagel.qwen2_navit as navit
     from dar import dar_attention
 
     cache_len = gen["kv_lens"][0]

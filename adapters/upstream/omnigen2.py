@@ -105,11 +105,10 @@ class OmniGen2Adapter(ModelAdapter):
             if self.device == "cpu":
                 _disable_triton_kernels()
             from diffusers import AutoencoderKL
-            from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
             from omnigen2.models.transformers.transformer_omnigen2 import OmniGen2Transformer2DModel
             from omnigen2.pipelines.omnigen2.pipeline_omnigen2 import OmniGen2Pipeline
             from omnigen2.schedulers.scheduling_flow_match_euler_discrete import FlowMatchEulerDiscreteScheduler
+            from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
             if self.scheduler_name == "dpmsolver++":  # the upstream inference.py settings
                 from omnigen2.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
@@ -200,10 +199,10 @@ def omnigen2_dar(transformer: Any, config: Any, num_steps: int, stats: Any = Non
     """Route the joint layers' attention through ``dar_attention``; restore everything on exit.
 
     ``stats`` (a :class:`dar.DARStats`) counts the SDPA calls rebalanced and passed through, by reason."""
+    import omnigen2.models.attention_processor as ap
     import torch
     import torch.nn.functional as F
 
-    import omnigen2.models.attention_processor as ap
     from dar import dar_attention
 
     layout, steps, p = _Layout(), StepCounter(), transformer.config.patch_size

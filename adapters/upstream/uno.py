@@ -185,11 +185,11 @@ def uno_dar(model: Any, config: Any, num_steps: int, stats: Any = None) -> Itera
 
     ``stats`` (a :class:`dar.DARStats`) counts the attention calls rebalanced and passed through, by reason."""
     import torch
-    from einops import rearrange
-
     import uno.flux.modules.layers as layers
-    from dar import dar_attention
+    from einops import rearrange
     from uno.flux.math import apply_rope
+
+    from dar import dar_attention
 
     layout, steps, original = _Layout(), StepCounter(), layers.attention
 

@@ -22,10 +22,10 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from micon_tasks.png import png_bytes
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges.base import SEED_RULE, Completion, Judge, endpoint_host
 from micon_tasks.judges.prompts import Prompt
+from micon_tasks.png import png_bytes
 from registry import register_judge
 
 __all__ = ["OpenAIJudge", "DEFAULT_JUDGE_MODEL"]

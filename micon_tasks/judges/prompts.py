@@ -10,7 +10,7 @@ import hashlib
 import importlib.resources
 import string
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from micon_tasks.errors import ConfigError
@@ -47,7 +47,7 @@ class Template:
         return {"file": self.filename, "version": self.version, "sha256": self.sha256}
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_template(role: str, version: str = "v1") -> Template:
     files = TEMPLATE_FILES.get(version)
     if files is None:

@@ -10,6 +10,13 @@ shard the cases across processes.
 
 from __future__ import annotations
 
-from micon_tasks.runner.pipeline import DEFAULT_JUDGE, DEFAULT_JUDGE_ARGS, aggregate_outputs, evaluate, find_model_dir, judge_outputs
+from micon_tasks.runner.pipeline import (
+    DEFAULT_JUDGE,
+    DEFAULT_JUDGE_ARGS,
+    aggregate_outputs,
+    evaluate,
+    find_model_dir,
+    judge_outputs,
+)
 
 __all__ = ["evaluate", "judge_outputs", "aggregate_outputs", "find_model_dir", "DEFAULT_JUDGE", "DEFAULT_JUDGE_ARGS"]

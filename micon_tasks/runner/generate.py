@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from micon_tasks.png import png_bytes
 from micon_tasks.errors import ConfigError, MiconError
+from micon_tasks.hashing import sha256_bytes, sha256_file
+from micon_tasks.png import png_bytes
 from micon_tasks.runner.config import RunConfig, case_seed
 from micon_tasks.runner.distributed import Dist
 from micon_tasks.runner.inputs import CaseInputs, case_inputs
 from micon_tasks.runner.layout import Layout
-from micon_tasks.hashing import sha256_bytes, sha256_file
 from micon_tasks.runner.records import RecordWriter, atomic_write_bytes, atomic_write_json, read_shards
 
 __all__ = ["valid_generations", "run_generation", "GenerationStats", "png_bytes"]

@@ -104,8 +104,12 @@ def qwen_edit_plus_sizes(condition_area: int = 56 * 56, vae_area: int = 64 * 64)
 
 def tiny_qwen_image_edit_plus(path: str | os.PathLike | None = None, seed: int = 0):
     """QwenImageEditPlus with a tiny Qwen2.5-VL text encoder; call it inside :func:`qwen_edit_plus_sizes`."""
-    from diffusers import (AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageEditPlusPipeline,
-                           QwenImageTransformer2DModel)
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImageEditPlusPipeline,
+        QwenImageTransformer2DModel,
+    )
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLProcessor
     from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
@@ -137,8 +141,12 @@ def tiny_qwen_image_edit_plus(path: str | os.PathLike | None = None, seed: int =
 
 def tiny_flux2_klein(path: str | os.PathLike | None = None, seed: int = 0):
     """FLUX.2 klein with a tiny Qwen3 text encoder; refs via ``image=[...]`` (each at least 64 px)."""
-    from diffusers import (AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline,
-                           Flux2Transformer2DModel)
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     tok = qwen2_tokenizer()

@@ -12,6 +12,7 @@ print one line and exit with status 2; a bug keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,9 @@ from typing import Any
 __all__ = ["main", "build_parser"]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Modules adding subcommands through ``add_cli(subparsers)`` (each sets ``func`` on its parser).
+COMMAND_MODULES = ("micon_tasks.publish",)
 
 
 def _limit(text: str) -> int | float:
@@ -101,14 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoints_from", default=None)
     _common(p)
 
-    try:
-        from micon_tasks import publish  # optional: the CLI works without the publish package
-    except ImportError as exc:
-        if exc.name != "micon_tasks.publish":  # publish is there but broken (or lacks a dependency): say so
-            raise
-        publish = None  # type: ignore[assignment]
-    if publish is not None and hasattr(publish, "add_cli"):
-        publish.add_cli(sub)
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)  # optional: the CLI works without it
+        except ImportError as exc:
+            if exc.name != module_name:  # the module is there but broken (or lacks a dependency): say so
+                raise
+            continue
+        module.add_cli(sub)
     return parser
 
 

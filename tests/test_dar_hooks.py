@@ -70,7 +70,9 @@ def pipeline(request, tmp_path_factory):
                         generator=torch.Generator().manual_seed(0)).images
 
     baseline = run()
-    assert np.array_equal(run(built), baseline), "save_pretrained/from_pretrained must round-trip exactly"
+    # The round trip is a sanity check of the fixture, not DAR's behaviour: newer diffusers reload some
+    # weights with another memory layout, which moves float32 sums by a few ulps (seen: 4e-8).
+    assert np.allclose(run(built), baseline, rtol=0, atol=1e-5), "save_pretrained/from_pretrained must round-trip"
     return name, loaded, run, baseline
 
 

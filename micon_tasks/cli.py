@@ -214,6 +214,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     import registry
+    from micon_tasks.data.checks import decode_references
     from micon_tasks.task import include_path, load_task
 
     status = 0
@@ -234,6 +235,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             from micon_tasks.runner.config import RunConfig
 
             n = RunConfig(model="-", tasks=[name], limit=args.limit).limit_count(n)
+        decode_references(task.dataset.select(range(n)), task=name)  # every pixel, not only the headers
         n_refs = sum(len(r) for r in task.dataset["ref_roles"][:n])
         hard = sum(1 for c in task.checkpoints if c.hard)
         print(f"{name:<28} {n:>6} {n_refs:>6} {len(task.checkpoints):>12} {hard:>5}")

@@ -12,6 +12,7 @@ seed from (seed, task, case, k).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,17 +63,33 @@ def valid_generations(
                 out[cid] = rec
             continue
         images = record_images(rec)
-        for image in images:
-            rel = image.get("path")
-            if rel and rel not in hashes:
-                hashes[rel] = sha256_file(layout.root / rel)
-        if images and all(image.get("path") and hashes[image["path"]] == image.get("sha256") for image in images):
+        if images and all(_image_intact(layout, image, hashes) for image in images):
             out[cid] = rec
     stale -= set(out)
     if stale:
         log.info("task %r: %d case(s) changed since they were generated (prompt or references; first: %r); "
                  "their images are stale", task, len(stale), sorted(stale)[0])
     return out
+
+
+def _image_intact(layout: Layout, image: dict[str, Any], hashes: dict[str, str | None]) -> bool:
+    """Whether the file a record points at still holds the recorded bytes. A file whose size and mtime are
+    those recorded when it was written is taken as is (re-hashing a full benchmark on every resume cost
+    seconds); any other file is hashed."""
+    rel = image.get("path")
+    if not rel:
+        return False
+    path = layout.root / rel
+    if image.get("size") is not None and image.get("mtime_ns") is not None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_size == image["size"] and st.st_mtime_ns == image["mtime_ns"]:
+            return True
+    if rel not in hashes:
+        hashes[rel] = sha256_file(path)
+    return hashes[rel] is not None and hashes[rel] == image.get("sha256")
 
 
 class GenerateStage:
@@ -142,8 +159,9 @@ class GenerateStage:
         data = png_bytes(image)
         path = self.layout.image(task, case_id, k)
         atomic_write_bytes(path, data)
+        st = os.stat(path)
         return {"path": self.layout.relative(path), "sha256": sha256_bytes(data), "width": image.width,
-                "height": image.height}
+                "height": image.height, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
 def _decode_cases(task: Any, chunk: list[tuple[int, str]], writer: RecordWriter,

@@ -27,6 +27,7 @@ from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results
 from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
 from micon_tasks.runner.generate import GenerateStage
+from micon_tasks.runner.inputs import persist_all
 from micon_tasks.runner.judge_stage import JudgeStage, check_judge_kinds, preflight
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.lock import RunLock
@@ -233,6 +234,7 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
                             "retries them)", jstats.problems, jstats.done)
             _free()
 
+    persist_all()  # the case-input digests this run computed: the next resume hashes nothing again
     results = None
     with dist.stage("aggregation"):
         if dist.is_main:

@@ -121,7 +121,7 @@ def resolve_checkpoints_from(spec: str | os.PathLike | Mapping[str, str] | Seque
                 pairs.append((name.strip(), file.strip()))
     out: dict[str, str] = {}
     for name, file in pairs:
-        task = registry.tasks.canonical(name)
+        task = name if name in tasks else registry.tasks.canonical(name)  # a stored mapping needs no lookup
         if task not in tasks:
             raise ConfigError(f"checkpoints_from names task {name!r}, which is not selected ({', '.join(tasks)})")
         if task in out:

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from micon_tasks.errors import ConfigError
-from micon_tasks.yaml_cards import load_card_text
+from micon_tasks.yaml_cards import describe_yaml_error, load_card_text
 
 __all__ = ["ScoringConfig", "TaskConfig", "read_yaml"]
 
@@ -145,7 +145,7 @@ def read_yaml(path: str | Path, *, search: tuple[Path, ...] = (), _stack: tuple[
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+        raise ConfigError(f"{path}: invalid YAML: {describe_yaml_error(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["CardYAMLError", "load_card_text"]
+__all__ = ["CardYAMLError", "load_card_text", "describe_yaml_error"]
 
 
 class CardYAMLError(yaml.YAMLError):
@@ -53,3 +53,13 @@ class _StrictLoader(yaml.SafeLoader):
 def load_card_text(text: str) -> Any:
     """Parse one YAML document the strict way (raises ``yaml.YAMLError``, ``CardYAMLError`` among them)."""
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def describe_yaml_error(exc: BaseException) -> str:
+    """A YAML error in one line (PyYAML's own message spans several, with a caret drawing)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        context = f"{exc.context}: " if exc.context else ""
+        return f"{context}{exc.problem}{where}"
+    return " ".join(str(exc).split())

@@ -22,7 +22,7 @@ import yaml
 
 from micon_tasks.errors import CaseValidationError, DataSourceError, PathEscapeError
 from micon_tasks.schemas import first_error
-from micon_tasks.yaml_cards import CardYAMLError, load_card_text
+from micon_tasks.yaml_cards import CardYAMLError, describe_yaml_error, load_card_text
 
 __all__ = ["RawCase", "find_raw_root", "is_raw_root", "confine_path", "read_answer_sets", "read_card", "read_raw_task",
            "validate_record"]
@@ -152,7 +152,7 @@ def read_card(card_path: Path, *, task: str, root: Path) -> dict[str, Any]:
         field = _KEY_FIELDS.get(exc.key, exc.key) if exc.key else "(card)"
         raise CaseValidationError(task, card_path.stem, field, f"{card_path.name}: {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} is not valid YAML: {exc}") from None
+        raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} is not valid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(card, dict):
         raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} must be a YAML mapping")
     record = _card_to_record(card, card_path, task=task, root=root)

@@ -60,20 +60,25 @@ class TaskIndex:
         self._folders: tuple[Path, ...] | None = None
         self._added: dict[str, list[tuple[Any, str]]] = {}  # card file -> [(registry, name)] it registered
         self._bound: dict[type, str] = {}  # class -> the built-in card bound to it in place
+        self._claimed: set[str] = set()  # cards bound by declare(): the folder scan leaves them alone
 
     # -- where the built-in cards are ------------------------------------------------------------
     def builtin_folders(self) -> tuple[Path, ...]:
+        return tuple(folder for folder, _ in self._builtin_packages())
+
+    def _builtin_packages(self) -> list[tuple[Path, str]]:
+        """(folder, package) of every built-in card folder, in order."""
+        found: list[tuple[Path, str]] = []
+        for package in BUILTIN_CARD_PACKAGES:
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                continue  # e.g. no suite is installed yet
+            root = Path(next(iter(spec.submodule_search_locations)))
+            found.append((root, package))
+            found.extend((p.parent, f"{package}.{p.parent.name}") for p in sorted(root.glob("*/__init__.py")))
         if self._folders is None:
-            folders: list[Path] = []
-            for package in BUILTIN_CARD_PACKAGES:
-                spec = importlib.util.find_spec(package)
-                if spec is None or not spec.submodule_search_locations:
-                    continue  # e.g. no suite is installed yet
-                root = Path(next(iter(spec.submodule_search_locations)))
-                folders.append(root)
-                folders.extend(sorted(p.parent for p in root.glob("*/__init__.py")))
-            self._folders = tuple(folders)
-        return self._folders
+            self._folders = tuple(f for f, _ in found)
+        return found
 
     def is_builtin(self, card: str | Path | None) -> bool:
         return bool(card) and Path(card).resolve().parent in {f.resolve() for f in self.builtin_folders()}
@@ -88,7 +93,10 @@ class TaskIndex:
                 return
             self._state = "loading"
             try:
-                files = [f for folder in self.builtin_folders() for f in sorted(folder.glob("*.yaml"))]
+                files: list[Path] = []
+                for folder, package in self._builtin_packages():
+                    importlib.import_module(package)  # first: it registers what its cards name (scoring kinds...)
+                    files.extend(f for f in sorted(folder.glob("*.yaml")) if str(f.resolve()) not in self._claimed)
                 self._index(files, strict=True)
             except Exception as exc:
                 self._state, self._error = "failed", exc
@@ -148,6 +156,26 @@ class TaskIndex:
                     raise
                 report.errors.append((str(file), str(exc)))
         return report
+
+    def bind(self, cls: type, card: str | Path) -> type:
+        """Bind a card to a class written for it and register it (what ``micon_tasks.task.declare`` does for
+        suites that name their cards from code); the folder scan then leaves that card alone."""
+        path = Path(card).resolve()
+        cfg = TaskConfig.from_dict(read_yaml(path, search=self.builtin_folders()), source=str(path))
+        cls.config = cfg  # type: ignore[attr-defined]
+        self._bound[cls] = str(path)
+        self._claimed.add(str(path))
+        self._register(registry.tasks, cfg.task, cls, path, aliases=cfg.aliases)
+        return cls
+
+    def add_group_card(self, card: str | Path) -> str:
+        """Register one group card named from code (see :meth:`bind`)."""
+        path = Path(card).resolve()
+        self._claimed.add(str(path))
+        data = read_yaml(path, search=self.builtin_folders())
+        if not isinstance(data.get("group"), str) or not isinstance(data.get("task"), list):
+            raise ConfigError(f"{path}: a group card needs 'group: name' and 'task: [...]'")
+        return self._add_group(path, data)
 
     # -- building ---------------------------------------------------------------------------------
     def _add_task(self, file: Path, data: dict[str, Any], *, builtin: bool, shared: set[str]) -> str:

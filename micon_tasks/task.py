@@ -22,13 +22,13 @@ import registry
 from micon_tasks.checkpoints import build_checkpoints, read_qa_file, resolve_checkpoints_from
 from micon_tasks.config import TaskConfig
 from micon_tasks.errors import CaseValidationError, ConfigError
-from micon_tasks.index import IncludeReport, include_path, task_index
+from micon_tasks.index import IncludeReport, _class_name, include_path, task_index  # noqa: F401 - _class_name: suites
 from micon_tasks.types import AnswerSet, Case, CaseScore, Checkpoint, JudgeResult
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["Task", "MiconTask", "load_task", "list_tasks", "include_path", "IncludeReport"]
+__all__ = ["Task", "MiconTask", "load_task", "list_tasks", "include_path", "IncludeReport", "declare", "register_yaml_group"]
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,23 @@ class Task:
 
 class MiconTask(Task):
     """A MICON-Bench task driven entirely by its YAML card (the default class of a card without ``class:``)."""
+
+
+def declare(card: str | Path):
+    """Class decorator binding a card to a class written for it, through the task index (for suites that
+    name their cards from code; a card may instead name its class with ``class: module:Class``). A relative
+    ``card`` is a built-in card of micon_tasks/tasks/."""
+
+    def wrap(cls: type[Task]) -> type[Task]:
+        path = Path(card) if Path(card).is_absolute() else Path(__file__).resolve().parent / "tasks" / card
+        return task_index().bind(cls, path)
+
+    return wrap
+
+
+def register_yaml_group(path: str | Path) -> str:
+    """Register a group card named from code, through the task index (see :func:`declare`)."""
+    return task_index().add_group_card(path)
 
 
 def _relative_to(path: str | Path, source_file: str | None) -> Path:

@@ -57,7 +57,6 @@ class TaskIndex:
         self._lock = threading.RLock()
         self._state = "new"  # new -> loading -> done | failed
         self._error: BaseException | None = None
-        self._folders: tuple[Path, ...] | None = None
         self._added: dict[str, list[tuple[Any, str]]] = {}  # card file -> [(registry, name)] it registered
         self._bound: dict[type, str] = {}  # class -> the built-in card bound to it in place
         self._claimed: set[str] = set()  # cards bound by declare(): the folder scan leaves them alone
@@ -76,8 +75,6 @@ class TaskIndex:
             root = Path(next(iter(spec.submodule_search_locations)))
             found.append((root, package))
             found.extend((p.parent, f"{package}.{p.parent.name}") for p in sorted(root.glob("*/__init__.py")))
-        if self._folders is None:
-            self._folders = tuple(f for f, _ in found)
         return found
 
     def is_builtin(self, card: str | Path | None) -> bool:

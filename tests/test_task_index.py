@@ -159,3 +159,56 @@ def test_group_files_are_read_after_tasks_and_suites_register(folder):
     assert report.groups == ["tiny_suite"] and registry.suites.get("tiny_suite")["title"] == "Tiny"
     assert registry.expand_task_names("tiny_suite") == ["tiny_task"]
     assert Path(registry.tasks.source("tiny_task")).name == "b_task.yaml"
+
+
+SUITE_INIT = '''
+from micon_tasks.scoring import CheckpointsKind
+from registry import scoring_kinds
+
+class TinyKind(CheckpointsKind):
+    name = "tiny_kind"
+
+scoring_kinds.add("tiny_kind", TinyKind())  # on import: the cards below name it
+'''
+SUITE_TASKS = '''
+from micon_tasks.task import Task
+
+class TinyLoader(Task):
+    """Shared by both cards of the suite."""
+'''
+SUITE_CARD = """task: {name}
+class: fake_suites.tiny.tasks:TinyLoader
+official_folder: object_composition
+scoring: {{kind: tiny_kind}}
+checkpoints: [{{id: A_check_1, question: q}}]
+"""
+
+
+def test_a_suite_package_brings_its_cards(tmp_path):
+    """A suite sub-package of a card package: imported before its cards are read (its scoring kind is
+    there), a class named by two cards is subclassed per card, and deeper folders are not cards."""
+    import os
+    import subprocess
+    import sys
+
+    suite = tmp_path / "fake_suites" / "tiny"
+    (suite / "sample" / "cases").mkdir(parents=True)
+    (tmp_path / "fake_suites" / "__init__.py").write_text("")
+    (suite / "__init__.py").write_text(SUITE_INIT)
+    (suite / "tasks.py").write_text(SUITE_TASKS)
+    for name in ("tiny_a", "tiny_b"):
+        (suite / f"{name}.yaml").write_text(SUITE_CARD.format(name=name))
+    (suite / "tiny.yaml").write_text("group: tiny\nsuite: {kind: tiny_kind, title: Tiny}\ntask: [tiny_a, tiny_b]\n")
+    (suite / "sample" / "cases" / "case_1.yaml").write_text("case_id: case_1\nprompt: not a task card\n")
+    code = (
+        "import micon_tasks.index as ix, registry; ix.BUILTIN_CARD_PACKAGES.append('fake_suites');"
+        "from fake_suites.tiny.tasks import TinyLoader;"
+        "a, b = registry.get_task('tiny_a'), registry.get_task('tiny_b');"
+        "print(a is not TinyLoader and b is not TinyLoader and issubclass(a, TinyLoader) and issubclass(b, TinyLoader),"
+        " a.config.scoring.kind, registry.expand_task_names('tiny'), registry.suites.get('tiny')['title'],"
+        " ix.task_index().is_builtin(a.config.source_file))"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[1]}"}
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "tiny_kind", "['tiny_a',", "'tiny_b']", "Tiny", "True"]

@@ -162,7 +162,7 @@ class RunConfig:
     include_path: str | None = None
     # Official templates replacing checkpoint sets: {task: absolute file}. Given as task=FILE pairs, a folder
     # or one file (one selected task), it is resolved once here (micon_tasks.checkpoints.resolve_checkpoints_from).
-    checkpoints_from: Any = None
+    checkpoints_from: dict[str, str] | str | list[str] | None = None
     limit: int | float | None = None
     seed: int | None = 0
     dar: dict[str, Any] | None = None  # the resolved DARConfig as a dict; None = off

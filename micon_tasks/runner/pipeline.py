@@ -62,7 +62,7 @@ def evaluate(
     overwrite: bool = False,
     include_path: str | Path | None = None,
     dataset_path: str | None = None,
-    checkpoints_from: str | None = None,
+    checkpoints_from: str | Mapping[str, str] | Sequence[str] | None = None,
     batch_size: int = 1,
     redo_failed: bool = False,
     progress: bool = True,
@@ -102,7 +102,7 @@ def evaluate(
     cfg = RunConfig(
         model=model_name, model_args=margs, tasks=registry.expand_task_names(tasks), source=str(source),
         dataset_path=_resolve_dataset_path(str(source), dataset_path), include_path=str(include_path) if include_path else None,
-        checkpoints_from=str(checkpoints_from) if checkpoints_from else None, limit=limit, seed=seed,
+        checkpoints_from=checkpoints_from, limit=limit, seed=seed,
         dar=_dar_dict(dar_obj), judge=judge_name, judge_args=jargs, batch_size=batch_size, predict_only=predict_only,
         num_images=num_images,
     )

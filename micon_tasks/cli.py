@@ -257,7 +257,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             from micon_tasks.runner.config import RunConfig
 
             n = RunConfig(model="-", tasks=[name], limit=args.limit).limit_count(n)
-        decode_references(task.dataset.select(range(n)), task=name)  # every pixel, not only the headers
+        if not getattr(task, "decoded_on_load", False):  # a raw folder's conversion decoded every pixel already
+            decode_references(task.dataset, task=name, limit=n)  # every pixel, not only the headers
         n_refs = sum(len(r) for r in task.dataset["ref_roles"][:n])
         hard = sum(1 for c in task.checkpoints if c.hard)
         print(f"{name:<28} {n:>6} {n_refs:>6} {len(task.checkpoints):>12} {hard:>5}")

@@ -121,6 +121,8 @@ class Task:
             where: dict[str, Any] = {}
             ds = load_source(self.config, self.source, dataset_path=self.dataset_path, revision=self.revision, location=where)
             self._validate(ds)
+            #: whether loading decoded every reference already (a raw folder's conversion does)
+            self.decoded_on_load = bool(where.pop("decoded", False))
             self._dataset, self._location = ds, where
         return self._dataset
 

@@ -18,15 +18,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from micon_tasks.devices import check_dtype_name, resolve_device, resolve_dtype
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges.base import SEED_RULE, Completion, Judge
 from micon_tasks.judges.prompts import Prompt
 from registry import register_judge
 
 __all__ = ["HFJudge"]
-
-_DTYPES = ("auto", "float32", "float16", "bfloat16")
-
 
 @register_judge("hf", aliases=("transformers",))
 class HFJudge(Judge):
@@ -52,8 +50,7 @@ class HFJudge(Judge):
         super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version)
         if mode not in ("generate", "logits"):
             raise ConfigError(f"judge 'hf': mode must be 'generate' or 'logits', got {mode!r}")
-        if dtype not in _DTYPES:
-            raise ConfigError(f"judge 'hf': dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        check_dtype_name(dtype, what="judge 'hf' dtype")
         if batch_size < 1 or max_new_tokens < 1:
             raise ConfigError("judge 'hf': batch_size and max_new_tokens must be >= 1")
         self.pretrained = str(pretrained)
@@ -88,16 +85,10 @@ class HFJudge(Judge):
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.dtype == "auto":
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        else:
-            dtype = getattr(torch, self.dtype)
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device, what="judge 'hf' dtype")
         from micon_tasks.judges.tiny import resolve_pretrained
 
         source = resolve_pretrained(self.pretrained)  # "micon-tiny-random": the offline demo judge

@@ -33,7 +33,7 @@ CPS = [
     Checkpoint("G_check_1", "G", "Is the image free of artefacts?"),
 ]
 IDS = [c.id for c in CPS]
-FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "timeout": 5.0}
+FAST = {"max_wait": 0.05, "timeout": 5.0, "reask": 0}  # re-asks have their own tests
 
 
 def make_request(case_id: str, scenario: str | None = None, *, story: bool = False, color: str = "green") -> JudgeRequest:
@@ -72,13 +72,10 @@ MALFORMED = {
     "truncated_fence": results_map(lambda ids: "```json\n" + json.dumps(GOOD_OBJ(ids))[:-5]),
     "wrong_top_key": results_map(lambda ids: json.dumps({"results": GOOD_OBJ(ids)["checkpoint_results"]})),
     "nested_under_result": results_map(lambda ids: json.dumps({"result": GOOD_OBJ(ids)})),
-    "string_one": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "1"} for i in ids}})),
-    "string_true": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "true"} for i in ids}})),
     "string_yes": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "yes"} for i in ids}})),
     "pass_two": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 2} for i in ids}})),
     "pass_half": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 0.5} for i in ids}})),
     "pass_null": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": None} for i in ids}})),
-    "bare_int_entries": results_map(lambda ids: json.dumps({"checkpoint_results": {i: 1 for i in ids}})),
     "wrong_inner_key": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"passed": 1} for i in ids}})),
     "results_list": results_map(lambda ids: json.dumps({"checkpoint_results": [{"id": i, "pass": 1} for i in ids]})),
     "lowercase_ids": results_map(lambda ids: json.dumps({"checkpoint_results": {i.lower(): {"pass": 1} for i in ids}})),
@@ -107,6 +104,15 @@ SALVAGED = {
     "prose_around": results_map(lambda ids: "Here is my grading:\n" + json.dumps(GOOD_OBJ(ids)) + "\nHope this helps."),
     "fence_and_prose": results_map(lambda ids: "Sure.\n```\n" + json.dumps(GOOD_OBJ(ids), indent=2) + "\n```\nDone."),
     "json_bools": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": True} for i in ids}})),
+}
+
+# Unambiguous non-standard encodings: read as pass, flagged salvaged (the case stays clean).
+ENCODED = {
+    "string_one": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "1"} for i in ids}})),
+    "string_true": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "TRUE"} for i in ids}})),
+    "string_pass": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "Pass"} for i in ids}})),
+    "float_one": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 1.0} for i in ids}})),
+    "bare_int_entries": results_map(lambda ids: json.dumps({"checkpoint_results": {i: 1 for i in ids}})),
 }
 
 
@@ -164,9 +170,9 @@ def test_wrong_key_401_is_final_and_never_leaks(server_factory, monkeypatch):
 
 def test_malformed_replies_are_errors_never_dropped(server_factory):
     assert len(MALFORMED) >= 20
-    srv = server_factory(scripted({**MALFORMED, **SALVAGED}))
-    judge = judge_for(srv, max_retries=2)
-    names = list(MALFORMED) + list(SALVAGED)
+    srv = server_factory(scripted({**MALFORMED, **SALVAGED, **ENCODED}))
+    judge = judge_for(srv, max_retries=2, reask=0)
+    names = list(MALFORMED) + list(SALVAGED) + list(ENCODED)
     reqs = [make_request(f"case_{n}", n) for n in names]
     res = judge.judge_batch(reqs)
     assert len(res) == len(reqs)
@@ -180,7 +186,9 @@ def test_malformed_replies_are_errors_never_dropped(server_factory):
             assert cs.score == 0.0 and not cs.clean and cs.n_checkpoint_errors == 4
         else:
             assert statuses == {"pass"}, (name, [(v.status, v.error) for v in r.verdicts])
-        assert srv.scenario_count(name) == 1, name  # a bad reply is not retried (it would be the same)
+            assert all(v.salvaged for v in r.verdicts) == (name in ENCODED), name
+            assert score_case(CPS, r, case_id=name, story=False).clean, name
+        assert srv.scenario_count(name) == 1, name  # reask=0: a bad reply is not asked again
     by_name = dict(zip(names, res))
     assert "truncated" in by_name["truncated"].verdicts[0].error
     assert "finish_reason=length" in by_name["length_cut"].verdicts[0].error
@@ -191,11 +199,15 @@ def test_malformed_replies_are_errors_never_dropped(server_factory):
 def test_partial_reply_marks_only_missing_checkpoints(server_factory):
     def partial(body, seen):
         ids = checkpoint_ids_in(prompt_text(body))
-        return Reply(content=json.dumps({"checkpoint_results": {ids[0]: {"pass": 0}, ids[1]: {"pass": 1}, ids[2]: {"pass": "1"}}}))
+        return Reply(content=json.dumps({"checkpoint_results": {ids[0]: {"pass": 0}, ids[1]: {"pass": 1}, ids[2]: {"pass": "yes"}}}))
 
     srv = server_factory(scripted({"partial": partial}))
-    (res,) = judge_for(srv).judge_batch([make_request("c", "partial")])
+    (res,) = judge_for(srv, reask=2).judge_batch([make_request("c", "partial")])
     assert [v.status for v in res.verdicts] == ["fail", "pass", "error", "error"]
+    # asked twice more (the default reask=2), each answer as bad: every attempt's reply is kept
+    assert srv.scenario_count("partial") == 3
+    tries = res.details["reask"]["attempts"]["checkpoints"]
+    assert [t["attempt"] for t in tries] == [0, 1, 2] and res.details["reask"]["used"] == {"checkpoints": 0}
     assert "missing" in res.verdicts[3].error and "'pass'" in res.verdicts[2].error
     cs = score_case(CPS, res, case_id="c", story=False)
     # A: 1/2 capped at 0.4 (hard A_check_1 failed); B: 0 (error); G: 0 (missing)
@@ -217,9 +229,10 @@ def test_story_answer_set_unreadable_is_error_not_a_stand_in(server_factory):
     res = judge_for(srv).judge_batch([make_request(k, k, story=True) for k in cases])
     for name, r in zip(cases, res):
         assert all(v.status == "pass" for v in r.verdicts)
-        if name == "s_ok_float":
-            assert r.answer_set_score == 8.0 and r.answer_set_status == "pass"
-        else:
+        if name in ("s_ok_float", "s_str", "s_frac"):  # numbers in 0..10 are read as they are ("7" flagged)
+            assert r.answer_set_score == {"s_ok_float": 8.0, "s_str": 7.0, "s_frac": 7.5}[name]
+            assert r.answer_set_status == "pass" and r.details.get("answer_set_salvaged", False) == (name == "s_str")
+        else:  # outside 0..10 or unreadable: an error, never clamped, never a stand-in
             assert r.answer_set_score is None and r.answer_set_status == "error", name
             assert r.details["answer_set_error"], name
             cs = score_case(CPS, r, case_id=name, story=True)
@@ -436,7 +449,7 @@ def test_bad_judge_args_name_the_accepted_ones():
 
 def test_unencodable_image_is_an_error_for_its_case_only(server_factory):
     class Broken:
-        width, height, mode = 8, 8, "RGB"
+        width, height, mode, size = 8, 8, "RGB", (8, 8)
 
         def save(self, *a, **k):
             raise OSError("cannot write this image")
@@ -459,7 +472,7 @@ def test_per_checkpoint_mode_one_failed_call_marks_only_its_checkpoint(server_fa
         if "== The checkpoint ==\nB_check_1 " in text:
             return Reply(status=400)
         if "== The checkpoint ==\nG_check_1 " in text:
-            return Reply(content='{"pass": "1"}')
+            return Reply(content='{"pass": "maybe"}')
         return good_reply(body, seen, value=0)
 
     srv = server_factory(scripted({"mixed": responder}))

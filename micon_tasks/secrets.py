@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from micon_tasks.errors import ConfigError
 
 __all__ = ["register_secret", "known_secrets", "scrub", "scrub_and_truncate", "scrub_deep", "REDACTED",
-           "ENV_NAME", "is_env_name", "check_env_names", "endpoint_problem", "is_local_host"]
+           "ENV_NAME", "is_env_name", "check_env_names", "endpoint_problem", "is_local_host", "is_secret_query_key"]
 
 REDACTED = "[REDACTED]"
 #: what an environment-variable name looks like (``api_key_env`` values are checked against it)
@@ -117,6 +117,10 @@ def scrub_deep(value: object, extra: Iterable[str | None] = ()) -> object:
 _SECRET_QUERY = re.compile(r"^(code|key|sig|signature|token|access[_-]?token|api[_-]?key|apikey|x-api-key|"
                            r"secret|client[_-]?secret|password|auth|authorization)$",
                            re.IGNORECASE)
+
+
+def is_secret_query_key(name: str) -> bool:
+    return _SECRET_QUERY.match(name) is not None
 
 
 def endpoint_problem(url: str) -> str | None:

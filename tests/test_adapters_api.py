@@ -39,13 +39,13 @@ OUT = Image.new("RGB", (32, 32), (10, 200, 30))
 @pytest.fixture
 def openai_key(monkeypatch):
     monkeypatch.setenv("MICON_TEST_OPENAI_KEY", KEY)
-    return "api_key_env=MICON_TEST_OPENAI_KEY,backoff=0,max_backoff=0"
+    return "api_key_env=MICON_TEST_OPENAI_KEY,max_wait=0"
 
 
 @pytest.fixture
 def gemini_key(monkeypatch):
     monkeypatch.setenv("MICON_TEST_GEMINI_KEY", KEY)
-    return "api_key_env=MICON_TEST_GEMINI_KEY,backoff=0,max_backoff=0"
+    return "api_key_env=MICON_TEST_GEMINI_KEY,max_wait=0"
 
 
 # -- gpt_image ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from tests.fake_judge_server import (
     Reply,
     checkpoint_ids_in,
     good_reply,
+    prompt_kind,
     prompt_text,
     sampling_reply,
     scripted,
@@ -480,3 +481,46 @@ def test_per_checkpoint_mode_one_failed_call_marks_only_its_checkpoint(server_fa
     assert [v.status for v in res.verdicts] == ["fail", "fail", "error", "error"]
     assert "HTTP 400" in res.verdicts[2].error and "'pass'" in res.verdicts[3].error
     assert len(srv.requests) == 4
+
+
+# -- re-ask after an unreadable reply ---------------------------------------------------------------------
+def test_reask_recovers_a_bad_first_reply_and_keeps_every_attempt(server_factory):
+    def bad_then_good(body, seen):
+        text = prompt_text(body)
+        if "could not be used" not in text and prompt_kind(text) == "checkpoints":  # the first request: cut off
+            return Reply(content='{"checkpoint_results": {"A_check_1": {"pass": 1', finish_reason="length")
+        return good_reply(body, seen)
+
+    srv = server_factory(scripted({"flaky": bad_then_good}))
+    judge = judge_for(srv, reask=2)
+    (res,) = judge.judge_batch([make_request("f", "flaky", story=True)])
+    assert all(v.status == "pass" for v in res.verdicts) and res.answer_set_score == 7.0
+    first, second = [r for r in srv.requests if r["kind"] == "checkpoints"]
+    assert first["seed"] != second["seed"]  # each re-ask its own seed
+    # the first request keeps today's seed and text; the re-ask quotes the parse error back
+    from micon_tasks.judges.base import request_seed
+
+    assert first["seed"] == request_seed(None, "story_generation", "f", "checkpoints")
+    assert second["seed"] == request_seed(None, "story_generation", "f", "checkpoints", 1)
+    tries = res.details["reask"]["attempts"]["checkpoints"]
+    assert [t["attempt"] for t in tries] == [0, 1] and tries[0]["raw"].startswith('{"checkpoint_results"')
+    assert tries[0]["n_errors"] == 4 and tries[1]["n_errors"] == 0
+    assert res.details["reask"]["used"] == {"checkpoints": 1} and res.provenance["attempts"] == 3
+    texts = [r for r in srv.requests if r["kind"] == "checkpoints"]
+    assert len(texts) == 2 and srv.scenario_count("flaky") == 3  # 2 checkpoint calls + 1 answer set
+
+
+def test_reask_quotes_the_error_and_never_reasks_a_transport_failure(server_factory):
+    seen_texts = []
+
+    def record(body, seen):
+        seen_texts.append(prompt_text(body))
+        return Reply(content="no json here")
+
+    srv = server_factory(scripted({"prose": record, "down": lambda b, n: Reply(status=400)}))
+    judge = judge_for(srv, reask=1)
+    prose, down = judge.judge_batch([make_request("p", "prose"), make_request("d", "down")])
+    assert srv.scenario_count("prose") == 2 and srv.scenario_count("down") == 1
+    assert 'could not be used: "no JSON object with' in seen_texts[1]
+    assert all(v.status == "error" for v in prose.verdicts) and prose.details["reask"]["used"] == {"checkpoints": 0}
+    assert "reask" not in down.details

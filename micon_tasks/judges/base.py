@@ -360,11 +360,22 @@ def _used_attempt(pairs: list[tuple[Prompt, Completion]], name: str) -> int:
 
 
 def _safe(result: JudgeResult) -> JudgeResult:
-    """Every text of a result scrubbed of the secrets the run knows (a server may quote a key back)."""
-    result.verdicts = [replace(v, raw=scrub_deep(v.raw), rationale=scrub_deep(v.rationale),  # type: ignore[arg-type]
-                               error=scrub_deep(v.error)) for v in result.verdicts]
-    result.raw = scrub_deep(result.raw)  # type: ignore[assignment]
-    result.details = scrub_deep(result.details)  # type: ignore[assignment]
+    """Every text of a result safe to store: scrubbed of the secrets the run knows (a server may quote a
+    key back) and with lone surrogates escaped (a reply's JSON may decode to one)."""
+    def clean(value: Any) -> Any:
+        value = scrub_deep(value)
+        if isinstance(value, str):
+            return _escape_surrogates(value)
+        if isinstance(value, dict):
+            return {clean(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    result.verdicts = [replace(v, raw=clean(v.raw), rationale=clean(v.rationale), error=clean(v.error))
+                       for v in result.verdicts]
+    result.raw = clean(result.raw)
+    result.details = clean(result.details)
     return result
 
 

@@ -38,8 +38,10 @@ RUN_CONFIG_FILE = "run_config.json"
 
 #: Adapter / judge arguments that change how fast a run goes, never what it produces.
 RUNTIME_ONLY_ARGS = frozenset(
-    {"batch_size", "concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
-     "cache_path", "api_key_env", "cpu_offload", "local_files_only"}
+    {"batch_size", "concurrency", "timeout", "max_retries", "max_wait", "cache_path", "api_key_env", "cpu_offload",
+     "local_files_only",
+     # removed retry settings (refused now), kept so a folder made before still compares equal
+     "retry_base_delay", "retry_max_delay", "backoff", "max_backoff"}
 )
 
 _UNSAFE = re.compile(r'[<>:"/\\|?*\[\]\s]')
@@ -76,7 +78,8 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _NOT_SECRET_NAME = re.compile(r"([_-]env$)|(^(max|min|num|n)[_-])", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]+@", re.IGNORECASE)
+# credentials before '@' in a URL, with a scheme or scheme-relative (``//user:pass@host``)
+_URL_CREDENTIALS = re.compile(r"^([a-z][a-z0-9+.-]*:)?//[^/@\s]+@", re.IGNORECASE)
 _BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
 
 
@@ -87,13 +90,16 @@ def is_secret_name(key: Any) -> bool:
 
 
 def _secret_query_params(value: str) -> list[str]:
-    """Names of secret-looking parameters in a URL's query string (``...?key=...&token=...``)."""
+    """Names of secret-looking parameters in a URL's query string (``...?key=...&code=...&sig=...``)."""
     from urllib.parse import parse_qsl
+
+    from micon_tasks.secrets import is_secret_query_key
 
     if "?" not in value:
         return []
     query = value.split("?", 1)[1].split("#", 1)[0]
-    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True) if is_secret_name(name)})
+    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)
+                   if is_secret_name(name) or is_secret_query_key(name)})
 
 
 def _value_problem(value: Any) -> str | None:
@@ -116,8 +122,12 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
     holding a value, URLs with credentials or key-like query parameters, and authorization header
     values, in nested objects too. The messages name the argument, never its value.
     """
+    from micon_tasks.secrets import check_env_names
+
     for key, value in args.items():
         name = f"{_prefix}{key}"
+        if str(key).lower().endswith("_env") and value is not None:
+            check_env_names(value, f"{what}: {name!r}")  # never the key itself (refused without echoing it)
         if is_secret_name(key) and value is not None and not isinstance(value, bool):
             raise ConfigError(
                 f"{what}: {name!r} looks like a secret; results record every argument, so pass the name of an "

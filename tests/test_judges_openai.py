@@ -524,3 +524,64 @@ def test_reask_quotes_the_error_and_never_reasks_a_transport_failure(server_fact
     assert 'could not be used: "no JSON object with' in seen_texts[1]
     assert all(v.status == "error" for v in prose.verdicts) and prose.details["reask"]["used"] == {"checkpoints": 0}
     assert "reask" not in down.details
+
+
+# -- images: once per request set, at the size the judge needs; per-prompt options ------------------------
+def test_each_image_is_encoded_once_per_request_set(server_factory, monkeypatch):
+    import micon_tasks.judges.images as images
+
+    calls = []
+    real = images.encode
+    monkeypatch.setattr(images, "encode", lambda im, spec: calls.append(id(im)) or real(im, spec))
+    srv = server_factory()
+    judge = judge_for(srv, request_mode="checkpoint")
+    reqs = [make_request("s1", story=True), make_request("s2", story=True)]
+    res = judge.judge_batch(reqs)
+    assert all(v.status == "pass" for r in res for v in r.verdicts)
+    # 5 prompts per case (4 checkpoints + answer set), 3 images each: every image encoded once
+    assert len(srv.requests) == 10 and len(calls) == 6 and len(set(calls)) == 6
+
+
+def test_max_image_pixels_and_format_shape_what_is_sent(server_factory):
+    import base64
+    import io
+
+    srv = server_factory()
+    req = make_request("big")
+    req.image = Image.new("RGB", (400, 100), "green")
+    judge_for(srv, max_image_pixels=10_000, image_format="png").judge_batch([req])
+    urls = [p["image_url"]["url"] for p in srv.bodies[-1]["messages"][0]["content"] if p["type"] == "image_url"]
+    assert all(u.startswith("data:image/png;base64,") for u in urls)
+    sent = Image.open(io.BytesIO(base64.b64decode(urls[-1].split(",", 1)[1])))
+    assert sent.size == (200, 50)  # 40,000 px scaled to 10,000, aspect kept
+    prov = judge_for(srv).provenance()
+    assert prov["images"] == {"format": "jpeg", "max_pixels": 1024 * 1024, "multiple": None, "jpeg_quality": 95}
+    with pytest.raises(ConfigError, match="image_format"):
+        judge_for(srv, image_format="gif")
+
+
+def test_prompt_options_reach_the_request(server_factory):
+    import base64
+    import io
+
+    from micon_tasks.judges.kinds import RequestKind, register_request_kind, request_kind
+
+    base = request_kind("checkpoints")
+
+    def render(req, judge):
+        prompts = base.render(req, judge)
+        for p in prompts:
+            p.options = {"image_format": "png", "max_ref_pixels": 256, "ref_multiple": 16, "temperature": None}
+        return prompts
+
+    register_request_kind(RequestKind("options_test", render, base.assemble))
+    srv = server_factory()
+    req = make_request("o")
+    req.kind = "options_test"
+    (res,) = judge_for(srv).judge_batch([req])
+    assert all(v.status == "pass" for v in res.verdicts)
+    body = srv.bodies[-1]
+    assert "temperature" not in body  # None: left to the server's default
+    urls = [p["image_url"]["url"] for p in body["messages"][0]["content"] if p["type"] == "image_url"]
+    sizes = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in urls]
+    assert sizes == [(16, 16), (16, 16), (20, 20)]  # references fitted to 256 px in multiples of 16; output as is

@@ -134,7 +134,7 @@ class Judge:
         self.reask = int(reask)
         self.image_spec = ImageSpec(check_format(image_format, f"judge {self.backend!r}"), int(max_image_pixels))
         self.cache = VerdictCache(cache_path) if cache_path else None
-        self._images = ImagePrep(self._prepare_image)
+        self._image_prep = ImagePrep(self._prepare_image)
 
     # -- to implement ---------------------------------------------------------------------------
     def _complete(self, prompts: list[Prompt]) -> list[Completion]:
@@ -160,7 +160,7 @@ class Judge:
     # -- shared ---------------------------------------------------------------------------------
     def prepared_images(self, prompt: Prompt) -> list[Any]:
         """Futures of the prepared images of ``prompt`` (shared by every prompt that shows them)."""
-        return [self._images.get(img, spec) for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec))]
+        return [self._image_prep.get(img, spec) for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec))]
 
     def provenance(self) -> dict[str, Any]:
         d = self._describe()
@@ -208,7 +208,7 @@ class Judge:
         try:
             return self._judge_batch(requests)
         finally:
-            self._images.clear()
+            self._image_prep.clear()
 
     def _judge_batch(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
         prov = self.provenance()
@@ -322,7 +322,7 @@ class Judge:
         return request_kind(req.kind).assemble(req, pairs, prov)
 
     def close(self) -> None:
-        self._images.close()
+        self._image_prep.close()
         if self.cache is not None:
             self.cache.close()
 

@@ -59,6 +59,24 @@ class DiffusersAdapter(ModelAdapter):
         self._pipe: Any = None
 
     # -- loading ----------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """diffusers imports and has the pipeline class; the weights are a local folder, cached, or reachable
+        (offline runs: cached). One line naming the argument if not; nothing is loaded."""
+        import importlib.util
+
+        if importlib.util.find_spec("diffusers") is None:
+            raise ConfigError(f"adapter {self.name!r} needs diffusers: pip install 'micon-bench[diffusers]'")
+        import diffusers
+
+        if not hasattr(diffusers, self.pipeline_class):
+            raise ConfigError(f"adapter {self.name!r}: this diffusers ({diffusers.__version__}) has no "
+                              f"{self.pipeline_class}; upgrade diffusers")
+        from micon_tasks.weights import weights_problem
+
+        problem = weights_problem(self.pretrained, "model_index.json", self.revision, offline=self.local_files_only)
+        if problem:
+            raise ConfigError(f"adapter {self.name!r} cannot get pretrained={self.pretrained}: {problem}")
+
     @property
     def pipe(self) -> Any:
         """The pipeline, loaded on first use (so building an adapter to list or inspect it is cheap)."""

@@ -40,6 +40,8 @@ RUN_CONFIG_FILE = "run_config.json"
 RUNTIME_ONLY_ARGS = frozenset(
     {"batch_size", "concurrency", "timeout", "max_retries", "max_wait", "cache_path", "api_key_env", "cpu_offload",
      "local_files_only",
+     # where a served judge runs, not what it is (its model id is identity; provenance records the host)
+     "base_url",
      # removed retry settings (refused now), kept so a folder made before still compares equal
      "retry_base_delay", "retry_max_delay", "backoff", "max_backoff"}
 )

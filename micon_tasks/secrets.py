@@ -94,9 +94,9 @@ def scrub_and_truncate(text: str | None, limit: int = 300, extra: Iterable[str |
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def scrub_deep(value: object, extra: Iterable[str | None] = ()) -> object:
-    """A JSON-like value with every string scrubbed (dict keys included)."""
-    secrets = known_secrets(extra)
+def scrub_deep(value: object, extra: Iterable[str | None] = (), *, secrets: list[str] | None = None) -> object:
+    """A JSON-like value with every string scrubbed (dict keys included); ``secrets`` when already known."""
+    secrets = known_secrets(extra) if secrets is None else secrets
     if not secrets:
         return value
 

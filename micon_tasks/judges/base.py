@@ -18,13 +18,20 @@ import micon_tasks
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import ConfigError, MiconError
 from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
-from micon_tasks.judges.images import DEFAULT_MAX_IMAGE_PIXELS, ImagePrep, ImageSpec, check_format, prompt_specs
+from micon_tasks.judges.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImagePrep,
+    ImageSpec,
+    check_format,
+    encode,
+    prompt_specs,
+)
 from micon_tasks.judges.kinds import request_kind
 from micon_tasks.judges.parser import PARSER_VERSION
 from micon_tasks.judges.prompts import Prompt, template_provenance
 from micon_tasks.judges.reask import DEFAULT_REASK, attempt_record, n_errors, reask_prompts
 from micon_tasks.judges.seeds import SEED_RULE, request_seed
-from micon_tasks.secrets import scrub_deep
+from micon_tasks.secrets import known_secrets, scrub_deep
 from micon_tasks.types import Case, Checkpoint, JudgeResult, Verdict
 
 __all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host", "request_seed", "SEED_RULE",
@@ -147,8 +154,6 @@ class Judge:
 
     def _prepare_image(self, image: Any, spec: ImageSpec) -> Any:
         """What the backend sends for one image (runs in the worker pool, once per batch)."""
-        from micon_tasks.judges.images import encode
-
         return encode(image, spec)
 
     def preflight(self) -> None:
@@ -362,8 +367,10 @@ def _used_attempt(pairs: list[tuple[Prompt, Completion]], name: str) -> int:
 def _safe(result: JudgeResult) -> JudgeResult:
     """Every text of a result safe to store: scrubbed of the secrets the run knows (a server may quote a
     key back) and with lone surrogates escaped (a reply's JSON may decode to one)."""
+    secrets = known_secrets()  # once per result: the environment is not read per string
+
     def clean(value: Any) -> Any:
-        value = scrub_deep(value)
+        value = scrub_deep(value, secrets=secrets)
         if isinstance(value, str):
             return _escape_surrogates(value)
         if isinstance(value, dict):

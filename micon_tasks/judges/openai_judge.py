@@ -16,7 +16,6 @@ temperature 0.1 a server that honours seeds answers a case the same way whatever
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import random
@@ -28,7 +27,7 @@ from typing import Any, ClassVar
 from micon_tasks.aio import BackgroundLoop
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges.base import SEED_RULE, Completion, Judge, JudgeUnreachableError, endpoint_host
-from micon_tasks.judges.images import MIME, prompt_specs
+from micon_tasks.judges.images import data_url
 from micon_tasks.judges.prompts import Prompt
 from micon_tasks.retry import REMOVED_RETRY_ARGS, RetryPolicy, retry_after_seconds, retry_async
 from micon_tasks.secrets import check_env_names, endpoint_problem, is_local_host, register_secret, scrub_and_truncate
@@ -116,6 +115,10 @@ class OpenAIJudge(Judge):
         self._client: Any = None
         self._sem: asyncio.Semaphore | None = None
 
+    def _prepare_image(self, image: Any, spec: Any) -> str:
+        """Fitted, encoded and base64'd in the judge's worker threads, once per batch."""
+        return data_url(image, spec)
+
     @property
     def host(self) -> str:
         return endpoint_host(self.base_url) or ""
@@ -189,11 +192,9 @@ class OpenAIJudge(Judge):
 
     async def _content(self, p: Prompt) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = [{"type": "text", "text": p.text}]
-        specs = prompt_specs(p, self.image_spec)
         futures = self.prepared_images(p)  # encoded once per batch, in the worker pool
-        for (label, _), spec, fut in zip(p.images, specs, futures):
-            data = await asyncio.wrap_future(fut)
-            url = f"data:{MIME[spec.fmt]};base64," + base64.b64encode(data).decode("ascii")
+        for (label, _), fut in zip(p.images, futures):
+            url = await asyncio.wrap_future(fut)
             parts.append({"type": "text", "text": f"{label}:"})
             parts.append({"type": "image_url", "image_url": {"url": url}})
         return parts

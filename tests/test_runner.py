@@ -26,7 +26,8 @@ def server():
 
 def _run(out: Path, server, **kw):
     args = dict(model="test_collage", tasks=["micon"], judge="openai",
-                judge_args={"base_url": server.base_url, "model": "fake-judge", "concurrency": 4, "max_retries": 0},
+                judge_args={"base_url": server.base_url, "model": "fake-judge", "concurrency": 4, "max_retries": 0,
+                           "reask": 0},  # exact request counts below; re-asks have their own tests
                 source="sample", output_path=out, progress=False)
     args.update(kw)
     return evaluate(**args)
@@ -136,7 +137,8 @@ def test_limit_and_concurrency_may_change_between_runs(tmp_path, server, monkeyp
     assert len(calls.read_text().split()) == 6 and first["benchmark"]["n_cases"] == 6
     n_req = len(server.requests)
     again = _run(tmp_path, server, tasks=tasks, limit=2,
-                 judge_args={"base_url": server.base_url, "model": "fake-judge", "concurrency": 2, "max_retries": 0})
+                 judge_args={"base_url": server.base_url, "model": "fake-judge", "concurrency": 2, "max_retries": 0,
+                                         "reask": 0})
     assert len(calls.read_text().split()) == 6 and len(server.requests) == n_req  # no generation, no judging
     assert {t: r["n_cases"] for t, r in again["results"].items()} == {t: 2 for t in tasks}
     assert again["n-samples"]["object_composition"]["effective"] == 2 and again["config"]["limit"] == 2

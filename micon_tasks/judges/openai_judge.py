@@ -16,6 +16,7 @@ temperature 0.1 a server that honours seeds answers a case the same way whatever
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
@@ -190,13 +191,18 @@ class OpenAIJudge(Judge):
         client = self._ensure_client()
         return list(await asyncio.gather(*(self._one(client, p) for p in prompts)))
 
-    async def _content(self, p: Prompt) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = [{"type": "text", "text": p.text}]
+    async def _content(self, p: Prompt) -> list[str]:
+        """The message's content parts, each already JSON text.
+
+        An image part is spliced in as it is: a data URL holds only ASCII that JSON needs no escape for,
+        so the megabytes of base64 are never scanned by a JSON encoder (that cost several ms per request).
+        """
+        parts = [json.dumps({"type": "text", "text": p.text})]
         futures = self.prepared_images(p)  # encoded once per batch, in the worker pool
         for (label, _), fut in zip(p.images, futures):
             url = await asyncio.wrap_future(fut)
-            parts.append({"type": "text", "text": f"{label}:"})
-            parts.append({"type": "image_url", "image_url": {"url": url}})
+            parts.append(json.dumps({"type": "text", "text": f"{label}:"}))
+            parts.append('{"type": "image_url", "image_url": {"url": "' + url + '"}}')
         return parts
 
     async def _one(self, client: Any, p: Prompt) -> Completion:
@@ -222,18 +228,20 @@ class OpenAIJudge(Judge):
             done.attempts = made
             return done
 
-    def _body(self, p: Prompt, content: list[dict[str, Any]]) -> dict[str, Any]:
+    def _body(self, p: Prompt, content: list[str]) -> bytes:
+        """The request body as JSON bytes (see ``_content``)."""
         opts = p.options or {}
-        body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": content}],
-                                "max_tokens": int(opts.get("max_tokens", self.max_tokens)), "seed": int(p.seed or 0)}
+        body: dict[str, Any] = {"model": self.model, "max_tokens": int(opts.get("max_tokens", self.max_tokens)),
+                                "seed": int(p.seed or 0)}
         temperature = opts.get("temperature", self.temperature)
         if temperature is not None:  # None: the server's own default
             body["temperature"] = temperature
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
-        return body
+        head = json.dumps(body)[:-1]
+        return (head + ', "messages": [{"role": "user", "content": [' + ", ".join(content) + "]}]}").encode()
 
-    async def _attempt(self, client: Any, body: dict[str, Any]) -> Completion:
+    async def _attempt(self, client: Any, body: bytes) -> Completion:
         from openai.types.chat import ChatCompletion
 
         # client.post (the SDK's documented route for raw calls) skips the SDK's recursive

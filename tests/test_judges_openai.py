@@ -645,3 +645,58 @@ def test_preflight_stops_on_a_silent_endpoint_or_a_remote_host_without_key(serve
         load_judge("openai", "base_url=https://api.example.com/v1").preflight()
     with pytest.raises(ConfigError, match="no http:// or https:// scheme"):
         load_judge("openai", "base_url=localhost:8000")
+
+
+def test_stored_png_and_jpeg_bytes_are_sent_as_they_are_without_decoding(server_factory, tmp_path):
+    import base64
+    import io
+
+    from micon_tasks.images import open_lazy
+    from micon_tasks.judges.images import ImageSpec, data_url
+
+    def stored(fmt, size=(40, 30)):
+        buf = io.BytesIO()
+        Image.effect_noise(size, 30).convert("RGB").save(buf, format=fmt)
+        return buf.getvalue()
+
+    png, jpeg = stored("PNG"), stored("JPEG")
+    for data, mime in ((png, "image/png"), (jpeg, "image/jpeg")):
+        img = open_lazy(data)
+        assert data_url(img, ImageSpec()) == f"data:{mime};base64," + base64.b64encode(data).decode()
+        assert img.tile, "the image was decoded"
+    big = open_lazy(stored("PNG", (200, 100)))  # over max_image_pixels: decoded, fitted, re-encoded
+    sent = data_url(big, ImageSpec("png", 5000))
+    assert Image.open(io.BytesIO(base64.b64decode(sent.split(",", 1)[1]))).size == (100, 50)
+
+    srv = server_factory()
+    req = make_request("lazy")
+    req.image = open_lazy(png)
+    req.case.refs = [open_lazy(jpeg), open_lazy(png)]
+    (res,) = judge_for(srv, cache_path=str(tmp_path / "c.sqlite")).judge_batch([req])
+    assert all(v.status == "pass" for v in res.verdicts)
+    assert req.image.tile and all(r.tile for r in req.case.refs)  # judged and cached without a decode
+
+
+def test_reference_sides_floor_to_the_multiple_as_omnicontext_does():
+    from micon_tasks.judges.images import _target
+
+    assert _target(1023, 1025, 4096 * 4096, 16) == (1008, 1024)
+    assert _target(500, 375, 4096 * 4096, 16) == (496, 368)
+    assert _target(2048, 2048, 1024 * 1024, 16) == (1024, 1024)
+    assert _target(2048, 1024, 1024 * 1024, None) == (1448, 724)
+
+
+def test_prepared_images_live_only_while_a_prompt_needs_them():
+    from micon_tasks.judges.images import ImagePrep, ImageSpec
+
+    prep = ImagePrep(lambda im, spec: im.size)
+    img, spec = Image.new("RGB", (4, 4)), ImageSpec()
+    prep.reserve(img, spec)
+    prep.reserve(img, spec)
+    first = prep.get(img, spec)
+    assert prep.get(img, spec) is first and first.result() == (4, 4)  # prepared once for both prompts
+    prep.release(img, spec)
+    assert len(prep._cache) == 1
+    prep.release(img, spec)
+    assert prep._cache == {}  # the last prompt is done: nothing held
+    prep.close()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import micon_tasks
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import ConfigError, MiconError
+from micon_tasks.hashing import sha256_bytes
 from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
 from micon_tasks.judges.images import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -164,8 +165,20 @@ class Judge:
 
     # -- shared ---------------------------------------------------------------------------------
     def prepared_images(self, prompt: Prompt) -> list[Any]:
-        """Futures of the prepared images of ``prompt`` (shared by every prompt that shows them)."""
+        """Futures of the prepared images of ``prompt`` (shared by every prompt that shows them); a backend
+        that calls ``release_images`` when the prompt is done keeps only in-flight images in memory."""
         return [self._image_prep.get(img, spec) for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec))]
+
+    def reserve_images(self, prompts: list[Prompt]) -> None:
+        """Announce every prompt that will show each image, so ``release_images`` can drop an image after
+        its last prompt (and not before: a case's references are prepared once for all its prompts)."""
+        for prompt in prompts:
+            for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec)):
+                self._image_prep.reserve(img, spec)
+
+    def release_images(self, prompt: Prompt) -> None:
+        for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec)):
+            self._image_prep.release(img, spec)
 
     def provenance(self) -> dict[str, Any]:
         d = self._describe()
@@ -333,12 +346,16 @@ class Judge:
 
 
 def _image_digests(prompts: list[Prompt]) -> list[str]:
+    """One digest per distinct image: of its stored bytes when it has them (nothing decoded), else its pixels."""
+    from micon_tasks.images import encoded_source
+
     seen: dict[int, str] = {}
     out = []
     for p in prompts:
         for _, img in p.images:
             if id(img) not in seen:
-                seen[id(img)] = image_digest(img)
+                src = encoded_source(img)
+                seen[id(img)] = f"bytes:{sha256_bytes(src[0])}" if src is not None else image_digest(img)
                 out.append(seen[id(img)])
     return out
 

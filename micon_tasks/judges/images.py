@@ -24,8 +24,8 @@ from typing import Any
 
 from micon_tasks.errors import ConfigError
 
-__all__ = ["ImageSpec", "fit", "encode", "data_url", "prompt_specs",  "ImagePrep", "DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_FORMATS",
-           "JPEG_QUALITY", "MIME"]
+__all__ = ["ImageSpec", "fit", "encode", "data_url", "stored_bytes", "prompt_specs", "ImagePrep",
+           "DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "JPEG_QUALITY", "MIME"]
 
 #: the paper's judge (Qwen3-VL) reads 32 x 32 pixels per visual token; 1024 x 1024 (the benchmark's
 #: generation size) is 1024 tokens per image, four images fit the served context with room to spare
@@ -53,22 +53,23 @@ def check_format(fmt: Any, what: str) -> str:
 
 
 def _target(w: int, h: int, max_pixels: int, multiple: int | None) -> tuple[int, int]:
+    """Scale down by area to at most ``max_pixels``, then floor each side to ``multiple`` when given
+    (OmniContext's rule for references: 1023 x 1025 -> 1008 x 1024, 500 x 375 -> 496 x 368)."""
     scale = min(1.0, math.sqrt(max_pixels / float(w * h)))
-    tw, th = w * scale, h * scale
+    tw, th = max(1, int(w * scale)), max(1, int(h * scale))
     if multiple:
         m = int(multiple)
-        if scale < 1.0:  # round down, so the result stays within max_pixels
-            return max(m, int(tw // m) * m), max(m, int(th // m) * m)
-        return max(m, int(round(tw / m)) * m), max(m, int(round(th / m)) * m)
-    return max(1, int(tw)), max(1, int(th))
+        return max(m, tw // m * m), max(m, th // m * m)
+    return tw, th
 
 
 def fit(image: Any, spec: ImageSpec) -> Any:
-    """``image`` in RGB, scaled down to at most ``spec.max_pixels`` (sides a multiple when asked)."""
+    """``image`` in 8-bit RGB, scaled down to at most ``spec.max_pixels`` (sides a multiple when asked)."""
     from PIL import Image
 
-    if image.mode != "RGB":
-        image = image.convert("RGB")
+    from micon_tasks.images import to_rgb
+
+    image = to_rgb(image)  # high-bit-depth greyscale scaled, never white
     size = _target(image.width, image.height, spec.max_pixels, spec.multiple)
     if size != image.size:
         image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -100,11 +101,27 @@ def _scratch_file() -> Any:
     return tempfile.TemporaryFile()
 
 
+def stored_bytes(image: Any, spec: ImageSpec) -> tuple[bytes, str] | None:
+    """(bytes, mime) of an image that can be sent as it is stored (``micon_tasks.images.open_lazy``): a PNG
+    or JPEG in 8-bit RGB or greyscale that ``spec`` would not resize. Nothing is decoded or re-encoded."""
+    from micon_tasks.images import encoded_source
+
+    src = encoded_source(image)
+    if src is None or src[1] not in ("PNG", "JPEG") or image.mode not in ("RGB", "L"):
+        return None
+    if _target(image.width, image.height, spec.max_pixels, spec.multiple) != image.size:
+        return None
+    return src[0], MIME[src[1].lower()]
+
+
 def data_url(image: Any, spec: ImageSpec) -> str:
-    """``data:<mime>;base64,...`` of :func:`encode` (built in the worker: base64 holds the GIL too)."""
+    """``data:<mime>;base64,...``: the stored bytes when they fit the spec, else :func:`encode` (built in a
+    worker thread: base64 holds the GIL too)."""
     import base64
 
-    return f"data:{MIME[spec.fmt]};base64," + base64.b64encode(encode(image, spec)).decode("ascii")
+    stored = stored_bytes(image, spec)
+    data, mime = stored if stored is not None else (encode(image, spec), MIME[spec.fmt])
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def prompt_specs(prompt: Any, default: ImageSpec) -> list[ImageSpec]:
@@ -133,20 +150,43 @@ class ImagePrep:
         self._prepare = prepare
         self._workers = workers or max(1, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
-        self._cache: dict[tuple[int, ImageSpec], tuple[Any, Future[Any]]] = {}
+        # (id, spec) -> [image, future, users]; the image is held, so its id cannot be reused meanwhile
+        self._cache: dict[tuple[int, ImageSpec], list[Any]] = {}
         self._lock = threading.Lock()
 
-    def get(self, image: Any, spec: ImageSpec) -> Future[Any]:
+    def reserve(self, image: Any, spec: ImageSpec) -> None:
+        """Count one more prompt that will show ``image`` (nothing is computed yet)."""
         key = (id(image), spec)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and hit[0] is image:
-                return hit[1]
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="micon-judge-img")
-            fut = self._pool.submit(self._prepare, image, spec)
-            self._cache[key] = (image, fut)  # the image is held, so its id cannot be reused meanwhile
-            return fut
+                hit[2] += 1
+            else:
+                self._cache[key] = [image, None, 1]
+
+    def get(self, image: Any, spec: ImageSpec) -> Future[Any]:
+        """The prepared image, computed on the first request and shared by every later one."""
+        key = (id(image), spec)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is None or hit[0] is not image:
+                hit = self._cache[key] = [image, None, 0]
+            if hit[1] is None:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="micon-judge-img")
+                hit[1] = self._pool.submit(self._prepare, image, spec)
+            return hit[1]
+
+    def release(self, image: Any, spec: ImageSpec) -> None:
+        """One reserved prompt is done; the last one drops the prepared data, so only the cases in flight
+        hold encodings (a whole chunk of data URLs would be gigabytes)."""
+        key = (id(image), spec)
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] is image:
+                hit[2] -= 1
+                if hit[2] <= 0:
+                    del self._cache[key]
 
     def clear(self) -> None:
         with self._lock:

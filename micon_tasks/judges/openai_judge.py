@@ -189,6 +189,7 @@ class OpenAIJudge(Judge):
 
     async def _complete_async(self, prompts: list[Prompt]) -> list[Completion]:
         client = self._ensure_client()
+        self.reserve_images(prompts)
         return list(await asyncio.gather(*(self._one(client, p) for p in prompts)))
 
     async def _content(self, p: Prompt) -> list[str]:
@@ -214,6 +215,8 @@ class OpenAIJudge(Judge):
                 body = self._body(p, await self._content(p))
             except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be encoded
                 return Completion(error=f"cannot encode the request: {type(exc).__name__}: {exc}", attempts=0)
+            finally:
+                self.release_images(p)  # the body holds them now; a prepared image lives while prompts need it
             made = 0
 
             async def attempt() -> Completion:

@@ -11,7 +11,9 @@ Two figures (issue: the harness must vanish from the judge stage's profile):
 The servers run in subprocesses, so this process's CPU time (every thread's, encoding included) is
 the harness alone. Images are
 photograph-like (gradients plus noise), distinct per case (each case's references are its own
-objects, encoded once per case and shared by its prompts), and sent in cases of ``--chunk`` per
+objects, prepared once per case and shared by its prompts), handed over as stored PNG bytes the way
+the runner does (``images.open_lazy``: sent as stored, nothing decoded) and, for comparison, as
+decoded images (fitted and re-encoded), and sent in cases of ``--chunk`` per
 ``judge_batch`` call, as the runner does.
 
     python benchmarks/judge_throughput.py                        # 96 cases of 4 x 1024 px, c=32
@@ -54,16 +56,29 @@ def photo_like(size: int, seed: int) -> Image.Image:
     return Image.fromarray(np.roll(arr, seed * 37, axis=1).clip(0, 255).astype(np.uint8))
 
 
-def make_requests(start: int, n: int, pool: list[Image.Image]) -> list[JudgeRequest]:
+def as_stored(pool: list[Image.Image]) -> list[bytes]:
+    """The pool as PNG files' bytes, as the runner hands them to the judge (``images.open_lazy``)."""
+    from micon_tasks.png import png_bytes
+
+    return [png_bytes(im) for im in pool]
+
+
+def _own(item: Image.Image | bytes) -> Image.Image:
+    from micon_tasks.images import open_lazy
+
+    return open_lazy(item) if isinstance(item, bytes) else item.copy()
+
+
+def make_requests(start: int, n: int, pool: list) -> list[JudgeRequest]:
     out = []
     for i in range(start, start + n):
-        refs = [pool[(i + k) % len(pool)].copy() for k in range(3)]  # this case's own objects
+        refs = [_own(pool[(i + k) % len(pool)]) for k in range(3)]  # this case's own objects
         case = Case(
             task="object_composition", case_id=f"case_{i:04d}", refs=refs, ref_roles=["RA", "RB", "RC"],
             prompt=f"Compose the objects of RA, RB and RC on a table (case {i}).", goal="All three objects on one table.",
             constraints_hard=["every object from its reference", "one table"],
         )
-        out.append(JudgeRequest("object_composition", case, pool[(i + 3) % len(pool)].copy(), CHECKPOINTS))
+        out.append(JudgeRequest("object_composition", case, _own(pool[(i + 3) % len(pool)]), CHECKPOINTS))
     return out
 
 
@@ -103,14 +118,16 @@ def main() -> int:
     ap.add_argument("--image-format", default="jpeg", help="judge argument image_format (jpeg or png)")
     args = ap.parse_args()
 
-    pool = [photo_like(args.image_size, s) for s in range(8)]
+    decoded = [photo_like(args.image_size, s) for s in range(8)]
+    stored = as_stored(decoded)
     fast, fast_url = serve(0.0)
     slow, slow_url = serve(args.delay)
     extra = {"image_format": args.image_format}
     try:
-        run(fast_url, 4, 4, pool, 4, **extra)  # warm-up: imports, first connections
-        i_wall, i_cpu = run(fast_url, args.cases, args.chunk, pool, args.concurrency, **extra)
-        s_wall, s_cpu = run(slow_url, args.cases, args.chunk, pool, args.concurrency, **extra)
+        run(fast_url, 4, 4, decoded, 4, **extra)  # warm-up: imports, first connections
+        i_wall, i_cpu = run(fast_url, args.cases, args.chunk, stored, args.concurrency, **extra)
+        s_wall, s_cpu = run(slow_url, args.cases, args.chunk, stored, args.concurrency, **extra)
+        d_wall, d_cpu = run(fast_url, args.cases, args.chunk, decoded, args.concurrency, **extra)
     finally:
         for proc in (fast, slow):
             proc.stdin.close()  # type: ignore[union-attr]
@@ -120,11 +137,14 @@ def main() -> int:
     bound = n * args.delay / args.concurrency
     print(f"{n} cases, {len(CHECKPOINTS)} checkpoints/case, 4 images of {args.image_size} px/case "
           f"({args.image_format}), concurrency {args.concurrency}, {os.cpu_count()} cores")
+    print("stored PNGs (as the runner hands them: sent as stored, nothing decoded)")
     print(f"instant judge : wall {i_wall / n * 1000:.1f} ms/case, harness CPU {i_cpu / n * 1000:.1f} ms/case "
           f"(target <= 30 ms)")
     print(f"judge at {args.delay * 1000:.0f} ms : wall {s_wall:.2f} s for {n} cases ({s_wall / n * 1000:.1f} ms/case); "
           f"the judge alone needs {bound:.2f} s ({bound / n * 1000:.1f} ms/case): {s_wall / bound:.2f}x of it; "
           f"harness CPU {s_cpu / n * 1000:.1f} ms/case")
+    print(f"decoded images (fitted and re-encoded): instant judge wall {d_wall / n * 1000:.1f} ms/case, "
+          f"harness CPU {d_cpu / n * 1000:.1f} ms/case")
     return 0
 
 

@@ -114,14 +114,14 @@ def stored_bytes(image: Any, spec: ImageSpec) -> tuple[bytes, str] | None:
     return src[0], MIME[src[1].lower()]
 
 
-def data_url(image: Any, spec: ImageSpec) -> str:
-    """``data:<mime>;base64,...``: the stored bytes when they fit the spec, else :func:`encode` (built in a
-    worker thread: base64 holds the GIL too)."""
+def data_url(image: Any, spec: ImageSpec) -> bytes:
+    """``data:<mime>;base64,...`` as ASCII bytes (a request body is bytes: no copy through str): the stored
+    bytes when they fit the spec, else :func:`encode`. Built in a worker thread (base64 holds the GIL)."""
     import base64
 
     stored = stored_bytes(image, spec)
     data, mime = stored if stored is not None else (encode(image, spec), MIME[spec.fmt])
-    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
+    return b"data:" + mime.encode() + b";base64," + base64.b64encode(data)
 
 
 def prompt_specs(prompt: Any, default: ImageSpec) -> list[ImageSpec]:

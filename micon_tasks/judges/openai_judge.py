@@ -116,7 +116,7 @@ class OpenAIJudge(Judge):
         self._client: Any = None
         self._sem: asyncio.Semaphore | None = None
 
-    def _prepare_image(self, image: Any, spec: Any) -> str:
+    def _prepare_image(self, image: Any, spec: Any) -> bytes:
         """Fitted, encoded and base64'd in the judge's worker threads, once per batch."""
         return data_url(image, spec)
 
@@ -192,18 +192,18 @@ class OpenAIJudge(Judge):
         self.reserve_images(prompts)
         return list(await asyncio.gather(*(self._one(client, p) for p in prompts)))
 
-    async def _content(self, p: Prompt) -> list[str]:
+    async def _content(self, p: Prompt) -> list[bytes]:
         """The message's content parts, each already JSON text.
 
         An image part is spliced in as it is: a data URL holds only ASCII that JSON needs no escape for,
         so the megabytes of base64 are never scanned by a JSON encoder (that cost several ms per request).
         """
-        parts = [json.dumps({"type": "text", "text": p.text})]
+        parts = [json.dumps({"type": "text", "text": p.text}).encode()]
         futures = self.prepared_images(p)  # encoded once per batch, in the worker pool
         for (label, _), fut in zip(p.images, futures):
             url = await asyncio.wrap_future(fut)
-            parts.append(json.dumps({"type": "text", "text": f"{label}:"}))
-            parts.append('{"type": "image_url", "image_url": {"url": "' + url + '"}}')
+            parts.append(json.dumps({"type": "text", "text": f"{label}:"}).encode())
+            parts.append(b'{"type": "image_url", "image_url": {"url": "' + url + b'"}}')
         return parts
 
     async def _one(self, client: Any, p: Prompt) -> Completion:
@@ -231,7 +231,7 @@ class OpenAIJudge(Judge):
             done.attempts = made
             return done
 
-    def _body(self, p: Prompt, content: list[str]) -> bytes:
+    def _body(self, p: Prompt, content: list[bytes]) -> bytes:
         """The request body as JSON bytes (see ``_content``)."""
         opts = p.options or {}
         body: dict[str, Any] = {"model": self.model, "max_tokens": int(opts.get("max_tokens", self.max_tokens)),
@@ -241,8 +241,8 @@ class OpenAIJudge(Judge):
             body["temperature"] = temperature
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
-        head = json.dumps(body)[:-1]
-        return (head + ', "messages": [{"role": "user", "content": [' + ", ".join(content) + "]}]}").encode()
+        head = json.dumps(body)[:-1].encode()
+        return b"".join([head, b', "messages": [{"role": "user", "content": [', b", ".join(content), b"]}]}"])
 
     async def _attempt(self, client: Any, body: bytes) -> Completion:
         from openai.types.chat import ChatCompletion

@@ -199,3 +199,12 @@ def test_nano_banana_bad_request_not_retried_and_key_redacted(gemini_key):
     assert KEY not in str(info.value) and KEY not in str(info.value.provider_reason)
     assert len(server.requests) == 1
     assert KEY not in repr(adapter.model_info())
+
+
+def test_api_key_env_holding_the_key_is_refused_without_echoing_it():
+    with pytest.raises(ConfigError) as info:
+        load_adapter("gpt_image", f"api_key_env={KEY}")
+    assert KEY not in str(info.value) and "environment variables" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_adapter("nano_banana", {"api_key_env": "http://user:PASS@h", "base_url": "http://user:PASS@h"})
+    assert "PASS" not in str(info.value)

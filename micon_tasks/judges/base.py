@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -31,8 +31,8 @@ from micon_tasks.judges.kinds import request_kind
 from micon_tasks.judges.parser import PARSER_VERSION
 from micon_tasks.judges.prompts import Prompt, template_provenance
 from micon_tasks.judges.reask import DEFAULT_REASK, attempt_record, n_errors, reask_prompts
+from micon_tasks.judges.safe_text import clean_completion, safe_result
 from micon_tasks.judges.seeds import SEED_RULE, request_seed
-from micon_tasks.secrets import known_secrets, scrub_deep
 from micon_tasks.types import Case, Checkpoint, JudgeResult, Verdict
 
 __all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host", "request_seed", "SEED_RULE",
@@ -267,7 +267,7 @@ class Judge:
         pairs = self._run(list(rendered.items()))
         calls = {i: sum(c.attempts for _, c in pairs[i]) for i in rendered}
         history: dict[int, dict[str, list[dict[str, Any]]]] = {i: {} for i in rendered}
-        current: dict[int, JudgeResult] = {i: self._assemble_safe(requests[i], pairs[i], prov) for i in rendered}
+        current: dict[int, JudgeResult] = {i: self._assemblesafe_result(requests[i], pairs[i], prov) for i in rendered}
         for attempt in range(1, self.reask + 1):
             asks = [(i, again) for i, res in current.items()
                     if (again := self._reask_prompts(requests[i], res, pairs[i], rendered[i], attempt))]
@@ -280,7 +280,7 @@ class Judge:
                     slot = next(n for n, (q, _) in enumerate(pairs[i]) if q.name == p.name)
                     trial = list(pairs[i])
                     trial[slot] = (p, c)
-                    res = self._assemble_safe(requests[i], trial, prov)
+                    res = self._assemblesafe_result(requests[i], trial, prov)
                     tries = history[i].setdefault(p.name, [attempt_record(pairs[i][slot], current[i], requests[i])])
                     tries.append(attempt_record((p, c), res, requests[i]))
                     if n_errors(res, requests[i]) < n_errors(current[i], requests[i]):
@@ -296,7 +296,7 @@ class Judge:
                 res.details = {**res.details, "reask": {"attempts": history[i], "used": used}}
                 res.provenance["attempts"] = calls[i]
             res.provenance["latency_s"] = round(elapsed, 4)
-            results[i] = res = _safe(res)
+            results[i] = res = safe_result(res)
             if self.cache is not None and i in keys and _is_clean(res, req):
                 to_store.append((keys[i], str(prov.get("model")), req.case.case_id, res))
         if self.cache is not None and to_store:
@@ -306,7 +306,7 @@ class Judge:
                 import warnings
 
                 warnings.warn(f"judge cache {self.cache.path} not written ({exc})", stacklevel=2)
-        return [_safe(r) for r in _fill(results, requests, prov)]  # _safe again: cache hits and error results
+        return [safe_result(r) for r in _fill(results, requests, prov)]  # _safe again: cache hits and error results
 
     def _run(self, work: list[tuple[int, list[Prompt]]]) -> dict[int, list[tuple[Prompt, Completion]]]:
         """Complete every prompt of ``work`` in one backend call; (prompt, completion) pairs per owner."""
@@ -320,7 +320,7 @@ class Judge:
         it = iter(completions)
         out: dict[int, list[tuple[Prompt, Completion]]] = {}
         for i, prompts in work:
-            out[i] = [(p, _clean_completion(_pick_candidate(p, c) if p.candidates else c))
+            out[i] = [(p, clean_completion(_pick_candidate(p, c) if p.candidates else c))
                       for p, c in zip(prompts, it)]
         return out
 
@@ -328,7 +328,7 @@ class Judge:
                        originals: list[Prompt], attempt: int) -> list[Prompt]:
         return reask_prompts(self.seed, req, res, pairs, originals, attempt)
 
-    def _assemble_safe(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]],
+    def _assemblesafe_result(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]],
                        prov: dict[str, Any]) -> JudgeResult:
         try:
             return self._assemble(req, pairs, prov)
@@ -360,47 +360,8 @@ def _image_digests(prompts: list[Prompt]) -> list[str]:
     return out
 
 
-def _clean_completion(c: Completion) -> Completion:
-    """Reply and error text safe to store: lone surrogates escaped (never a crash when writing)."""
-    if c.text is not None:
-        c.text = _escape_surrogates(c.text)
-    if c.error is not None:
-        c.error = _escape_surrogates(c.error)
-    return c
-
-
-def _escape_surrogates(text: str) -> str:
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _used_attempt(pairs: list[tuple[Prompt, Completion]], name: str) -> int:
     return next(p.attempt for p, _ in pairs if p.name == name)
-
-
-def _safe(result: JudgeResult) -> JudgeResult:
-    """Every text of a result safe to store: scrubbed of the secrets the run knows (a server may quote a
-    key back) and with lone surrogates escaped (a reply's JSON may decode to one)."""
-    secrets = known_secrets()  # once per result: the environment is not read per string
-
-    def clean(value: Any) -> Any:
-        value = scrub_deep(value, secrets=secrets)
-        if isinstance(value, str):
-            return _escape_surrogates(value)
-        if isinstance(value, dict):
-            return {clean(k): clean(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
-    result.verdicts = [replace(v, raw=clean(v.raw), rationale=clean(v.rationale), error=clean(v.error))
-                       for v in result.verdicts]
-    result.raw = clean(result.raw)
-    result.details = clean(result.details)
-    return result
 
 
 def _is_clean(result: JudgeResult, req: JudgeRequest) -> bool:

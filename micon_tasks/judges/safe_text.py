@@ -40,9 +40,8 @@ def safe_result(result: JudgeResult) -> JudgeResult:
     secrets = known_secrets()  # once per result: the environment is not read per string
 
     def clean(value: Any) -> Any:
-        value = scrub_deep(value, secrets=secrets)
         if isinstance(value, str):
-            return escape_surrogates(value)
+            return escape_surrogates(scrub_deep(value, secrets=secrets))  # type: ignore[arg-type]
         if isinstance(value, dict):
             return {clean(k): clean(v) for k, v in value.items()}
         if isinstance(value, list):

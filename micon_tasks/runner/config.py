@@ -157,6 +157,19 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
                     raise ConfigError(f"{what}: {name}[{n}] {_value_problem(item)}; put the secret in the environment instead")
 
 
+def _refuse_non_finite(args: Mapping[str, Any], what: str, _prefix: str = "") -> None:
+    """NaN or Infinity in an argument: refused before anything is recorded (NaN != NaN would refuse every
+    resume of the folder as "another configuration")."""
+    import math
+
+    for key, value in args.items():
+        name = f"{_prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{what}: argument {name!r} must be a finite number")
+        if isinstance(value, Mapping):
+            _refuse_non_finite(value, what, f"{name}.")
+
+
 def _identity_args(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sorted(args.items()) if k not in RUNTIME_ONLY_ARGS}
 
@@ -187,6 +200,8 @@ class RunConfig:
             raise ConfigError("a model is required (--model)")
         refuse_secrets(self.model_args, "--model_args")
         refuse_secrets(self.judge_args, "--judge_args")
+        _refuse_non_finite(self.model_args, "--model_args")
+        _refuse_non_finite(self.judge_args, "--judge_args")
         if self.limit is not None:
             if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or self.limit <= 0:
                 raise ConfigError(f"limit must be a positive integer or a fraction in (0, 1), got {self.limit!r}")

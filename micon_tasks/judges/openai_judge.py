@@ -24,6 +24,7 @@ import ssl
 import urllib.error
 import urllib.request
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from micon_tasks.aio import BackgroundLoop
 from micon_tasks.errors import ConfigError
@@ -140,7 +141,7 @@ class OpenAIJudge(Judge):
 
         if importlib.util.find_spec("openai") is None:
             raise JudgeUnreachableError("the openai judge needs the openai package: pip install 'micon-bench[api]'")
-        if not self._api_key and not is_local_host(self.host.rsplit(":", 1)[0] if ":" in self.host else self.host):
+        if not self._api_key and not is_local_host(urlsplit(self.base_url).hostname):
             raise JudgeUnreachableError(
                 f"the judge endpoint {self.host} (from {self.endpoint_source}) is a remote host and "
                 f"${self.api_key_env} is not set; set it, or serve the judge locally: `{VLLM_COMMAND}`")

@@ -555,7 +555,8 @@ def test_max_image_pixels_and_format_shape_what_is_sent(server_factory):
     sent = Image.open(io.BytesIO(base64.b64decode(urls[-1].split(",", 1)[1])))
     assert sent.size == (200, 50)  # 40,000 px scaled to 10,000, aspect kept
     prov = judge_for(srv).provenance()
-    assert prov["images"] == {"format": "jpeg", "max_pixels": 1024 * 1024, "multiple": None, "jpeg_quality": 95}
+    assert prov["images"] == {"format": "jpeg", "max_pixels": 1024 * 1024, "multiple": None, "jpeg_quality": 95,
+                              "stored_sent_as_is": True}
     with pytest.raises(ConfigError, match="image_format"):
         judge_for(srv, image_format="gif")
 
@@ -664,6 +665,9 @@ def test_stored_png_and_jpeg_bytes_are_sent_as_they_are_without_decoding(server_
         img = open_lazy(data)
         assert data_url(img, ImageSpec()) == f"data:{mime};base64,".encode() + base64.b64encode(data)
         assert img.tile, "the image was decoded"
+    # a prompt that requires a format (its image_format option) gets it, stored bytes or not
+    strict = data_url(open_lazy(png), ImageSpec("jpeg", strict=True))
+    assert strict.startswith(b"data:image/jpeg;base64,")
     big = open_lazy(stored("PNG", (200, 100)))  # over max_image_pixels: decoded, fitted, re-encoded
     sent = data_url(big, ImageSpec("png", 5000))
     assert Image.open(io.BytesIO(base64.b64decode(sent.split(b",", 1)[1]))).size == (100, 50)

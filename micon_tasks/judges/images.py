@@ -37,13 +37,19 @@ MIME = {"jpeg": "image/jpeg", "png": "image/png"}
 
 @dataclass(frozen=True)
 class ImageSpec:
+    """How one image is sent. ``strict``: the format is required (a prompt's ``image_format`` option), so
+    stored bytes of another format are re-encoded; the judge's own ``image_format`` is a preference that
+    stored PNG/JPEG bytes may bypass (sending them as stored costs nothing)."""
+
     fmt: str = "jpeg"
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     multiple: int | None = None
+    strict: bool = False
 
     def describe(self) -> dict[str, Any]:
         return {"format": self.fmt, "max_pixels": self.max_pixels, "multiple": self.multiple,
-                **({"jpeg_quality": JPEG_QUALITY} if self.fmt == "jpeg" else {})}
+                **({"jpeg_quality": JPEG_QUALITY} if self.fmt == "jpeg" else {}),
+                "stored_sent_as_is": not self.strict}
 
 
 def check_format(fmt: Any, what: str) -> str:
@@ -109,6 +115,8 @@ def stored_bytes(image: Any, spec: ImageSpec) -> tuple[bytes, str] | None:
     src = encoded_source(image)
     if src is None or src[1] not in ("PNG", "JPEG") or image.mode not in ("RGB", "L"):
         return None
+    if spec.strict and src[1].lower() != spec.fmt:
+        return None
     if _target(image.width, image.height, spec.max_pixels, spec.multiple) != image.size:
         return None
     return src[0], MIME[src[1].lower()]
@@ -129,9 +137,10 @@ def prompt_specs(prompt: Any, default: ImageSpec) -> list[ImageSpec]:
     ``max_ref_pixels`` / ``ref_multiple``; every image follows ``image_format`` / ``max_image_pixels``."""
     opts = getattr(prompt, "options", None) or {}
     fmt = check_format(opts.get("image_format", default.fmt), f"prompt {prompt.name!r} options")
+    strict = "image_format" in opts
     top = int(opts.get("max_image_pixels", default.max_pixels))
-    gen = ImageSpec(fmt, top, None)
-    ref = ImageSpec(fmt, min(top, int(opts.get("max_ref_pixels", top))), opts.get("ref_multiple") or None)
+    gen = ImageSpec(fmt, top, None, strict)
+    ref = ImageSpec(fmt, min(top, int(opts.get("max_ref_pixels", top))), opts.get("ref_multiple") or None, strict)
     n = len(prompt.images)
     n_gen = min(n, int(getattr(prompt, "n_generated", 1)))
     return [ref] * (n - n_gen) + [gen] * n_gen

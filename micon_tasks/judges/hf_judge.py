@@ -179,8 +179,14 @@ class HFJudge(Judge):
         self._ensure_loaded()
         if self._load_error:
             return [Completion(error=self._load_error) for _ in prompts]
-        if self.logits:
-            return self._score_candidates(prompts)
+        self.reserve_images(prompts)  # prepared once for this call, dropped at its end
+        try:
+            return self._score_candidates(prompts) if self.logits else self._generate_all(prompts)
+        finally:
+            for p in prompts:
+                self.release_images(p)
+
+    def _generate_all(self, prompts: list[Prompt]) -> list[Completion]:
         out: dict[int, Completion] = {}
         greedy = [i for i, p in enumerate(prompts) if self._temperature(p) == 0]
         for i, p in enumerate(prompts):

@@ -202,7 +202,7 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
         raise ValueError("dar_attention: normalize='per_ref' needs ref_ids (which reference each key belongs to)")
     ref = ref if ref.device == query.device else _to_device(ref, query.device)
     scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
-    if config.gamma == 0.0:
+    if config.gamma == 0.0 and not config.record_maps:  # record_maps: the scores are wanted, the weights stay 1
         ones = torch.ones_like(scores)
         return ones, torch.full_like(scores, float("nan"))
     if sampled is None:

@@ -92,19 +92,6 @@ def test_bad_options_are_named(tmp_path):
         load_adapter("bagel", {"code_path": str(fake), "dtype": "float16"})
 
 
-def test_dar_exclusion_names_the_option():
-    from adapters.upstream._common import dar_exclusion
-    from dar import DARConfig
-
-    kw = dict(step=1, num_steps=4, conditional=True)
-    assert dar_exclusion(DARConfig(), layer=0, **kw) is None
-    assert dar_exclusion(DARConfig(layers=(2,)), layer=0, **kw) == "layer_excluded"
-    assert dar_exclusion(DARConfig(steps=(0.5, 1.0)), layer=0, **kw) == "step_excluded"
-    assert dar_exclusion(DARConfig(cfg_branches="cond"), layer=0, **{**kw, "conditional": False}) == "branch_excluded"
-    # the step index becomes the fraction i/N: step 2 of 4 is 0.5, inside [0.5, 1.0)
-    assert dar_exclusion(DARConfig(steps=(0.5, 1.0)), layer=0, **{**kw, "step": 2}) is None
-
-
 # 2 joint layers x 2 steps: 2 branches with references excluded by layer, the unconditional one has none;
 # the refiner layers (3 per branch and step here) are never hooked
 OMNIGEN2_UNREACHED = {"layer_excluded": 8, "no_reference_keys": 4, "not_joint_layer": 18}

@@ -132,7 +132,9 @@ def rebalance_weights(scores: torch.Tensor, ref_mask: torch.Tensor, config: DARC
 
     r_hat is the min-max normalised score over a row's reference keys (all jointly, or per reference id
     with ``normalize="per_ref"``); it is NaN for non-reference keys and for groups whose max equals their
-    min. w is 1 + gamma where r_hat >= tau_high, 1 - gamma where r_hat <= tau_low, and 1 elsewhere.
+    min. w is 1 + gamma where r_hat >= tau_high, 1 - gamma where r_hat <= tau_low, and 1 elsewhere; with
+    ``thresholds="quantile"`` the two thresholds come from each group's own ranks (see
+    :func:`_quantile_thresholds`).
     """
     scores = scores.float()
     if config.normalize == "per_ref":
@@ -156,10 +158,35 @@ def rebalance_weights(scores: torch.Tensor, ref_mask: torch.Tensor, config: DARC
     span = high - low
     defined = ref_mask & (span > 0)
     r_hat = torch.where(defined, (scores - low) / torch.where(defined, span, 1.0), float("nan"))
+    if config.thresholds == "quantile":
+        high, low = _quantile_thresholds(r_hat, defined, flat, batch * n_groups, config)
+        boost, damp = r_hat >= high, r_hat <= low
+        boost, damp = boost & ~damp, damp & ~boost  # a key meeting both (ties) is left alone
+    else:
+        boost, damp = r_hat >= config.tau_high, r_hat <= config.tau_low
     w = torch.ones_like(scores)
-    w = torch.where(defined & (r_hat >= config.tau_high), 1.0 + config.gamma, w)
-    w = torch.where(defined & (r_hat <= config.tau_low), 1.0 - config.gamma, w)
+    w = torch.where(defined & boost, 1.0 + config.gamma, w)
+    w = torch.where(defined & damp, 1.0 - config.gamma, w)
     return w, r_hat
+
+
+def _quantile_thresholds(r_hat: torch.Tensor, defined: torch.Tensor, flat: torch.Tensor, n_groups: int,
+                         config: DARConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-key thresholds (B, Lk) of ``thresholds="quantile"``: in a group of n defined keys, boost those at
+    or above the floor(q_high * n)-th largest r^ and damp those at or below the floor(q_low * n)-th smallest
+    (inclusive, so ties at a threshold move together; a count of 0 boosts or damps nothing)."""
+    n = torch.zeros(n_groups, device=r_hat.device).scatter_add_(0, flat.flatten(), defined.flatten().float())
+    # sort every key by (group, r^) once; undefined keys go to the end of the order
+    key = torch.where(defined, r_hat, torch.inf).double() + flat.double() * 4.0  # r^ in [0, 1]: groups apart
+    order = key.flatten().argsort()
+    ranked = r_hat.flatten()[order]
+    start = torch.zeros(n_groups, dtype=torch.long, device=r_hat.device)
+    start[1:] = n.long().cumsum(0)[:-1]
+    k_high, k_low = (n.double() * config.q_high).floor().long(), (n.double() * config.q_low).floor().long()
+    size = ranked.numel()
+    high = torch.where(k_high > 0, ranked[(start + n.long() - k_high).clamp(0, size - 1)], torch.inf)
+    low = torch.where(k_low > 0, ranked[(start + k_low - 1).clamp(0, size - 1)], -torch.inf)
+    return high.gather(0, flat.flatten()).view_as(r_hat), low.gather(0, flat.flatten()).view_as(r_hat)
 
 
 def _check_shapes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor | None) -> None:

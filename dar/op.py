@@ -237,33 +237,49 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     positions, valid = sampled
     if positions.shape[0] != batch or valid.shape != positions.shape:
         raise ValueError(f"dar_attention: sampled positions of shape {tuple(positions.shape)} do not match batch {batch}")
-    width, groups = positions.shape[1], heads // kv_heads
+    ids = None if ids is None else _to_device(ids, query.device)
     # (no "any reference key?" shortcut on accelerators: it would cost a device sync per layer)
-    if width > 0 and (ref.device.type != "cpu" or bool(ref.any())):
+    if positions.shape[1] > 0 and (ref.device.type != "cpu" or bool(ref.any())):
         factor = dim ** -0.5 if scale is None else scale
-        picked = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
-        picked = (picked.float() * factor).reshape(batch, kv_heads, groups * width, dim)  # row g*M + i
-        # The only score block, m x Lk per head, laid out (B, Hkv, Lk, G*M): keys on rows is the faster
-        # product on the CPU, and every reduction below is over keys (dim -2) or rows (dim -1).
-        logits = key.float() @ picked.transpose(-1, -2)
         bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)  # (B', Hm, M, Lk)
-        if bias is not None:
-            bias = bias.to(query.device)
-            if bias.shape[1] == heads:
-                bias = bias.reshape(bias.shape[0], kv_heads, groups, width, length_k).permute(0, 1, 4, 2, 3)
-            else:
-                bias = bias.transpose(-1, -2).unsqueeze(-2).expand(bias.shape[0], 1, length_k, groups, width)
-            logits.add_(bias.reshape(bias.shape[0], bias.shape[1], length_k, groups * width))
-        # Softmax rows summed over queries and heads, in place: r = sum_rows exp(l - max) / Z. A fully masked
-        # row (max = -inf) or a padding slot gets row weight 0, so it contributes nothing.
-        top = logits.amax(dim=-2, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        logits.sub_(top).exp_()
-        total = logits.sum(dim=-2, keepdim=True)  # (B, Hkv, 1, G*M)
-        slots = valid[:, None, None, :].expand(batch, 1, groups, width).reshape(batch, 1, 1, groups * width)
-        row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * slots
-        scores = (logits @ row_weight.transpose(-1, -2)).sum(dim=(1, 3))  # (B, Lk)
-    return rebalance_weights(scores, ref, config, None if ids is None else _to_device(ids, query.device))
+        bias = None if bias is None else bias.to(query.device)
+        from .compiled import analysis
+
+        return analysis(config, query.device)(query, key, positions, valid, bias, factor, ref, ids, config)
+    return rebalance_weights(scores, ref, config, ids)
+
+
+def _scores(query: torch.Tensor, key: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
+            bias: torch.Tensor | None, factor: float) -> torch.Tensor:
+    """r: the sampled queries' softmax probabilities summed over queries and heads, per key (B, Lk) float32."""
+    batch, heads, _, dim = query.shape
+    kv_heads, length_k = key.shape[1], key.shape[2]
+    width, groups = positions.shape[1], heads // kv_heads
+    picked = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
+    picked = (picked.float() * factor).reshape(batch, kv_heads, groups * width, dim)  # row g*M + i
+    # The only score block, m x Lk per head, laid out (B, Hkv, Lk, G*M): keys on rows is the faster
+    # product on the CPU, and every reduction below is over keys (dim -2) or rows (dim -1).
+    logits = key.float() @ picked.transpose(-1, -2)
+    if bias is not None:
+        if bias.shape[1] == heads:
+            bias = bias.reshape(bias.shape[0], kv_heads, groups, width, length_k).permute(0, 1, 4, 2, 3)
+        else:
+            bias = bias.transpose(-1, -2).unsqueeze(-2).expand(bias.shape[0], 1, length_k, groups, width)
+        logits.add_(bias.reshape(bias.shape[0], bias.shape[1], length_k, groups * width))
+    # Softmax rows summed over queries and heads, in place: r = sum_rows exp(l - max) / Z. A fully masked
+    # row (max = -inf) or a padding slot gets row weight 0, so it contributes nothing.
+    top = logits.amax(dim=-2, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    logits.sub_(top).exp_()
+    total = logits.sum(dim=-2, keepdim=True)  # (B, Hkv, 1, G*M)
+    slots = valid[:, None, None, :].expand(batch, 1, groups, width).reshape(batch, 1, 1, groups * width)
+    row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * slots
+    return (logits @ row_weight.transpose(-1, -2)).sum(dim=(1, 3))
+
+
+def eager_analysis(query, key, positions, valid, bias, factor, ref, ids, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores, then weights: the eager reference of the compiled analysis (:mod:`dar.compiled`)."""
+    return rebalance_weights(_scores(query, key, positions, valid, bias, factor), ref, config, ids)
 
 
 def dar_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ref_mask: torch.Tensor,

@@ -220,7 +220,7 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     if attn_mask is not None and is_causal:
         raise ValueError("dar_attention: pass either attn_mask or is_causal=True, not both (as for SDPA)")
     batch, heads, length_q, dim = query.shape
-    kv_heads, length_k = key.shape[1], key.shape[2]
+    length_k = key.shape[2]
     ref = _rows(ref_mask, batch, length_k, "ref_mask", ("bool",))
     if ref is None:
         raise ValueError("dar_attention: ref_mask is required (use torch.zeros(Lk, dtype=torch.bool) for none)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import os
 import shutil
@@ -58,6 +59,7 @@ def evaluate(
     batch_size: int = 1,
     redo_failed: bool = False,
     progress: bool = True,
+    run_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Run a model on tasks, judge the images and aggregate; returns what ``results.json`` holds.
 
@@ -65,6 +67,7 @@ def evaluate(
     ``*_args``: ``"k=v,..."``, JSON or a mapping. ``dar``: True (the paper's defaults), a dict or a
     ``DARConfig``; ``dar_args`` sets DAR fields (and turns DAR on). ``limit``: a case count per task
     or a fraction below 1. Resuming: call again with the same arguments. Returns None on ranks > 0.
+    ``run_name``: the run folder's name under ``output_path`` instead of ``<model>[__dar]`` (dar-sweep).
     """
     import registry
 
@@ -95,7 +98,7 @@ def evaluate(
     )
     if adapter_obj is None:
         adapter_obj = _load_adapter(cfg)  # checks model_args now; adapters load their weights on first use
-    layout = Layout(Path(output_path) / cfg.dir_name)
+    layout = Layout(Path(output_path) / (run_name or cfg.dir_name))
     return _run(cfg, layout, mode="generate" if predict_only else "run", overwrite=overwrite, adapter_obj=adapter_obj,
                 judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress)
 
@@ -355,9 +358,10 @@ def _resolve_dar(dar: Any, dar_args: str | Mapping[str, Any] | None) -> Any:
 def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
     if dar_obj is None:
         return None
+    # in the JSON form run_config.json stores (tuples as lists), so a resumed DAR run compares equal
     if dataclasses.is_dataclass(dar_obj):
-        return dataclasses.asdict(dar_obj)
-    return dict(vars(dar_obj))
+        return json.loads(json.dumps(dataclasses.asdict(dar_obj)))
+    return json.loads(json.dumps(dict(vars(dar_obj))))
 
 
 def _include(path: str | Path) -> None:

@@ -89,8 +89,10 @@ def run(device: str, dtype: torch.dtype, text: int, gen: int, refs: int, hidden:
     with torch.inference_mode():
         for flag in (False, True):
             forward(x0, flag)  # warm-up (and compilation)
-        plain = [timed(lambda: forward(x0, False)) for _ in range(repeats)]
-        with_dar = [timed(lambda: forward(x0, True)) for _ in range(repeats)]
+        plain, with_dar = [], []
+        for _ in range(repeats):  # interleaved, so load drifts hit both alike
+            plain.append(timed(lambda: forward(x0, False)))
+            with_dar.append(timed(lambda: forward(x0, True)))
     p, d = statistics.median(plain), statistics.median(with_dar)
     print(f"device={device} dtype={str(dtype).removeprefix('torch.')} tokens={n} (text {text}, generated {gen}, "
           f"refs {refs}) hidden={hidden} heads={heads} layers={layers} compile={compile_mode}")
@@ -116,8 +118,11 @@ def loop(forward, x0, timed, reuse: int, steps: int, ref) -> None:
     with torch.inference_mode():
         fresh: list = []
         denoise(1, fresh)  # warm-up, and the fresh weights at every step
-        t_fresh = statistics.median(timed(lambda: denoise(1)) for _ in range(3))
-        t_reuse = statistics.median(timed(lambda: denoise(reuse)) for _ in range(3))
+        times: dict[int, list[float]] = {1: [], reuse: []}
+        for _ in range(3):  # interleaved
+            for k in times:
+                times[k].append(timed(lambda k=k: denoise(k)))
+        t_fresh, t_reuse = statistics.median(times[1]), statistics.median(times[reuse])
         moved = []
         for s in range(steps):
             base = s - s % reuse

@@ -40,10 +40,14 @@ def _pixels(image: Image.Image) -> bytes:
 
 
 def _dar_triple(adapter, prompt="the red one next to the blue one"):
-    """Off, gamma=0 and default-gamma images, with the number of attention calls DAR touched."""
+    """Off, gamma=0 (recording maps) and default-gamma images, with the number of attention calls DAR touched."""
     off = adapter.generate(_refs(), prompt, seed=1)
-    zero = adapter.generate(_refs(), prompt, seed=1, dar={"gamma": 0.0})
+    zero = adapter.generate(_refs(), prompt, seed=1, dar={"gamma": 0.0, "record_maps": True})
     zero_calls = adapter.last_dar_calls
+    maps = zero.info["dar_maps"]  # one map per reference, on its token grid (the references differ in shape)
+    assert isinstance(maps, list) and len(maps) == 2, maps
+    assert all(m["r_hat"].shape == tuple(m["grid"]) and (m["w"] == 1).all() for m in maps)
+    assert maps[0]["grid"] != maps[1]["grid"]
     on = adapter.generate(_refs(), prompt, seed=1, dar=True)
     return off, zero, on, zero_calls, adapter.last_dar_calls
 

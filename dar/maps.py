@@ -23,14 +23,17 @@ class MapRecorder:
     def __init__(self) -> None:
         self.sums: dict[int, dict[str, Any]] = {}
         self.unavailable: str | None = None
-        self._index: tuple[int, dict] | None = None  # (id of the placement, ref id -> token positions)
 
-    def _positions(self, place, device) -> dict:
-        if self._index is None or self._index[0] != id(place):
+    @staticmethod
+    def _positions(place, device) -> dict:
+        """Reference id -> its token positions in the key sequence, computed once per forward (on the placement)."""
+        cached = place.__dict__.get("_map_positions")
+        if cached is None:
             ids = place.map_ids if place.map_ids is not None else place.ref_ids
             row = ids[place.map_row].cpu()
-            self._index = (id(place), {k: (row == k).nonzero().flatten().to(device) for k in place.grids})
-        return self._index[1]
+            cached = place.__dict__["_map_positions"] = {k: (row == k).nonzero().flatten().to(device)
+                                                         for k in place.grids}
+        return cached
 
     def add(self, state, layer: int | None, w, r_hat) -> None:
         place = state.placement

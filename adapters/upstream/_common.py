@@ -25,8 +25,6 @@ __all__ = [
     "resolve_weights",
     "torch_dtype",
     "resolve_device",
-    "StepCounter",
-    "dar_exclusion",
     "merge_settings",
 ]
 
@@ -139,26 +137,6 @@ def resolve_device(device: str | None) -> str:
     return str(device)
 
 
-class StepCounter:
-    """Turns the timesteps a model is called with into (step index, branch index within the step).
-
-    Pipelines call their transformer once per guidance branch at each timestep, in a fixed order; a new
-    timestep value starts a new step. Used to honour DAR's step and branch options.
-    """
-
-    def __init__(self) -> None:
-        self.step = -1
-        self.branch = -1
-        self._last: float | None = None
-
-    def see(self, t: float) -> tuple[int, int]:
-        if self._last is None or t != self._last:
-            self.step, self.branch, self._last = self.step + 1, 0, t
-        else:
-            self.branch += 1
-        return self.step, self.branch
-
-
 def merge_settings(adapter: str, settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """The adapter's generation settings with per-call ``gen_kwargs`` applied; an unknown key is an error."""
     unknown = set(overrides) - set(settings)
@@ -166,10 +144,3 @@ def merge_settings(adapter: str, settings: dict[str, Any], overrides: dict[str, 
         raise ConfigError(f"adapter {adapter!r}: unknown generation settings {sorted(unknown)}; "
                           f"accepted: {sorted(settings)}")
     return {**settings, **overrides}
-
-
-def dar_exclusion(config: Any, *, layer: int | None, step: int | None, num_steps: int | None,
-                  conditional: bool) -> str | None:
-    """``DARConfig.exclusion`` for an upstream loop that counts steps as integers (step i of num_steps)."""
-    fraction = None if step is None or not num_steps else step / num_steps
-    return config.exclusion(layer=layer, step=fraction, conditional=conditional)

@@ -69,6 +69,7 @@ def evaluate(
     progress: bool = True,
     num_images: int | None = None,
     results_name: str | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Run a model on tasks, judge the images and aggregate; returns what ``results.json`` holds.
 
@@ -78,6 +79,7 @@ def evaluate(
     or a fraction below 1. ``num_images``: images per case (default: each task card's). ``results_name``:
     write this run's selection as ``<results_name>.json/.md`` instead of results.json (a narrower view of a
     folder that holds more). Resuming: call again with the same arguments. Returns None on ranks > 0.
+    ``run_name``: the run folder's name under ``output_path`` instead of ``<model>[__dar]`` (dar-sweep).
     """
     import registry
 
@@ -109,7 +111,7 @@ def evaluate(
     )
     if adapter_obj is None:
         adapter_obj = _load_adapter(cfg)  # checks model_args now; adapters load their weights on first use
-    layout = Layout(Path(output_path) / cfg.dir_name)
+    layout = Layout(Path(output_path) / (run_name or cfg.dir_name))
     return _run(cfg, layout, mode="generate" if predict_only else "run", overwrite=overwrite, adapter_obj=adapter_obj,
                 judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress, results_name=results_name)
 
@@ -430,9 +432,10 @@ def _resolve_dar(dar: Any, dar_args: str | Mapping[str, Any] | None) -> Any:
 def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
     if dar_obj is None:
         return None
+    # in the JSON form run_config.json stores (tuples as lists), so a resumed DAR run compares equal
     if dataclasses.is_dataclass(dar_obj):
-        return dataclasses.asdict(dar_obj)
-    return dict(vars(dar_obj))
+        return json.loads(json.dumps(dataclasses.asdict(dar_obj)))
+    return json.loads(json.dumps(dict(vars(dar_obj))))
 
 
 def _include(path: str | Path) -> None:

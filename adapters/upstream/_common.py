@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from micon_tasks.devices import resolve_device
 from micon_tasks.errors import ConfigError
 
 __all__ = [
@@ -23,7 +24,6 @@ __all__ = [
     "resolve_code_path",
     "upstream_imports",
     "resolve_weights",
-    "torch_dtype",
     "resolve_device",
     "merge_settings",
 ]
@@ -113,28 +113,6 @@ def resolve_weights(pretrained: str, *, adapter: str, allow_patterns: Sequence[s
         return Path(snapshot_download(pretrained, allow_patterns=list(allow_patterns) if allow_patterns else None))
     except Exception as exc:  # offline, gated, unknown repo: say which argument to fix
         raise ConfigError(f"adapter {adapter!r}: cannot get weights 'pretrained={pretrained}': {exc}") from exc
-
-
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
-
-def torch_dtype(name: str, *, adapter: str) -> Any:
-    import torch
-
-    key = _DTYPES.get(str(name).lower())
-    if key is None:
-        raise ConfigError(f"adapter {adapter!r}: dtype {name!r} is not one of {', '.join(sorted(_DTYPES))}")
-    return getattr(torch, key)
-
-
-def resolve_device(device: str | None) -> str:
-    """``None``/"auto" -> cuda when available, else cpu."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
 
 
 def merge_settings(adapter: str, settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from adapters.upstream._common import (
     resolve_code_path,
     resolve_device,
     resolve_weights,
-    torch_dtype,
     upstream_imports,
 )
 from dar.layouts import ModelLayout, Placement, Route, StepCounter, register_layout
 from dar.maps import attach_maps
+from micon_tasks.devices import resolve_dtype
 from micon_tasks.errors import ConfigError
 from registry import register_adapter
 
@@ -80,7 +80,7 @@ class OmniGen2Adapter(ModelAdapter):
         if int(steps) < 1:
             raise ConfigError(f"adapter 'omnigen2': steps must be >= 1, got {steps!r}")
         self.pretrained, self.dtype_name, self.device = pretrained, dtype, resolve_device(device)
-        self.dtype = torch_dtype(dtype, adapter=SPEC.adapter)
+        self.dtype = resolve_dtype(dtype, self.device, what=f"adapter {SPEC.adapter!r}: dtype")
         self.steps = int(steps)
         self.text_guidance_scale, self.image_guidance_scale = float(text_guidance_scale), float(image_guidance_scale)
         self.cfg_range = (float(cfg_range_start), float(cfg_range_end))

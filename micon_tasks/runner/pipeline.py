@@ -215,6 +215,8 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
         if mode in ("run", "judge"):
             preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
             check_judge_kinds(load_judge(), list(tasks.values()))
+        if mode in ("run", "generate") and adapter_obj is not None and callable(getattr(adapter_obj, "preflight", None)):
+            adapter_obj.preflight()  # weights that cannot be found fail now, in one line
         if mode in ("run", "generate"):
             stage = GenerateStage(cfg, layout, lambda: adapter_obj or _load_adapter(cfg), dar=dar_obj,
                                   redo_failed=redo_failed, is_main=dist.is_main)

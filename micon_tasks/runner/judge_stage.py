@@ -128,7 +128,9 @@ def check_judge_kinds(judge: Any, tasks: list[Any]) -> None:
                              f"(it scores {', '.join(kinds)}); choose a judge for it")
 
 
-CHUNK_PER_SLOT = 4  # cases per concurrency slot in one judge_batch call
+# Cases per concurrency slot in one judge_batch call: enough that a slow reply does not idle the other slots,
+# few enough that a chunk's stored images (about 7 MB a case at 1024 x 1024) stay far below the memory budget.
+CHUNK_PER_SLOT = 2
 
 
 def _chunk_size(judge: Any) -> int:

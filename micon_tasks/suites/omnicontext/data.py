@@ -191,15 +191,23 @@ def convert(source: datasets.Dataset, *, task: str, task_type: str) -> tuple[dat
     """The task's scored rows in the project's schema, and what was left out (``filtered``)."""
     import datasets
 
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
     meta = source.select_columns(_TEXT_FIELDS).to_list()  # no image is read for rows of other types
     picked, by_language = _select(meta, task=task, task_type=task_type)
-    sub = source.select_columns(list(FIELDS)).select(picked)
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # eight small conversions per run: their bars would only be noise
     try:
-        sub = sub.cast_column("input_images", datasets.List(datasets.Image(decode=False)))
-    except (TypeError, ValueError) as exc:
-        raise DataSourceError(f"task {task!r}: column 'input_images' is not a list of images ({exc})") from None
-    rows = sub.map(_to_rows, batched=True, batch_size=16, remove_columns=list(FIELDS), features=features(),
-                   fn_kwargs={"task": task})
+        sub = source.select_columns(list(FIELDS)).select(picked)
+        try:
+            sub = sub.cast_column("input_images", datasets.List(datasets.Image(decode=False)))
+        except (TypeError, ValueError) as exc:
+            raise DataSourceError(f"task {task!r}: column 'input_images' is not a list of images ({exc})") from None
+        rows = sub.map(_to_rows, batched=True, batch_size=16, remove_columns=list(FIELDS), features=features(),
+                       fn_kwargs={"task": task})
+    finally:
+        if not quiet:
+            enable_progress_bars()
     info = {
         "rule": f"instruction_language == {SCORED_LANGUAGE!r}",
         "n_rows_of_type": len(picked) + sum(by_language.values()),

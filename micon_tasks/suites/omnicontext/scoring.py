@@ -78,6 +78,21 @@ class RubricKind(ScoringKind):
         return CaseScore(case_id=case_id, score=score, dimensions=values, n_checkpoint_errors=len(errors),
                          clean=not errors, extra=extra)
 
+    def combine_images(self, scores: list[CaseScore]) -> CaseScore:
+        """Several images of one item (a card with ``num_images`` > 1): the mean overall, each criterion's mean
+        over the images where it was read, every unreadable criterion counted; clean only if every image is."""
+        if len(scores) == 1:
+            return scores[0]
+        first = scores[0]
+        names = list(dict.fromkeys(n for s in scores for n in s.dimensions))
+        parts = {n: mean([s.dimensions[n] for s in scores if n in s.dimensions]) for n in names}
+        return CaseScore(case_id=first.case_id, score=mean([s.score for s in scores]), dimensions=parts,
+                         n_checkpoint_errors=sum(s.n_checkpoint_errors for s in scores), clean=all(s.clean for s in scores),
+                         reason=next((s.reason for s in scores if s.reason), None),
+                         extra={"criterion_errors": sorted({n for s in scores for n in s.extra.get("criterion_errors", [])}),
+                                "n_salvaged": sum(s.extra.get("n_salvaged", 0) for s in scores),
+                                "judge_model": first.extra.get("judge_model"), "n_images": len(scores)})
+
     def summarise_task(self, task: Any, scores: list[CaseScore], *, seed: int) -> dict[str, Any]:
         opts = RubricOptions.from_options(task.config.scoring.options, task=task.name)
         ids = [c.case_id for c in scores]

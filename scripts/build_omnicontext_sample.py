@@ -125,7 +125,7 @@ def render_readme(cache: dict[str, bytes]) -> str:
         "",
         "## Images and licences",
         "",
-        f"Every input image is a crop or tint of a photograph shipped in scikit-image's `skimage/data` folder,",
+        "Every input image is a crop or tint of a photograph shipped in scikit-image's `skimage/data` folder,",
         f"resized to {LONG_SIDE} px on the long side; the licences are the ones scikit-image documents.",
         "",
         "| image | made from | how | licence | source |",

@@ -5,9 +5,8 @@ heavy (datasets, torch) is imported until a task loads its data. See docs/omnico
 
 from __future__ import annotations
 
-from registry import scoring_kinds
-
 from micon_tasks.suites.omnicontext.scoring import RubricKind
+from registry import scoring_kinds
 
 scoring_kinds.add("rubric", RubricKind())  # before the cards below are read: they name this kind
 

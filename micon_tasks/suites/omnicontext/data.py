@@ -190,7 +190,6 @@ def _to_rows(batch: dict[str, list[Any]], *, task: str) -> dict[str, list[Any]]:
 def convert(source: datasets.Dataset, *, task: str, task_type: str) -> tuple[datasets.Dataset, dict[str, Any]]:
     """The task's scored rows in the project's schema, and what was left out (``filtered``)."""
     import datasets
-
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     meta = source.select_columns(_TEXT_FIELDS).to_list()  # no image is read for rows of other types

@@ -121,7 +121,7 @@ def test_a_rerun_makes_no_request_and_changes_no_score(runs, judge):
     assert again["suites"] == runs["both"]["suites"] and again["results"] == runs["both"]["results"]
 
 
-def test_malformed_reply_is_counted_as_an_error_and_scores_zero(tmp_path):
+def test_malformed_reply_is_counted_as_an_error_and_scores_zero(tmp_path, capsys):
     from micon_tasks.task import load_task
 
     item = load_task("omnicontext_scene_object", source="sample")[0]
@@ -142,3 +142,5 @@ def test_malformed_reply_is_counted_as_an_error_and_scores_zero(tmp_path):
     suite = res["suites"]["omnicontext"]
     assert suite["counts"]["missing_tasks"] and suite["counts"]["n_checkpoint_errors"] == 1
     assert "micon" not in res.get("suites", {}) and res["benchmark"] is None
+    console = capsys.readouterr().out  # the console shows this run's suite, not an empty MICON table
+    assert "## OmniContext" in console and "| Object |" not in console and "not comparable" in console

@@ -144,3 +144,16 @@ def test_malformed_reply_is_counted_as_an_error_and_scores_zero(tmp_path, capsys
     assert "micon" not in res.get("suites", {}) and res["benchmark"] is None
     console = capsys.readouterr().out  # the console shows this run's suite, not an empty MICON table
     assert "## OmniContext" in console and "| Object |" not in console and "not comparable" in console
+
+
+def test_limit_then_a_full_run_judges_only_the_new_items(tmp_path):
+    rec = Recorder()
+    with FakeJudgeServer(rec) as srv:
+        first = _run(tmp_path, srv, "omnicontext", "--limit", "1")
+        assert first["suites"]["omnicontext"]["counts"]["n_cases"] == 8 and len(srv.requests) == 16
+        full = _run(tmp_path, srv, "omnicontext")
+        assert full["suites"]["omnicontext"]["counts"]["n_cases"] == N_OMNI
+        assert len(srv.requests) == 2 * N_OMNI  # the 8 items judged before are not asked again
+    for t, block in first["results"].items():
+        recs = [json.loads(x) for x in (tmp_path / "collage" / f"samples_{t}.jsonl").read_text().splitlines()]
+        assert recs[0]["score"]["score"] == pytest.approx(block["score"])  # the first item kept its score

@@ -177,3 +177,23 @@ def test_scores_come_only_from_the_reply_not_from_chance():
         runs = [judge.judge_batch([req])[0] for _ in range(3)]
     assert all(v.status == "error" and v.value is None for r in runs for v in r.verdicts)
     assert len(srv.requests) == 6
+
+
+def test_a_variant_card_turns_the_pf_scene_wording_on_without_python(tmp_path):
+    import registry
+
+    (tmp_path / "variant.yaml").write_text(
+        "task: omnicontext_scene_object_pf_scene\nclass: omnicontext_scene_object\nscoring:\n  criteria:\n"
+        "    - {name: PF, template: prompt_following_v1, scene_variant: true}\n"
+        "    - {name: SC, template: subject_consistency_v1, scene_variant: true}\n")
+    try:
+        variant = load_task("omnicontext_scene_object_pf_scene", source="sample", include=tmp_path)
+        base = load_task("omnicontext_scene_object", source="sample")
+        assert variant.case_ids == base.case_ids and variant.task_type == "scene_object"
+        req = JudgeRequest(variant.name, variant[0], Image.new("RGB", (8, 8)), kind="rubric",
+                           scoring=variant.config.scoring)
+        pf_on, sc_on = render_rubric(req, _Judge())
+        pf_off, sc_off = render_rubric(_request("omnicontext_scene_object"), _Judge())
+        assert pf_on.text != pf_off.text and sc_on.text == sc_off.text
+    finally:
+        registry.tasks.remove("omnicontext_scene_object_pf_scene")

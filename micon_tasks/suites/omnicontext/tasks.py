@@ -1,6 +1,7 @@
 """The eight OmniContext tasks (``omnicontext_<task_type>``) and the ``omnicontext`` group (a suite).
 
-Each task is one YAML card in ``cards/`` over :class:`OmniContextTask`; the card's ``metadata.task_type``
+Each task is one YAML card beside this module over :class:`OmniContextTask` (the shared template names it
+with ``class:``); the card's ``metadata.task_type``
 says which rows of the dataset it scores. Sources: ``hub`` (``OmniGen2/OmniContext``, split ``train``),
 a local folder (parquet files or ``save_to_disk``) and ``sample`` (bundled, built by
 ``scripts/build_omnicontext_sample.py``).
@@ -17,7 +18,7 @@ from micon_tasks.task import Task, _class_name, declare, register_yaml_group
 
 __all__ = ["OmniContextTask", "CARDS", "TASK_NAMES", "card_task_type"]
 
-CARDS = Path(__file__).resolve().parent / "cards"
+CARDS = Path(__file__).resolve().parent
 
 
 def card_task_type(config: Any) -> str:

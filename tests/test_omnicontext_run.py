@@ -119,6 +119,9 @@ def test_a_rerun_makes_no_request_and_changes_no_score(runs, judge):
     again = _run(runs["both_dir"], srv, "micon,omnicontext")
     assert len(srv.requests) == n
     assert again["suites"] == runs["both"]["suites"] and again["results"] == runs["both"]["results"]
+    from micon_tasks.runner import aggregate_outputs
+
+    assert aggregate_outputs(runs["both_dir"])["suites"] == runs["both"]["suites"]  # re-scored from the records alone
 
 
 def test_malformed_reply_is_counted_as_an_error_and_scores_zero(tmp_path, capsys):

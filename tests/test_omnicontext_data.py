@@ -134,3 +134,9 @@ def test_sample_build_is_deterministic_and_matches_the_bundled_file(tmp_path):
     assert (tmp_path / b.PARQUET).read_bytes() == (bundled / b.PARQUET).read_bytes()
     assert (tmp_path / "README.md").read_text() == (bundled / "README.md").read_text()
     assert "CC0" in (bundled / "README.md").read_text() and "zh, filtered" in (bundled / "README.md").read_text()
+
+
+def test_a_row_without_key_is_named_by_its_position(tmp_path):
+    folder = oc.parquet_folder(tmp_path, [oc.row("a1"), {**oc.row("x"), "key": ""}])
+    with pytest.raises(CaseValidationError, match="case 'row 1', field 'key'"):
+        len(load_task("omnicontext_multi_object", source=str(folder)))

@@ -127,9 +127,11 @@ def load_source_rows(where: dict[str, Any], *, task: str, split: str) -> dataset
     return ds
 
 
-def _item(row: dict[str, Any], index: int) -> str:
+def _key(row: dict[str, Any]) -> str | None:
+    """The item's id as text (an integer key is accepted), or None when it has none."""
     key = row.get("key")
-    return str(key) if isinstance(key, (str, int)) and not isinstance(key, bool) and str(key).strip() else f"#{index}"
+    ok = isinstance(key, (str, int)) and not isinstance(key, bool) and str(key).strip()
+    return str(key) if ok else None
 
 
 def _select(rows: list[dict[str, Any]], *, task: str, task_type: str) -> tuple[list[int], dict[str, int]]:
@@ -138,14 +140,15 @@ def _select(rows: list[dict[str, Any]], *, task: str, task_type: str) -> tuple[l
     filtered: Counter[str] = Counter()
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
-        item = _item(row, i)
+        key = _key(row)
+        item = key if key is not None else f"row {i}"
         kind = row.get("task_type")
         if kind not in TASK_TYPES:
             raise CaseValidationError(task, item, "task_type",
                                       f"unknown task type {kind!r}; OmniContext's are {', '.join(TASK_TYPES)}")
         if kind != task_type:
             continue
-        if item.startswith("#"):
+        if key is None:
             raise CaseValidationError(task, item, "key", "must be a non-empty string (the item's id)")
         lang = row.get("instruction_language")
         if not isinstance(lang, str) or not lang.strip():

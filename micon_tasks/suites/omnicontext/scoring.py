@@ -28,7 +28,8 @@ BOOTSTRAP_ITERS = 1000
 
 def macro(values: list[float | None], stderrs: list[float | None] | None = None) -> tuple[float | None, float | None]:
     """(unweighted mean of the present values, its standard error from the parts' errors)."""
-    present = [(v, (stderrs or [None] * len(values))[i]) for i, v in enumerate(values) if v is not None]
+    errs_in = list(stderrs) if stderrs is not None else [None] * len(values)
+    present = [(v, e) for v, e in zip(values, errs_in) if v is not None]
     if not present:
         return None, None
     value = sum(v for v, _ in present) / len(present)

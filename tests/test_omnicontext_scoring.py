@@ -144,7 +144,7 @@ def test_markdown_says_when_scores_are_not_comparable(tasks):
     for text in (other, ref):
         assert "| Model | S-Char | S-Obj | M-Char | M-Obj | M-C+O | Sc-Char | Sc-Obj | Sc-C+O | Avg |" in text
         assert "| Model | SINGLE Char | SINGLE Obj | MULTIPLE Char | MULTIPLE Obj | SCENE Char | SCENE Obj |" in text
-        assert f"{math.sqrt(56):.2f}" in text and "Filtered: 1 items" in text
+        assert f"{math.sqrt(56):.2f}" in text and "Filtered: 1 item whose" in text
 
 
 @pytest.mark.parametrize(("change", "field"), [

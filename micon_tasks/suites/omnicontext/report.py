@@ -48,8 +48,9 @@ def rubric_markdown(block: dict[str, Any], *, model: str) -> str:
         f"{counts.get('n_salvaged', 0)} scores read from a non-standard reply (salvaged).",
     ]
     if counts.get("n_filtered"):
-        notes.append(f"Filtered: {counts['n_filtered']} items whose instruction is not in English were left out "
-                     "(the authors score English instructions only).")
+        n = counts["n_filtered"]
+        notes.append(f"Filtered: {n} item{'s' if n != 1 else ''} whose instruction is not in English "
+                     f"{'were' if n != 1 else 'was'} left out (the authors score English instructions only).")
     if counts.get("missing_tasks"):
         notes.append(f"Not in this run: {', '.join(counts['missing_tasks'])}; Avg covers the types shown only.")
     judge = block.get("judge") or {}

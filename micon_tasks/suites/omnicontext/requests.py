@@ -65,6 +65,8 @@ def shrink_for_judge(image: Any, max_pixels: int | None, multiple: int | None) -
     496x368; 2048x2048 -> 1024x1024. Unchanged sizes return the image itself."""
     from PIL import Image
 
+    from micon_tasks.images import to_rgb
+
     w, h = image.size
     if max_pixels and w * h > max_pixels:
         s = math.sqrt(max_pixels / (w * h))
@@ -72,8 +74,8 @@ def shrink_for_judge(image: Any, max_pixels: int | None, multiple: int | None) -
     if multiple:
         w, h = max(multiple, w // multiple * multiple), max(multiple, h // multiple * multiple)
     if (w, h) == image.size:
-        return image
-    return image.resize((w, h), Image.Resampling.LANCZOS)
+        return image  # untouched: a lazy image keeps its stored bytes for the backend
+    return to_rgb(image).resize((w, h), Image.Resampling.LANCZOS)
 
 
 def _options_for_backend(opts: RubricOptions) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The eight OmniContext tasks (``omnicontext_<task_type>``) and the ``omnicontext`` group (a suite).
 
-Each task is one YAML card beside this module over :class:`OmniContextTask` (the shared template names it
-with ``class:``); the card's ``metadata.task_type``
+Each task is one YAML card beside this module, read by the task index (``micon_tasks/index.py``); the shared
+template names :class:`OmniContextTask` with ``class:``, so every card gets its own subclass; the card's ``metadata.task_type``
 says which rows of the dataset it scores. Sources: ``hub`` (``OmniGen2/OmniContext``, split ``train``),
 a local folder (parquet files or ``save_to_disk``) and ``sample`` (bundled, built by
 ``scripts/build_omnicontext_sample.py``).
@@ -9,16 +9,13 @@ a local folder (parquet files or ``save_to_disk``) and ``sample`` (bundled, buil
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from micon_tasks.errors import ConfigError
 from micon_tasks.suites.omnicontext import data
-from micon_tasks.task import Task, _class_name, declare, register_yaml_group
+from micon_tasks.task import Task
 
-__all__ = ["OmniContextTask", "CARDS", "TASK_NAMES", "card_task_type"]
-
-CARDS = Path(__file__).resolve().parent
+__all__ = ["OmniContextTask", "card_task_type"]
 
 
 def card_task_type(config: Any) -> str:
@@ -34,6 +31,12 @@ class OmniContextTask(Task):
     """An OmniContext task type: the dataset's rows of that type whose instruction is in English."""
 
     _filtered: dict[str, Any] | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A card naming no known task type is refused when the index reads it, naming the task."""
+        super().__init_subclass__(**kwargs)
+        if "config" in vars(cls):
+            card_task_type(cls.config)
 
     @property
     def task_type(self) -> str:
@@ -64,18 +67,3 @@ class OmniContextTask(Task):
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "task_type": self.task_type, "filtered": self.filtered if self._dataset is not None
                 else None}
-
-
-def _declare_all() -> list[str]:
-    names = []
-    for card in sorted(CARDS.glob("omnicontext_*.yaml")):
-        cls = type(_class_name(card.stem), (OmniContextTask,), {"__module__": __name__,
-                                                                "__doc__": f"OmniContext task card {card.name}."})
-        declare(card)(cls)
-        card_task_type(cls.config)  # a card naming no known task type is refused here, naming the task
-        names.append(cls.config.task)
-    return names
-
-
-TASK_NAMES = _declare_all()
-register_yaml_group(CARDS / "omnicontext.yaml")

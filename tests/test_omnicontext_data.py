@@ -140,3 +140,13 @@ def test_a_row_without_key_is_named_by_its_position(tmp_path):
     folder = oc.parquet_folder(tmp_path, [oc.row("a1"), {**oc.row("x"), "key": ""}])
     with pytest.raises(CaseValidationError, match="case 'row 1', field 'key'"):
         len(load_task("omnicontext_multi_object", source=str(folder)))
+
+
+def test_a_card_with_an_unknown_task_type_is_refused_when_indexed(tmp_path):
+    from micon_tasks.index import include_path
+
+    (tmp_path / "odd.yaml").write_text("task: omnicontext_odd\nclass: omnicontext_single_object\n"
+                                       "metadata: {version: 1, task_type: single_animal}\n")
+    with pytest.warns(UserWarning, match="omnicontext_odd.*metadata.task_type.*'single_animal'"):
+        report = include_path(tmp_path)
+    assert report.tasks == [] and "omnicontext_odd" not in registry.list_tasks()

@@ -190,3 +190,15 @@ def test_dreamomni2_applies_its_lora_to_kontext(saved, refs, tmp_path):
     assert _same(a, dream.generate(refs[:2], PROMPT, seed=5))
     assert not _same(a, kontext.generate(refs[:2], PROMPT, seed=5))
     assert dream.model_info()["lora"]["weights"] == str(tmp_path / "lora")
+
+
+def test_preflight_resolves_weights_without_loading(saved, tmp_path, monkeypatch):
+    adapter = load_adapter("omnigen", f"pretrained={saved['omnigen']},{BASE}")
+    adapter.preflight()  # a saved local pipeline: resolvable
+    assert adapter._pipe is None  # nothing was loaded
+    with pytest.raises(ConfigError, match="has no model_index.json"):
+        load_adapter("omnigen", f"pretrained={tmp_path / 'nowhere'},{BASE}").preflight()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"pretrained=some-org/not-cached.*Hub is offline") as err:
+        load_adapter("omnigen", f"pretrained=some-org/not-cached,{BASE}").preflight()
+    assert "\n" not in str(err.value)

@@ -42,7 +42,8 @@ log = logging.getLogger("micon_tasks.runner")
 
 #: The paper's judge: Qwen3-VL-32B-Instruct behind a local vLLM server (see judge_stage.VLLM_COMMAND).
 DEFAULT_JUDGE = "openai"
-DEFAULT_JUDGE_ARGS: dict[str, Any] = {"base_url": "http://localhost:8000/v1"}
+#: No endpoint here: the judge resolves it once (base_url, else $OPENAI_BASE_URL, else http://localhost:8000/v1).
+DEFAULT_JUDGE_ARGS: dict[str, Any] = {}
 
 
 def evaluate(

@@ -3,17 +3,19 @@ on a loopback OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import math
 import re
 
 import pytest
 import test_omnicontext_helpers as oc
-from fake_judge_server import FakeJudgeServer, Reply
+from fake_judge_server import FakeJudgeServer, Reply, prompt_text
 from PIL import Image
 
 from micon_tasks.judges import JudgeRequest, load_judge
-from micon_tasks.suites.omnicontext.requests import read_score, render_rubric, shrink_for_judge
+from micon_tasks.suites.omnicontext.requests import read_score, render_rubric
 from micon_tasks.task import load_task
 
 
@@ -21,12 +23,17 @@ from micon_tasks.task import load_task
     ((3000, 2000), (1248, 832)), ((500, 375), (496, 368)), ((2048, 2048), (1024, 1024)),
     ((1024, 1024), (1024, 1024)), ((4000, 100), (4000, 96)), ((1023, 1025), (1008, 1024)), ((8, 8), (16, 16)),
 ])
-def test_input_images_shrink_by_area_and_floor_to_16(size, expected):
-    im = Image.new("RGB", size)
-    out = shrink_for_judge(im, 1024 * 1024, 16)
-    assert out.size == expected
-    if size == (1024, 1024):
-        assert out is im  # nothing to do: the same image, not a copy
+def test_input_images_shrink_by_area_and_floor_to_16_and_the_generated_image_is_left_alone(size, expected):
+    """The card's request options, applied by the judge's image preparation, give the authors' rule."""
+    from micon_tasks.judges.images import ImageSpec, fit, prompt_specs
+
+    req = _request("omnicontext_single_object", image=Image.new("RGB", (1024, 1024)))
+    req.case.refs = [Image.new("RGB", size)]
+    prompt = render_rubric(req, _Judge())[0]
+    ref_spec, gen_spec = prompt_specs(prompt, ImageSpec())
+    assert ref_spec.fmt == gen_spec.fmt == "jpeg"
+    assert fit(prompt.images[0][1], ref_spec).size == expected
+    assert fit(prompt.images[-1][1], gen_spec).size == (1024, 1024)
 
 
 def _request(task_name: str, image=None, index: int = 0) -> JudgeRequest:
@@ -47,8 +54,9 @@ def test_prompts_text_first_inputs_in_order_generated_last_and_only_inputs_shrun
     for p in prompts:
         labels = [label for label, _ in p.images]
         assert labels == ["Input image 1", "Input image 2", "Input image 3", "Generated image"]
-        assert p.images[-1][1] is big  # the generated image is never resized
-        assert all(im.size[0] % 16 == 0 and im.size[1] % 16 == 0 for _, im in p.images[:-1])
+        assert p.images[-1][1] is big  # handed over as it is (the judge prepares it)
+        assert p.options == {"image_format": "jpeg", "temperature": None, "max_ref_pixels": 1024 * 1024,
+                             "ref_multiple": 16}
         assert p.text.index("Input image 1") < p.text.index("Instruction:")
         assert '{"score"' in p.text and "Instruction: " in p.text
 
@@ -145,6 +153,11 @@ def test_one_request_per_criterion_per_item_on_a_healthy_server():
         labels = [p["text"] for p in parts[1:] if p["type"] == "text"]
         assert labels == ["Input image 1:", "Input image 2:", "Generated image:"]  # generated image last
         assert kinds[-1] == "image_url"
+        assert "temperature" not in body  # left to the server's default, as the authors do
+        urls = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
+        assert all(u.startswith("data:image/jpeg;base64,") for u in urls)  # sent as JPEG
+        sizes = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in urls]
+        assert all(w % 16 == 0 and h % 16 == 0 for w, h in sizes[:-1]) and sizes[-1] == (64, 64)
     for res in results:
         assert [v.value for v in res.verdicts] == [float(json.loads(v.raw)["score"]) for v in res.verdicts]
 
@@ -157,7 +170,10 @@ def test_a_malformed_reply_is_an_error_for_that_criterion_only_and_a_429_too():
         judge = load_judge("openai", base_url=srv.base_url, model="fake-judge", max_retries=0)
         ra, rb = judge.judge_batch([JudgeRequest(task.name, c, Image.new("RGB", (32, 32)), kind="rubric",
                                                  scoring=task.config.scoring) for c in (a, b)])
-    assert len(srv.requests) == 4  # no hidden repeats
+    # one request per criterion, then the judge's re-asks (2 by default) of the unreadable SC only: the 429 was
+    # the backend's to retry (max_retries=0), and nothing else is repeated
+    assert len(srv.requests) == 4 + 2
+    assert [a["attempt"] for a in ra.details["reask"]["attempts"]["SC"]] == [0, 1, 2]
     pf, sc = ra.verdicts
     assert pf.status == "scored" and sc.status == "error" and sc.value is None and "[7]" in sc.error
     pf, sc = rb.verdicts
@@ -176,7 +192,7 @@ def test_scores_come_only_from_the_reply_not_from_chance():
         req = JudgeRequest(task.name, task[0], Image.new("RGB", (16, 16)), kind="rubric", scoring=task.config.scoring)
         runs = [judge.judge_batch([req])[0] for _ in range(3)]
     assert all(v.status == "error" and v.value is None for r in runs for v in r.verdicts)
-    assert len(srv.requests) == 6
+    assert len(srv.requests) == 3 * (2 + 2 * 2)  # each run: 2 requests, then 2 re-asks of each criterion
 
 
 def test_a_variant_card_turns_the_pf_scene_wording_on_without_python(tmp_path):
@@ -197,3 +213,21 @@ def test_a_variant_card_turns_the_pf_scene_wording_on_without_python(tmp_path):
         assert pf_on.text != pf_off.text and sc_on.text == sc_off.text
     finally:
         registry.tasks.remove("omnicontext_scene_object_pf_scene")
+
+
+def test_a_reask_recovers_an_unreadable_score_and_says_so():
+    task = load_task("omnicontext_single_object", source="sample")
+    case = task[0]
+
+    def responder(body, seen):
+        text = prompt_text(body)
+        if oc.criterion_of(text) == "PF" and "could not be used" not in text:
+            return Reply(content="Pretty good overall.")
+        return oc.rubric_reply(body, seen)
+
+    with FakeJudgeServer(responder) as srv:
+        judge = load_judge("openai", base_url=srv.base_url, model="fake-judge", max_retries=0)
+        res = judge.judge_batch([JudgeRequest(task.name, case, Image.new("RGB", (16, 16)), kind="rubric",
+                                              scoring=task.config.scoring)])[0]
+    assert len(srv.requests) == 3 and [v.status for v in res.verdicts] == ["scored", "scored"]
+    assert res.details["reask"]["used"]["PF"] == 1

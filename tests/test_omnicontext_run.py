@@ -27,10 +27,16 @@ class Recorder:
     def __init__(self, responder=oc.rubric_reply):
         self.responder = responder
         self.asked: list[tuple[str | None, str | None]] = []
+        self.mimes: set[str] = set()
+        self.temperatures: set = set()
 
     def __call__(self, body, seen):
         text = prompt_text(body)
         self.asked.append((oc.criterion_of(text), oc.instruction_of(text)))
+        if oc.criterion_of(text):
+            parts = body["messages"][0]["content"]
+            self.mimes.update(p["image_url"]["url"].split(";", 1)[0] for p in parts if p["type"] == "image_url")
+            self.temperatures.add(body.get("temperature", "server default"))
         return self.responder(body, seen)
 
 
@@ -62,7 +68,7 @@ def runs(tmp_path_factory, judge):
     return {"both": both, "micon": micon, "both_dir": both_dir, "asked_both": asked_both, "asked_micon": asked_micon}
 
 
-def test_one_results_json_with_both_suites_and_two_requests_per_item(runs):
+def test_one_results_json_with_both_suites_and_two_requests_per_item(runs, judge):
     res = runs["both"]
     assert set(res["suites"]) == {"micon", "omnicontext"}
     omni = res["suites"]["omnicontext"]
@@ -73,6 +79,7 @@ def test_one_results_json_with_both_suites_and_two_requests_per_item(runs):
     for crit, instruction in rubric:
         per_item.setdefault(instruction, []).append(crit)
     assert len(per_item) == N_OMNI and all(sorted(c) == ["PF", "SC"] for c in per_item.values())
+    assert judge[1].mimes == {"data:image/jpeg"} and judge[1].temperatures == {"server default"}
     assert omni["counts"]["n_filtered"] == 1 and res["tasks"]["omnicontext_single_object"]["filtered"]["n_filtered"] == 1
     assert res["n-samples"]["omnicontext_multi_object"] == {"original": 2, "effective": 2}
 
@@ -131,7 +138,7 @@ def test_malformed_reply_is_counted_as_an_error_and_scores_zero(tmp_path, capsys
     rec = Recorder(oc.breaking(item.prompt, "PF", "PF: pretty good, maybe 8 or 9"))
     with FakeJudgeServer(rec) as srv:
         res = _run(tmp_path, srv, "omnicontext_scene_object,omnicontext_single_object")
-        assert len(srv.requests) == 2 * 4  # the bad reply is not re-asked behind the counts' back
+        assert len(srv.requests) == 2 * 4 + 2  # the unreadable PF re-asked twice (the judge's default), no more
     block = res["results"]["omnicontext_scene_object"]
     assert block["n_checkpoint_errors"] == 1 and block["criteria"]["PF"]["n_errors"] == 1
     assert block["criteria"]["PF"]["n_read"] == 1 and block["criteria"]["SC"]["n_read"] == 2

@@ -152,7 +152,7 @@ def test_markdown_says_when_scores_are_not_comparable(tasks):
     ({"criteria": [{"name": "PF", "template": "nope_v1"}]}, "criteria[0].template"),
     ({"criteria": [{"name": "PF", "template": "prompt_following_v1"}] * 2}, "criteria"),
     ({"combine": "arithmetic"}, "combine"),
-    ({"scale": [10, 0]}, "scale"),
+    ({"scale": [0, 100]}, "scale"),  # every criterion is read 0..10
     ({"request": {"image_format": "webp"}}, "request.image_format"),
     ({"request": {"temperature": float("nan")}}, "request.temperature"),
     ({"request": {"max_ref_pixels": 0}}, "request.max_ref_pixels"),

@@ -4,7 +4,6 @@ The scorer and the judge request both read it from here, so a setting in the car
 
     scoring:
       kind: rubric
-      scale: [0, 10]
       combine: geometric_mean
       criteria: [{name: PF, template: prompt_following_v1, scene_variant: false}, ...]
       request: {image_format: jpeg, max_ref_pixels: 1048576, ref_multiple: 16, temperature: null}
@@ -19,12 +18,13 @@ from typing import Any
 
 from micon_tasks.errors import ConfigError
 
-__all__ = ["Criterion", "RubricOptions", "COMBINES", "REQUEST_DEFAULTS", "template_exists"]
+__all__ = ["Criterion", "RubricOptions", "COMBINES", "REQUEST_DEFAULTS", "SCALE", "template_exists"]
 
 COMBINES = ("geometric_mean",)
 REQUEST_DEFAULTS: dict[str, Any] = {"image_format": "jpeg", "max_ref_pixels": 1024 * 1024, "ref_multiple": 16,
                                     "temperature": None}
-_KEYS = {"criteria", "combine", "scale", "request"}
+_KEYS = {"criteria", "combine", "request"}
+SCALE = (0.0, 10.0)  # every criterion is read as a number from 0 to 10 (micon_tasks.judges.parser.parse_score_reply)
 
 
 def template_exists(name: str) -> bool:
@@ -44,7 +44,6 @@ class Criterion:
 class RubricOptions:
     criteria: tuple[Criterion, ...]
     combine: str = "geometric_mean"
-    scale: tuple[float, float] = (0.0, 10.0)
     request: dict[str, Any] = field(default_factory=lambda: dict(REQUEST_DEFAULTS))
 
     @property
@@ -88,11 +87,6 @@ class RubricOptions:
         combine = options.get("combine", "geometric_mean")
         if combine not in COMBINES:
             raise bad("combine", f"{combine!r} is not one of {COMBINES}")
-        scale = options.get("scale", [0, 10])
-        if (not isinstance(scale, (list, tuple)) or len(scale) != 2
-                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in scale)
-                or scale[0] >= scale[1] or scale[0] < 0):
-            raise bad("scale", f"must be [low, high] with 0 <= low < high, got {scale!r}")
         request = {**REQUEST_DEFAULTS, **(options.get("request") or {})}
         extra = sorted(set(request) - set(REQUEST_DEFAULTS))
         if extra:
@@ -106,4 +100,4 @@ class RubricOptions:
         t = request["temperature"]
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
             raise bad("request.temperature", f"must be a number >= 0 or null (the server's default), got {t!r}")
-        return cls(tuple(criteria), combine, (float(scale[0]), float(scale[1])), request)
+        return cls(tuple(criteria), combine, request)

@@ -18,7 +18,7 @@ from typing import Any
 
 from micon_tasks.scoring.base import ScoringKind
 from micon_tasks.scoring.common import bootstrap_stderr, mean, task_seed
-from micon_tasks.suites.omnicontext.options import RubricOptions
+from micon_tasks.suites.omnicontext.options import SCALE, RubricOptions
 from micon_tasks.types import CaseScore, JudgeResult
 
 __all__ = ["RubricKind", "macro"]
@@ -64,7 +64,7 @@ class RubricKind(ScoringKind):
             by_name[v.checkpoint_id] = v
         values: dict[str, float] = {}
         errors: list[str] = []
-        lo, hi = opts.scale
+        lo, hi = SCALE
         for n in opts.names:
             v = by_name.get(n)  # a criterion without a verdict is an error, never dropped
             ok = (v is not None and v.status == "scored" and isinstance(v.value, (int, float))

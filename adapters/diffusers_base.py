@@ -148,7 +148,14 @@ class DiffusersAdapter(ModelAdapter):
         images = getattr(output, "images", None)
         if not images:
             raise GenerationError(f"{self.name}: the pipeline returned no image", reason="no_image")
+        if getattr(dar_context, "maps", None) is not None:  # DARConfig(record_maps=True)
+            images[0].info["dar_maps"] = self.dar_maps(dar_context.maps.result(), refs)
         return images[0]
+
+    def dar_maps(self, maps: Any, refs: list[Any]) -> Any:
+        """The recorded DAR maps, one per reference in ``refs`` order (adapters that merge references into
+        one model input split the map here)."""
+        return maps
 
     def generation_settings(self) -> dict[str, Any]:
         return {"steps": self.steps, "guidance_scale": self.guidance_scale, "height": self.height,

@@ -174,6 +174,9 @@ class JudgeStage:
 
     def start(self) -> int:
         self.judge = self.load_judge()
+        load = getattr(self.judge, "load", None)
+        if callable(load):  # weights load once, when this stage starts (never beside the generator's)
+            load()
         return _chunk_size(self.judge)
 
     def flush(self) -> None:

@@ -91,8 +91,10 @@ def _add_run_args(p: argparse.ArgumentParser, *, judge: bool) -> None:
         p.add_argument("--judge", default=None, help="judge backend (micon ls judges); default: openai, i.e. a local "
                        "OpenAI-compatible server at http://localhost:8000/v1 serving the paper's judge "
                        "(Qwen3-VL-32B-Instruct); $OPENAI_BASE_URL overrides that endpoint, --judge_args base_url=... "
-                       "overrides both")
-        p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://HOST:8000/v1,concurrency=32")
+                       "overrides both. Suites needing different judges take one each: "
+                       "--judge micon=openai,xversebench=xversebench")
+        p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://HOST:8000/v1,concurrency=32; "
+                       "with one judge per suite, suite=k=v items, e.g. micon=concurrency=32,xversebench=device=cuda:0")
         p.add_argument("--predict_only", "-x", action="store_true", help="generate only (same as micon generate)")
     _common(p)
 
@@ -160,8 +162,9 @@ def cmd_run(args: argparse.Namespace, *, predict_only: bool) -> int:
     predict_only = predict_only or getattr(args, "predict_only", False)
     if not predict_only:
         judge = args.judge or DEFAULT_JUDGE
-        judge_args = parse_args_string(args.judge_args, what="--judge_args")
-        if args.judge is None:
+        per_suite = "=" in judge  # micon=openai,xversebench=xversebench: --judge_args in the suite=key=value form
+        judge_args = args.judge_args if per_suite else parse_args_string(args.judge_args, what="--judge_args")
+        if args.judge is None and not per_suite:
             judge_args = {**DEFAULT_JUDGE_ARGS, **judge_args}
     results = evaluate(
         model=args.model, model_args=args.model_args, tasks=_tasks_arg(args.tasks), judge=judge, judge_args=judge_args,

@@ -33,6 +33,7 @@ __all__ = [
     "fingerprint",
     "refuse_secrets",
     "is_secret_name",
+    "per_suite_args",
 ]
 
 RUN_CONFIG_FILE = "run_config.json"
@@ -191,8 +192,8 @@ class RunConfig:
     limit: int | float | None = None
     seed: int | None = 0
     dar: dict[str, Any] | None = None  # the resolved DARConfig as a dict; None = off
-    judge: str | None = None
-    judge_args: dict[str, Any] = field(default_factory=dict)
+    judge: str | dict[str, str] | None = None  # one judge, or one per suite ({"micon": "openai", ...})
+    judge_args: dict[str, Any] = field(default_factory=dict)  # per suite ({suite: {...}}) when judge is a mapping
     batch_size: int = 1
     predict_only: bool = False
     num_images: int | None = None  # images per case; None: each task card's ``num_images`` (1 unless it says)
@@ -271,7 +272,27 @@ class RunConfig:
         """What decides the verdicts (None when the run only generates)."""
         if self.judge is None:
             return None
+        if isinstance(self.judge, dict):
+            args = {suite: _identity_args(self.judge_args.get(suite) or {}) for suite in sorted(self.judge)}
+            return {"judge": dict(sorted(self.judge.items())), "judge_args": args, "checkpoints_from": self.checkpoints_from}
         return {"judge": self.judge, "judge_args": _identity_args(self.judge_args), "checkpoints_from": self.checkpoints_from}
+
+    def judge_key(self, task: Any) -> str | None:
+        """Which judge scores ``task``: None for the run's one judge, else its suite (or its own name) when
+        ``judge`` names one judge per suite; a task no judge covers is refused, naming it."""
+        if not isinstance(self.judge, dict):
+            return None
+        for key in (task.suite, task.name):
+            if key in self.judge:
+                return key
+        raise ConfigError(f"task {task.name!r} (suite {task.suite!r}) has no judge in --judge "
+                          f"{','.join(f'{k}={v}' for k, v in self.judge.items())}; add {task.suite or task.name}=NAME")
+
+    def judge_spec(self, key: str | None) -> tuple[str, dict[str, Any]]:
+        """(judge name, its arguments) for a key of :meth:`judge_key`."""
+        if key is None:
+            return str(self.judge), dict(self.judge_args)
+        return self.judge[key], dict(self.judge_args.get(key) or {})  # type: ignore[index]
 
     def limit_count(self, n: int) -> int:
         """How many of ``n`` cases the limit keeps (a fraction rounds up to at least one case)."""
@@ -290,6 +311,32 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def per_suite_args(args: str | Mapping[str, Any] | None, suites: list[str], *, what: str = "--judge_args") -> dict[str, Any]:
+    """Judge arguments for one judge per suite: ``micon=base_url=http://h:8000/v1,xversebench=device=cuda:0``
+    (each item ``suite=key=value``) or JSON ``{"micon": {...}, ...}``; every suite must be one ``--judge`` names."""
+    from micon_tasks.argstr import coerce_value, parse_args_string
+
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(args, Mapping) or (isinstance(args, str) and args.strip().startswith("{")):
+        parsed = parse_args_string(args, what=what)
+        for suite, value in parsed.items():
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{what}: with one judge per suite, give each suite's arguments as an object "
+                                  f"(suite {suite!r} has a {type(value).__name__})")
+            out[str(suite)] = dict(value)
+    elif args:
+        for n, item in enumerate(p for p in args.split(",") if p.strip()):
+            suite, sep, rest = item.strip().partition("=")
+            key, sep2, value = rest.partition("=")
+            if not sep or not sep2 or not key.strip():
+                raise ConfigError(f"{what}: item {n + 1} is not suite=key=value (one judge per suite)")
+            out.setdefault(suite.strip(), {})[key.strip()] = coerce_value(value)
+    unknown = sorted(set(out) - set(suites))
+    if unknown:
+        raise ConfigError(f"{what}: {', '.join(map(repr, unknown))} is not a suite --judge names ({', '.join(suites)})")
+    return out
 
 
 def config_diff(old: dict[str, Any] | None, new: dict[str, Any] | None, prefix: str = "") -> list[str]:

@@ -29,6 +29,7 @@ from micon_tasks.runner.layout import Layout, safe_file_stem
 from micon_tasks.runner.protocols import Generator
 from micon_tasks.runner.records import RecordWriter, atomic_write_bytes, atomic_write_json, read_shards
 from micon_tasks.runner.stages import StageStats
+from micon_tasks.secrets import scrub_deep
 
 __all__ = ["valid_generations", "GenerateStage", "record_images"]
 
@@ -195,7 +196,7 @@ class GenerateStage:
             }
             failure = next((out for out in mine if isinstance(out, GenerationError)), None)
             if failure is not None:
-                rec["error"] = failure.to_dict()
+                rec["error"] = scrub_deep(failure.to_dict())  # a provider's message may echo a key
                 log.warning("task %r, case %r: generation failed (%s): %s", task.name, case.case_id, failure.reason,
                             failure.message)
             else:

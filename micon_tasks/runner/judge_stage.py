@@ -154,38 +154,45 @@ class JudgeStage:
     name = "judge"
     unit = "case"
 
-    def __init__(self, cfg: RunConfig, layout: Layout, load_judge: Callable[[], JudgeBackend], *,
+    def __init__(self, cfg: RunConfig, layout: Layout, load_judge: Callable[[str | None], JudgeBackend], *,
                  redo_failed: bool = False):
         self.cfg, self.layout, self.load_judge, self.redo_failed = cfg, layout, load_judge, redo_failed
         identity = cfg.judge_identity()
         assert identity is not None
         self.identity = identity
-        self.judge: JudgeBackend | None = None
+        self.judges: dict[str | None, JudgeBackend] = {}
+        self._keys: dict[str, str | None] = {}  # task -> which judge scores it (one per suite, or the one)
         self._gens: dict[str, dict[str, dict[str, Any]]] = {}
         self._fps: dict[str, str] = {}
 
     def todo(self, task: Any, shard: list[tuple[int, str]]) -> list[tuple[int, str]]:
         inputs = case_inputs(task)
         fp = self._fps[task.name] = task_judge_fp(self.identity, task)
+        self._keys[task.name] = self.cfg.judge_key(task)
         gens = self._gens[task.name] = valid_generations(self.layout, task.name, inputs=inputs)
         done = valid_judgements(self.layout, task.name, fp, gens, story=task.is_story, redo_failed=self.redo_failed,
                                 inputs=inputs)
         return [(i, cid) for i, cid in shard if cid in gens and gens[cid].get("image") and cid not in done]
 
     def start(self) -> int:
-        self.judge = self.load_judge()
-        load = getattr(self.judge, "load", None)
-        if callable(load):  # weights load once, when this stage starts (never beside the generator's)
-            load()
-        return _chunk_size(self.judge)
+        for key in dict.fromkeys(self._keys.values()):
+            judge = self.judges[key] = self.load_judge(key)
+            load = getattr(judge, "load", None)
+            if callable(load):  # weights load once, when this stage starts (never beside the generator's)
+                load()
+        return _chunk_size(next(iter(self.judges.values())))
+
+    def chunk_size(self, task: Any) -> int:
+        return _chunk_size(self.judges[self._keys[task.name]])
 
     def flush(self) -> None:
         pass  # records are written as each chunk comes back
 
     def finish(self) -> None:
-        close = getattr(self.judge, "close", None)
-        if callable(close):
-            close()
+        for judge in self.judges.values():
+            close = getattr(judge, "close", None)
+            if callable(close):
+                close()
 
     def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
         gens, scoring = self._gens[task.name], task.config.scoring
@@ -200,7 +207,7 @@ class JudgeStage:
                                              story=task.is_story, kind=scoring.kind, scoring=scoring, images=group))
                 owners.append(cid)
         t0 = time.perf_counter()
-        results = self.judge.judge_batch(requests)
+        results = self.judges[self._keys[task.name]].judge_batch(requests)
         per_case = (time.perf_counter() - t0) / len(chunk)
         by_case: dict[str, list[Any]] = {}
         for cid, res in zip(owners, results):

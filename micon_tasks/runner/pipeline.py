@@ -20,10 +20,10 @@ from typing import Any
 from adapters import load_adapter
 from micon_tasks.argstr import parse_args_string
 from micon_tasks.errors import CaseValidationError, ConfigError
-from micon_tasks.judges import load_judge
+from micon_tasks.judges import load_judge as load_judge_by_name
 from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results
-from micon_tasks.runner.config import RunConfig, refuse_secrets
+from micon_tasks.runner.config import RunConfig, per_suite_args, refuse_secrets
 from micon_tasks.runner.folder import check_output_path, check_results_name, find_model_dir, prepare, stored_config
 from micon_tasks.runner.generate import GenerateStage
 from micon_tasks.runner.inputs import persist_all
@@ -93,9 +93,7 @@ def evaluate(
     elif judge is None:
         raise ConfigError("no judge given: pass judge='openai' with judge_args base_url=..., or predict_only=True")
     else:
-        judge_obj, judge_name, jargs = _named(judge, judge_args, "judge")
-        if judge_obj is None:
-            judge_name = registry.judges.canonical(judge_name)
+        judge_obj, judge_name, jargs = _judges(judge, judge_args)
     if adapter_obj is None:
         model_name = registry.adapters.canonical(model_name)
     dar_obj = _resolve_dar(dar, dar_args)
@@ -126,18 +124,16 @@ def judge_outputs(
     results_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Judge what a run generated (possibly with another judge: ``overwrite=True`` replaces old verdicts)."""
-    import registry
 
     layout = Layout(find_model_dir(output_dir))
     cfg = stored_config(layout)
     judge_obj = None
     if judge is not None:
-        judge_obj, name, args = _named(judge, judge_args, "judge")
-        refuse_secrets(args, "--judge_args")  # before anything compares, shows or records them
-        cfg.judge = name if judge_obj is not None else registry.judges.canonical(name)
-        cfg.judge_args = args
+        judge_obj, cfg.judge, cfg.judge_args = _judges(judge, judge_args)
+        refuse_secrets(cfg.judge_args, "--judge_args")  # before anything compares, shows or records them
     elif judge_args is not None:
-        args = parse_args_string(judge_args, what="--judge_args")
+        suites = list(cfg.judge) if isinstance(cfg.judge, dict) else None
+        args = per_suite_args(judge_args, suites) if suites else parse_args_string(judge_args, what="--judge_args")
         refuse_secrets(args, "--judge_args")
         cfg.judge_args = args
     if cfg.judge is None:
@@ -187,19 +183,21 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
             folder_cfg = prepare(layout, cfg, mode=mode, overwrite=overwrite)
             tasks, selected = _load_tasks(cfg)
 
-    built: list[Any] = [judge_obj] if judge_obj is not None else []
+    built: dict[str | None, Any] = {None: judge_obj} if judge_obj is not None else {}
 
-    def load_judge() -> Any:  # one judge object per process, built on first need (constructors are cheap)
-        if not built:
-            built.append(_load_judge(cfg))
-        return built[0]
+    def load_judge(key: str | None = None) -> Any:  # one object per judge and process, built on first need
+        if key not in built:
+            name, args = cfg.judge_spec(key)
+            built[key] = load_judge_by_name(name, args)
+        return built[key]
 
     with dist.stage("generation"):
         if not tasks:
             tasks, selected = _load_tasks(cfg)
         if mode in ("run", "judge"):
-            preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
-            check_judge_kinds(load_judge(), list(tasks.values()))
+            for key, group in _by_judge(cfg, tasks).items():
+                preflight(load_judge(key))  # an unreachable judge server fails now, not after hours of generation
+                check_judge_kinds(load_judge(key), group)
         if mode in ("run", "generate") and adapter_obj is not None and callable(getattr(adapter_obj, "preflight", None)):
             adapter_obj.preflight()  # weights that cannot be found fail now, in one line
         if mode in ("run", "generate"):
@@ -214,7 +212,9 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
     if mode in ("run", "judge"):
         with dist.stage("judging"):
             if dist.is_main and not layout.judge_info.exists():
-                atomic_write_json(layout.judge_info, load_judge().provenance())
+                keys = list(_by_judge(cfg, tasks))
+                info = load_judge().provenance() if keys == [None] else {k: load_judge(k).provenance() for k in keys}
+                atomic_write_json(layout.judge_info, info)
             jstats = run_stage(JudgeStage(cfg, layout, load_judge, redo_failed=redo_failed), dist, layout, tasks,
                                selected, progress=progress)
             new_work += jstats.done
@@ -283,8 +283,26 @@ def _load_adapter(cfg: RunConfig) -> Any:
     return load_adapter(cfg.model, cfg.model_args)
 
 
-def _load_judge(cfg: RunConfig) -> Any:
-    return load_judge(cfg.judge, dict(cfg.judge_args))
+def _by_judge(cfg: RunConfig, tasks: dict[str, Any]) -> dict[str | None, list[Any]]:
+    """The run's tasks grouped by the judge that scores them (one group unless --judge names one per suite)."""
+    out: dict[str | None, list[Any]] = {}
+    for task in tasks.values():
+        out.setdefault(cfg.judge_key(task), []).append(task)
+    return out
+
+
+def _judges(judge: Any, judge_args: str | Mapping[str, Any] | None) -> tuple[Any, str | dict[str, str], dict[str, Any]]:
+    """(built judge or None, name or {suite: name}, arguments) from ``--judge``: a registered name, a built
+    judge, or one judge per suite (``micon=openai,xversebench=xversebench`` or a mapping)."""
+    import registry
+
+    if isinstance(judge, str) and "=" in judge:
+        judge = parse_args_string(judge, what="--judge")
+    if isinstance(judge, Mapping):
+        names = {str(suite): registry.judges.canonical(str(name)) for suite, name in judge.items()}
+        return None, names, per_suite_args(judge_args, list(names))
+    judge_obj, name, args = _named(judge, judge_args, "judge")
+    return judge_obj, (name if judge_obj is not None else registry.judges.canonical(name)), args
 
 
 def _named(obj: Any, args: str | Mapping[str, Any] | None, kind: str) -> tuple[Any, str, dict[str, Any]]:

@@ -82,7 +82,8 @@ def run_stage(stage: Stage, dist: Dist, layout: Layout, tasks: dict[str, Any],
     try:
         for task, todo in plan:
             with RecordWriter(layout.shard(stage.name, task.name, dist.rank)) as writer:
-                parts = list(chunks(todo, size))
+                per_task = getattr(stage, "chunk_size", None)  # e.g. each judge's own concurrency
+                parts = list(chunks(todo, per_task(task) if per_task is not None else size))
                 prefetch = getattr(stage, "prefetch", None)
                 for n, chunk in enumerate(parts):
                     if prefetch is not None and n + 1 < len(parts):

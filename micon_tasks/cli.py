@@ -186,11 +186,11 @@ def _print_results(results: dict[str, Any] | None, *, generated_only: bool = Fal
         n = sum(v["effective"] for v in results["n-samples"].values())
         print(f"generated {n} cases into {out_dir} (judge them with: micon judge {out_dir} --judge ...)")
         return
-    from micon_tasks.runner.report import format_tables, header_line, judge_note
+    from micon_tasks.runner.report import header_line, judge_note, suite_sections
 
     print(header_line(results))
     print()
-    print(format_tables(results))
+    print("\n".join(suite_sections(results)))
     if note := judge_note(results):
         print(f"NOTE: {note}\n")
     print(f"results: {out_dir}/results.json, {out_dir}/results.md, samples: {out_dir}/samples_<task>.jsonl")

@@ -240,14 +240,14 @@ def _describe(obj: Any) -> str:
 _CARDS = "micon_tasks.index:load_builtin_cards"
 tasks = Registry("task", builtins=(_CARDS,), entry_point_group="micon.tasks", folder_hook="micon_tasks.index:include_plugin")
 adapters = Registry("adapter", builtins=("adapters.builtin",), entry_point_group="micon.adapters")
-judges = Registry("judge", builtins=("micon_tasks.judges",), entry_point_group="micon.judges")
+judges = Registry("judge", builtins=("micon_tasks.judges", "micon_tasks.suites"), entry_point_group="micon.judges")
 # Groups: name -> ordered list of task names (``micon`` = the six tasks in the paper's order).
 groups = Registry("group", builtins=(_CARDS,))
 # Suites: groups whose card has a ``suite:`` block (name -> that block plus ``group`` and ``tasks``); each
 # suite gets its own block in results.json, and a run never averages across suites.
 suites = Registry("suite", builtins=(_CARDS,))
 # Scoring kinds: a task card's ``scoring.kind`` -> the ScoringKind instance that scores and summarises it.
-scoring_kinds = Registry("scoring kind", builtins=("micon_tasks.scoring",), entry_point_group="micon.scoring_kinds")
+scoring_kinds = Registry("scoring kind", builtins=("micon_tasks.scoring", "micon_tasks.suites"), entry_point_group="micon.scoring_kinds")
 
 
 def register_task(name: str, aliases: Iterable[str] = (), *, override: bool = False) -> Callable:

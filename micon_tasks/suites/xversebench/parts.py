@@ -1,0 +1,164 @@
+"""One XVerseBench metric as a part a judge runs: it turns (case, generated images) into entry verdicts.
+
+Each part builds its models from judge arguments (official ids as defaults), checks its optional
+dependencies and required weight files when built (so a run fails at start-up, with the pip command),
+and loads its models on the given device on first use, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from micon_tasks.suites.xversebench import entries as E
+from micon_tasks.types import Case, Verdict
+
+__all__ = ["MetricPart", "DPGPart", "IDPart", "IPPart", "AESPart", "resolve_device", "STUB"]
+
+STUB = "micon-stub"  # stand-in detectors/segmenters for tests and the offline demo: scores MEAN NOTHING
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+def _scored(cid: str, value: float, note: str | None = None) -> Verdict:
+    return Verdict(cid, "scored", raw=f"{value:.4f}", rationale=note, value=float(value))  # type: ignore[call-arg]
+
+
+class MetricPart:
+    metric: str = ""
+
+    def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class DPGPart(MetricPart):
+    metric = "DPG"
+
+    def __init__(self, vqa: str = "mplug", vqa_model: str | None = None, vqa_args: Mapping[str, Any] | str | None = None,
+                 device: str = "auto"):
+        from micon_tasks.suites.xversebench import dpg
+
+        if vqa == "mplug":
+            self.vqa: Any = dpg.MplugVQA(vqa_model or dpg.OFFICIAL_VQA, resolve_device(device))
+        else:
+            self.vqa = dpg.JudgeVQA(vqa, vqa_args)
+
+    def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
+        from micon_tasks.suites.xversebench.dpg import image_dpg, is_yes, questions_of
+
+        questions = questions_of(case)
+        answers = self.vqa.answer([(im, q.text) for im in images for q in questions])
+        out, record = [], {}
+        for k in range(len(images)):
+            mine = answers[k * len(questions) : (k + 1) * len(questions)]
+            record[str(k)] = {q.id: a.text if a.error is None else None for q, a in zip(questions, mine)}
+            errors = [f"question {q.id}: {a.error}" for q, a in zip(questions, mine) if a.error is not None]
+            cid = E.entry_id("DPG", k)
+            if errors:
+                out.append(Verdict(cid, "error", error="; ".join(errors)))
+                continue
+            yes = {q.id: is_yes(a.text, exact=self.vqa.exact) for q, a in zip(questions, mine)}
+            out.append(_scored(cid, image_dpg(questions, yes)))
+        return out, {"dpg_answers": record}
+
+    def describe(self) -> dict[str, Any]:
+        return self.vqa.describe()
+
+
+class IDPart(MetricPart):
+    metric = "ID"
+
+    def __init__(self, face_detector: str = "retinaface/resnet50", face_weights: str | None = None,
+                 device: str = "auto", batch_size: int = 32, face_units: Any = None):
+        from micon_tasks.suites.xversebench.id_metric import ArcFaceEmbedder, FacerDetector
+
+        dev = resolve_device(device)
+        if face_detector == STUB:
+            from micon_tasks.suites.xversebench.testing import StubFaceDetector
+
+            self.detector: Any = StubFaceDetector()
+        else:
+            self.detector = FacerDetector(face_detector, dev)
+        units = tuple(int(u) for u in str(face_units).split("-")) if face_units else None  # tests: e.g. 1-1-1-1
+        self.embedder = ArcFaceEmbedder(face_weights, dev, batch_size=batch_size, units=units)
+
+    def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
+        from micon_tasks.suites.xversebench.id_metric import score_id
+
+        refs = [(s.role, ref) for s, ref in zip(E.subjects_of(case), case.refs) if s.is_human]
+        out, n_none = [], 0
+        for e in score_id(images, refs, self.detector, self.embedder):
+            cid = E.entry_id("ID", e.image, e.role)
+            if e.error is not None:
+                out.append(Verdict(cid, "error", error=e.error))
+            else:
+                n_none += e.no_face
+                out.append(_scored(cid, e.value or 0.0, E.NO_FACE if e.no_face else None))
+        return out, {"no_face": n_none}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.detector.describe(), **self.embedder.describe(), "box_expand": 1.3}
+
+
+class IPPart(MetricPart):
+    metric = "IP"
+
+    def __init__(self, detector: str | None = None, segmenter: str | None = None, dino: str | None = None,
+                 device: str = "auto", batch_size: int = 8, dtype: str = "float32"):
+        from micon_tasks.suites.xversebench import ip_metric as ip
+
+        dev = resolve_device(device)
+        if detector == STUB or segmenter == STUB:
+            from micon_tasks.suites.xversebench.testing import StubObjectDetector, StubSegmenter
+        self.detector: Any = StubObjectDetector() if detector == STUB else ip.FlorenceDetector(
+            detector or ip.OFFICIAL_FLORENCE, dev, batch_size=batch_size, dtype=dtype)
+        self.segmenter: Any = StubSegmenter() if segmenter == STUB else ip.Sam2Segmenter(
+            segmenter or ip.OFFICIAL_SAM, dev, dtype=dtype)
+        self.embedder = ip.DinoEmbedder(dino or ip.OFFICIAL_DINO, dev, batch_size=4 * batch_size)
+
+    def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
+        from micon_tasks.suites.xversebench.ip_metric import score_ip
+
+        refs = [(s.role, ref, s.label) for s, ref in zip(E.subjects_of(case), case.refs) if not s.is_human]
+        out, n_none = [], 0
+        for e in score_ip(images, refs, self.detector, self.segmenter, self.embedder):
+            n_none += e.no_object
+            out.append(_scored(E.entry_id("IP", e.image, e.role), e.value or 0.0, E.NO_OBJECT if e.no_object else None))
+        return out, {"no_object": n_none}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.detector.describe(), **self.segmenter.describe(), **self.embedder.describe(),
+                "min_size": "image width // 20", "max_instances": 3}
+
+
+class AESPart(MetricPart):
+    metric = "AES"
+
+    def __init__(self, aes_head: str | None = None, siglip: str | None = None, device: str = "auto",
+                 batch_size: int = 16, aes_dtype: str = "bfloat16", aes_on: str = "auto"):
+        from micon_tasks.suites.xversebench.aes import OFFICIAL_SIGLIP, AestheticScorer
+
+        E.aes_grid(4, aes_on)  # refuse a bad value now
+        self.aes_on = aes_on
+        self.scorer = AestheticScorer(aes_head, siglip or OFFICIAL_SIGLIP, resolve_device(device),
+                                      batch_size=batch_size, dtype=aes_dtype)
+
+    def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
+        from micon_tasks.suites.xversebench.aes import tile_grid
+
+        grid = E.aes_grid(len(images), self.aes_on)
+        pictures = [tile_grid(images)] if grid else list(images)
+        ids = E.expected_entries([], len(images), grid=grid)["AES"]
+        return [_scored(cid, v) for cid, v in zip(ids, self.scorer.score(pictures))], {"aes_on": "grid" if grid else "image"}
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.scorer.describe(), "aes_on": self.aes_on}

@@ -27,7 +27,7 @@ from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import RecordWriter, read_shards
 
 __all__ = ["JudgeUnreachableError", "run_judging", "valid_judgements", "task_judge_fp", "preflight", "VLLM_COMMAND",
-           "result_to_record", "record_to_result", "JudgeStats"]
+           "result_to_record", "record_to_result", "JudgeStats", "check_judge_kinds"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,17 @@ def preflight(judge: Any, timeout: float = 5.0) -> None:
         ) from None
 
 
+def check_judge_kinds(judge: Any, tasks: list[Any]) -> None:
+    """Refuse, before any request, a judge that cannot score a selected task's scoring kind."""
+    kinds = tuple(getattr(judge, "kinds", ("checkpoints",)))
+    for task in tasks:
+        kind = task.config.scoring.kind
+        if kind not in kinds:
+            name = getattr(judge, "backend", type(judge).__name__)
+            raise MiconError(f"task {task.name!r} is scored by kind {kind!r}, which the judge {name!r} cannot score "
+                             f"(it scores {', '.join(kinds)}); choose a judge for it")
+
+
 CHUNK_PER_SLOT = 4  # cases per concurrency slot in one judge_batch call
 
 
@@ -188,6 +199,7 @@ def run_judging(
         return stats
 
     judge = load_judge()
+    check_judge_kinds(judge, [tasks[name] for name, *_ in plan])
     from tqdm.auto import tqdm
 
     size = _chunk_size(judge)
@@ -203,7 +215,8 @@ def run_judging(
                         with Image.open(layout.root / gens[cid]["image"]["path"]) as im:
                             image = im.convert("RGB")
                         requests.append(JudgeRequest(task=name, case=task[index], image=image,
-                                                     checkpoints=list(task.checkpoints), story=task.is_story))
+                                                     checkpoints=list(task.checkpoints), story=task.is_story,
+                                                     kind=task.config.scoring.kind, scoring=task.config.scoring))
                     t0 = time.perf_counter()
                     results = judge.judge_batch(requests)
                     per_case = (time.perf_counter() - t0) / len(chunk)

@@ -23,10 +23,10 @@ from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import build_results, merge_samples, write_results
 from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
 from micon_tasks.runner.generate import run_generation
-from micon_tasks.runner.judge_stage import preflight, run_judging
+from micon_tasks.runner.judge_stage import check_judge_kinds, preflight, run_judging
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import atomic_write_json
-from micon_tasks.runner.report import format_tables, header_line, judge_note
+from micon_tasks.runner.report import results_markdown
 
 __all__ = ["evaluate", "judge_outputs", "aggregate_outputs", "find_model_dir", "DEFAULT_JUDGE", "DEFAULT_JUDGE_ARGS"]
 
@@ -185,6 +185,7 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
                 tasks, selected = _load_tasks(cfg)
             if mode in ("run", "judge"):
                 preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
+                check_judge_kinds(load_judge(), list(tasks.values()))
             if mode in ("run", "generate"):
                 stats = run_generation(cfg, dist, layout, tasks, selected, lambda: adapter_obj or _load_adapter(cfg),
                                        dar=dar_obj, redo_failed=redo_failed, progress=progress)
@@ -213,20 +214,13 @@ def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, 
                 merged = merge_samples(cfg, layout, tasks, selected)
                 results = build_results(cfg, layout, tasks, merged, world_size=dist.world_size)
                 if cfg.judge is not None and mode != "generate":
-                    write_results(layout, results, _markdown(results))
+                    write_results(layout, results, results_markdown(results))
             except Exception as exc:  # noqa: BLE001
                 err = exc
         dist.sync("aggregation", err)
         return results
     finally:
         dist.close()
-
-
-def _markdown(results: dict[str, Any]) -> str:
-    text = f"# MICON-Bench results\n\n{header_line(results)}\n\n{format_tables(results)}"
-    if note := judge_note(results):
-        text += f"\n**Note:** {note}\n"
-    return text
 
 
 def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> None:

@@ -197,16 +197,16 @@ def _describe(obj: Any) -> str:
     return f"{module}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
-tasks = Registry("task", builtins=("micon_tasks.tasks",), entry_point_group="micon.tasks")
+tasks = Registry("task", builtins=("micon_tasks.tasks", "micon_tasks.suites"), entry_point_group="micon.tasks")
 adapters = Registry("adapter", builtins=("adapters.builtin",), entry_point_group="micon.adapters")
-judges = Registry("judge", builtins=("micon_tasks.judges",), entry_point_group="micon.judges")
+judges = Registry("judge", builtins=("micon_tasks.judges", "micon_tasks.suites"), entry_point_group="micon.judges")
 # Groups: name -> ordered list of task names (``micon`` = the six tasks in the paper's order).
-groups = Registry("group", builtins=("micon_tasks.tasks",))
+groups = Registry("group", builtins=("micon_tasks.tasks", "micon_tasks.suites"))
 # Suites: groups whose card has a ``suite:`` block (name -> that block plus ``group`` and ``tasks``); each
 # suite gets its own block in results.json, and a run never averages across suites.
-suites = Registry("suite", builtins=("micon_tasks.tasks",))
+suites = Registry("suite", builtins=("micon_tasks.tasks", "micon_tasks.suites"))
 # Scoring kinds: a task card's ``scoring.kind`` -> the ScoringKind instance that scores and summarises it.
-scoring_kinds = Registry("scoring kind", builtins=("micon_tasks.scoring",), entry_point_group="micon.scoring_kinds")
+scoring_kinds = Registry("scoring kind", builtins=("micon_tasks.scoring", "micon_tasks.suites"), entry_point_group="micon.scoring_kinds")
 
 
 def register_task(name: str, aliases: Iterable[str] = (), *, override: bool = False) -> Callable:

@@ -1,7 +1,9 @@
 """Third-party suites evaluated beside MICON-Bench (XVerseBench, ...), one sub-package each.
 
-A suite brings its own tasks, data preparation, judges and scoring kind; importing its package
-registers them. Nothing here imports a heavy library at import time.
+A suite brings its own tasks, data preparation, judges and scoring kind; importing this package imports
+every suite, which registers them (the registries list it among their built-ins).
 """
 
 from __future__ import annotations
+
+from micon_tasks.suites import xversebench  # noqa: F401 - registers the XVerseBench suite

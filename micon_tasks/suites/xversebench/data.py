@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from micon_tasks.data.raw import confine_path
 from micon_tasks.errors import CaseValidationError, DataSourceError
+from micon_tasks.suites.xversebench.entries import ROLES
 
 if TYPE_CHECKING:
     import datasets
@@ -36,7 +37,6 @@ INDEX_FILE = "xversebench.json"
 SPLITS = ("single", "multi")
 SUBJECT_TYPES = ("human", "object", "animal")
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample"
-ROLES = tuple(f"R{chr(ord('A') + i)}" for i in range(8))
 
 
 def _read_index(root: Path, *, task: str) -> dict[str, Any]:

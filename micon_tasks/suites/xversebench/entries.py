@@ -34,6 +34,7 @@ NO_FACE = "no face"
 NO_OBJECT = "no object found"
 HUMAN = "human"
 GRID = "grid"
+ROLES = tuple(f"R{chr(ord('A') + i)}" for i in range(8))  # reference roles in order
 
 
 @dataclass(frozen=True)

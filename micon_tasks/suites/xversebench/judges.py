@@ -50,7 +50,7 @@ class MetricJudge(Judge):
         images = list(getattr(req, "images", None) or ([req.image] if req.image is not None else []))
         where = f"task {req.task!r}, case {req.case.case_id!r}"
         verdicts: list[Verdict] = []
-        details: dict[str, Any] = {"n_images": len(images)}
+        details: dict[str, Any] = {"n_images": len(images), "notes": list(prov.get("notes") or [])}
         try:
             subjects = E.subjects_of(req.case)
         except ValueError as exc:

@@ -187,6 +187,7 @@ def write_folder(out: str | os.PathLike[str], splits: Mapping[str, Sequence[Mapp
         index = {"format": FORMAT, "version": VERSION, "splits": names,
                  "n_cases": {s: len(r) for s, r in splits.items()}, "source": dict(source)}
         (tmp / INDEX_FILE).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", "utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it private; the folder is data like any other
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -13,6 +13,7 @@ comparable with published ones.
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -175,10 +176,12 @@ class JudgeVQA:
         for c in completions:
             if c.error is not None:
                 out.append(Answer(error=c.error))
-            elif logits:
+            elif logits:  # candidates ["yes", "no"]: the likelier one is the answer
                 lp = c.logprobs or []
-                out.append(Answer(text="yes" if len(lp) == 2 and lp[0] >= lp[1] else "no") if len(lp) == 2
-                           else Answer(error=f"logits mode: unusable candidate log-probabilities {lp}"))
+                if len(lp) != 2 or not all(math.isfinite(x) for x in lp):
+                    out.append(Answer(error=f"logits mode: unusable candidate log-probabilities {lp}"))
+                else:
+                    out.append(Answer(text="yes" if lp[0] >= lp[1] else "no"))
             else:
                 out.append(Answer(text=c.text))
         return out

@@ -147,7 +147,10 @@ class AESPart(MetricPart):
                  batch_size: int = 16, aes_dtype: str = "bfloat16", aes_on: str = "auto"):
         from micon_tasks.suites.xversebench.aes import OFFICIAL_SIGLIP, AestheticScorer
 
-        E.aes_grid(4, aes_on)  # refuse a bad value now
+        from micon_tasks.errors import ConfigError
+
+        if aes_on not in ("auto", "grid", "image"):  # refused now, not on the first case
+            raise ConfigError(f"judge argument aes_on must be 'auto', 'grid' or 'image', got {aes_on!r}")
         self.aes_on = aes_on
         self.scorer = AestheticScorer(aes_head, siglip or OFFICIAL_SIGLIP, resolve_device(device),
                                       batch_size=batch_size, dtype=aes_dtype)

@@ -76,6 +76,7 @@ class MetricsKind(ScoringKind):
         dims = {m: sums[m] / counts[m] for m in E.METRICS if counts[m]}
         n_err = sum(errors.values())
         extra.update(sums=sums, counts=counts, errors=errors, aes_on=result.details.get("aes_on"),
+                     n_images=result.details.get("n_images"),
                      notes=list(result.details.get("notes") or []))
         score = sum(dims.values()) / len(dims) if dims else 0.0
         return CaseScore(case_id, score, dims, n_err, clean=n_err == 0, extra=extra)
@@ -111,7 +112,8 @@ class MetricsKind(ScoringKind):
             "counts": {"no_face": sum(c.extra.get("no_face", 0) for c in scores),
                        "no_object": sum(c.extra.get("no_object", 0) for c in scores),
                        "errors": errors, "failed": sum(1 for c in scores if c.failed)},
-            "num_images": int(task.config.num_images),
+            "num_images": int(task.config.num_images),  # what the card asks for ...
+            "images_per_case": sorted({c.extra["n_images"] for c in scores if c.extra.get("n_images")}),  # ... and got
             "aes_on": aes_on,
             "notes": notes,
         }

@@ -9,23 +9,19 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import torch
 from PIL import Image
 
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges import JudgeRequest, load_judge
-from micon_tasks.suites.xversebench.aes import AestheticHead
 from micon_tasks.suites.xversebench.dpg import Answer
-from micon_tasks.suites.xversebench.testing import build_tiny_dino, build_tiny_siglip
+from micon_tasks.suites.xversebench.testing import build_tiny_dino, build_tiny_siglip, save_random_aes_head
 from micon_tasks.task import load_task
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("xverse_models")
-    head = AestheticHead(32)
-    torch.save({f"scoring_head.{2 * int(k.split('.')[1])}.{k.split('.')[2]}": v for k, v in head.state_dict().items()},
-               root / "head.pth")
+    save_random_aes_head(root / "head.pth")
     return {"dino": str(build_tiny_dino(root / "dino")), "siglip": str(build_tiny_siglip(root / "siglip")),
             "aes_head": str(root / "head.pth"), "face_weights": "micon-random", "face_units": "1-1-1-1",
             "face_detector": "micon-stub", "detector": "micon-stub", "segmenter": "micon-stub", "device": "cpu",

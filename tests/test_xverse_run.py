@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from micon_tasks.cli import main
-from micon_tasks.suites.xversebench.aes import AestheticHead
-from micon_tasks.suites.xversebench.testing import build_tiny_dino, build_tiny_siglip
+from micon_tasks.suites.xversebench.testing import build_tiny_dino, build_tiny_siglip, save_random_aes_head
 
 pytestmark = pytest.mark.slow
 
@@ -18,9 +16,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def judge_args(tmp_path_factory):
     root = tmp_path_factory.mktemp("xverse_run_models")
-    head = AestheticHead(32)
-    torch.save({f"scoring_head.{2 * int(k.split('.')[1])}.{k.split('.')[2]}": v for k, v in head.state_dict().items()},
-               root / "head.pth")
+    save_random_aes_head(root / "head.pth")
     return json.dumps({
         "device": "cpu", "vqa": "hf", "vqa_args": "pretrained=micon-tiny-random;mode=logits;device=cpu",
         "face_weights": "micon-random", "face_units": "1-1-1-1", "face_detector": "micon-stub",

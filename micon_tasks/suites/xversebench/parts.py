@@ -145,9 +145,8 @@ class AESPart(MetricPart):
 
     def __init__(self, aes_head: str | None = None, siglip: str | None = None, device: str = "auto",
                  batch_size: int = 16, aes_dtype: str = "bfloat16", aes_on: str = "auto"):
-        from micon_tasks.suites.xversebench.aes import OFFICIAL_SIGLIP, AestheticScorer
-
         from micon_tasks.errors import ConfigError
+        from micon_tasks.suites.xversebench.aes import OFFICIAL_SIGLIP, AestheticScorer
 
         if aes_on not in ("auto", "grid", "image"):  # refused now, not on the first case
             raise ConfigError(f"judge argument aes_on must be 'auto', 'grid' or 'image', got {aes_on!r}")

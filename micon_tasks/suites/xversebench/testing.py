@@ -16,7 +16,7 @@ from typing import Any
 
 from micon_tasks.suites.xversebench.faces import ARCFACE_TEMPLATE, FACE_SIZE, Face
 
-__all__ = ["build_tiny_dino", "build_tiny_siglip", "StubFaceDetector", "StubObjectDetector", "StubSegmenter"]
+__all__ = ["build_tiny_dino", "build_tiny_siglip", "save_random_aes_head", "StubFaceDetector", "StubObjectDetector", "StubSegmenter"]
 
 
 def build_tiny_dino(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
@@ -41,6 +41,18 @@ def build_tiny_siglip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
                                                  num_attention_heads=2, image_size=32, patch_size=8)).eval()
     model.save_pretrained(path)
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return Path(path)
+
+
+def save_random_aes_head(path: str | os.PathLike[str], hidden_size: int = 32, *, seed: int = 0) -> Path:
+    """Seeded random aesthetic-head weights saved in the upstream file's key layout (``scoring_head.N``)."""
+    import torch
+
+    from micon_tasks.suites.xversebench.aes import AestheticHead
+
+    torch.manual_seed(seed)
+    state = AestheticHead(hidden_size).state_dict()
+    torch.save({f"scoring_head.{2 * int(k.split('.')[1])}.{k.split('.')[2]}": v for k, v in state.items()}, path)
     return Path(path)
 
 

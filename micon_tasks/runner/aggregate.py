@@ -62,6 +62,7 @@ def merge_samples(
             rec: dict[str, Any] = {"task": name, "case_id": cid, "index": index}
             if gen is not None:
                 rec.update({k: gen.get(k) for k in ("seed", "prompt", "refs", "image", "dar_stats")})
+                rec.update({k: gen[k] for k in ("images", "seeds", "dar_maps") if k in gen})
                 rec["generation_error"] = gen.get("error")
             else:
                 rec.update({"seed": None, "prompt": None, "refs": None, "image": None, "dar_stats": None,
@@ -79,6 +80,10 @@ def merge_samples(
                     rec["judge"] = jrec["result"]
                     timings.update(jrec.get("timings") or {})
                     score = task.score_case(stub, record_to_result(jrec["result"]))
+                    if jrec.get("image_results"):  # several images judged one by one: the kind combines them
+                        rec["image_judges"] = jrec["image_results"]
+                        score = task.scoring_kind.combine_images(
+                            [score, *(task.score_case(stub, record_to_result(r)) for r in jrec["image_results"])])
                 else:
                     not_judged.append(cid)
                     continue

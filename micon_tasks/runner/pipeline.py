@@ -22,11 +22,13 @@ from micon_tasks.errors import CaseValidationError, ConfigError
 from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import build_results, merge_samples, write_results
 from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
-from micon_tasks.runner.generate import run_generation
-from micon_tasks.runner.judge_stage import check_judge_kinds, preflight, run_judging
+from micon_tasks.runner.generate import GenerateStage
+from micon_tasks.runner.judge_stage import JudgeStage, check_judge_kinds, preflight
 from micon_tasks.runner.layout import Layout
+from micon_tasks.runner.lock import RunLock
 from micon_tasks.runner.records import atomic_write_json
 from micon_tasks.runner.report import results_markdown
+from micon_tasks.runner.stages import run_stage
 
 __all__ = ["evaluate", "judge_outputs", "aggregate_outputs", "find_model_dir", "DEFAULT_JUDGE", "DEFAULT_JUDGE_ARGS"]
 
@@ -160,67 +162,75 @@ def find_model_dir(path: str | Path) -> Path:
 def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, adapter_obj: Any = None,
          judge_obj: Any = None, dar_obj: Any = None, redo_failed: bool = False, progress: bool = True) -> dict[str, Any] | None:
     dist = distributed.from_env()
-    try:
-        err: BaseException | None = None
-        tasks: dict[str, Any] = {}
-        selected: dict[str, list[tuple[int, str]]] = {}
-        if dist.is_main:  # rank 0 first: it checks the folder and fills the dataset cache the others read
-            try:
-                _prepare(layout, cfg, mode=mode, overwrite=overwrite)
-                tasks, selected = _load_tasks(cfg)
-            except Exception as exc:  # noqa: BLE001 - reported to every rank by sync
-                err = exc
-        dist.sync("the output folder check and data loading", err)
-
-        built: list[Any] = [judge_obj] if judge_obj is not None else []
-
-        def load_judge() -> Any:  # one judge object per process, built on first need (constructors are cheap)
-            if not built:
-                built.append(_load_judge(cfg))
-            return built[0]
-
-        err = None
+    _check_output_path(layout.root)
+    # Rank 0 holds the folder's lock for the whole command; the other ranks work inside it.
+    with RunLock(layout.root, enabled=dist.is_main):
         try:
-            if not tasks:
-                tasks, selected = _load_tasks(cfg)
-            if mode in ("run", "judge"):
-                preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
-                check_judge_kinds(load_judge(), list(tasks.values()))
-            if mode in ("run", "generate"):
-                stats = run_generation(cfg, dist, layout, tasks, selected, lambda: adapter_obj or _load_adapter(cfg),
-                                       dar=dar_obj, redo_failed=redo_failed, progress=progress)
-                log.info("generation: %d generated, %d failed (%d adapter calls)", stats.generated, stats.failed, stats.calls)
-                _free()
-        except Exception as exc:  # noqa: BLE001
-            err = exc
-        dist.sync("generation", err)
+            return _stages(cfg, layout, dist, mode=mode, overwrite=overwrite, adapter_obj=adapter_obj,
+                           judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress)
+        finally:
+            dist.close()
 
-        err = None
+
+def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str, overwrite: bool, adapter_obj: Any,
+            judge_obj: Any, dar_obj: Any, redo_failed: bool, progress: bool) -> dict[str, Any] | None:
+    tasks: dict[str, Any] = {}
+    selected: dict[str, list[tuple[int, str]]] = {}
+    with dist.stage("the output folder check and data loading"):
+        if dist.is_main:  # rank 0 first: it checks the folder and fills the dataset cache the others read
+            _prepare(layout, cfg, mode=mode, overwrite=overwrite)
+            tasks, selected = _load_tasks(cfg)
+
+    built: list[Any] = [judge_obj] if judge_obj is not None else []
+
+    def load_judge() -> Any:  # one judge object per process, built on first need (constructors are cheap)
+        if not built:
+            built.append(_load_judge(cfg))
+        return built[0]
+
+    with dist.stage("generation"):
+        if not tasks:
+            tasks, selected = _load_tasks(cfg)
         if mode in ("run", "judge"):
-            try:
-                if dist.is_main and not layout.judge_info.exists():
-                    atomic_write_json(layout.judge_info, load_judge().provenance())
-                jstats = run_judging(cfg, dist, layout, tasks, selected, load_judge, redo_failed=redo_failed, progress=progress)
-                log.info("judging: %d cases judged (%d judge calls)", jstats.judged, jstats.calls)
-                _free()
-            except Exception as exc:  # noqa: BLE001
-                err = exc
-            dist.sync("judging", err)
+            preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
+            check_judge_kinds(load_judge(), list(tasks.values()))
+        if mode in ("run", "generate"):
+            stage = GenerateStage(cfg, layout, lambda: adapter_obj or _load_adapter(cfg), dar=dar_obj,
+                                  redo_failed=redo_failed, is_main=dist.is_main)
+            stats = run_stage(stage, dist, layout, tasks, selected, progress=progress)
+            log.info("generation: %d generated, %d failed (%d adapter calls)", stats.done - stats.problems,
+                     stats.problems, stats.calls)
+            _free()
 
-        results = None
-        err = None
+    if mode in ("run", "judge"):
+        with dist.stage("judging"):
+            if dist.is_main and not layout.judge_info.exists():
+                atomic_write_json(layout.judge_info, load_judge().provenance())
+            jstats = run_stage(JudgeStage(cfg, layout, load_judge, redo_failed=redo_failed), dist, layout, tasks,
+                               selected, progress=progress)
+            log.info("judging: %d cases judged (%d judge calls)", jstats.done, jstats.calls)
+            if jstats.problems:
+                log.warning("judging: %d of %d cases have judge errors (recorded; they count as fails; --redo_failed "
+                            "retries them)", jstats.problems, jstats.done)
+            _free()
+
+    results = None
+    with dist.stage("aggregation"):
         if dist.is_main:
-            try:
-                merged = merge_samples(cfg, layout, tasks, selected)
-                results = build_results(cfg, layout, tasks, merged, world_size=dist.world_size)
-                if cfg.judge is not None and mode != "generate":
-                    write_results(layout, results, results_markdown(results))
-            except Exception as exc:  # noqa: BLE001
-                err = exc
-        dist.sync("aggregation", err)
-        return results
-    finally:
-        dist.close()
+            merged = merge_samples(cfg, layout, tasks, selected)
+            results = build_results(cfg, layout, tasks, merged, world_size=dist.world_size)
+            if cfg.judge is not None and mode != "generate":
+                write_results(layout, results, results_markdown(results))
+    return results
+
+
+def _check_output_path(root: Path) -> None:
+    """One clear line when the run folder cannot be a folder (a file stands in its way)."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"output path {str(path)!r} is a file, not a folder; choose another --output_path")
+            return
 
 
 def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from micon_tasks.scoring.common import mean
 from micon_tasks.types import CaseScore, JudgeResult
 
 __all__ = ["ScoringKind"]
@@ -19,6 +20,9 @@ class ScoringKind:
     """Base class of the scoring kinds; subclasses implement every method."""
 
     name: str = ""
+    #: True: a judge sees one generated image per request, and a case with several images (``num_images``)
+    #: is scored by ``combine_images``; False: one request carries all of a case's images (pooled metrics).
+    per_image: bool = True
 
     def check_options(self, options: dict[str, Any], *, task: str) -> None:
         """Refuse card settings this kind does not understand (a ConfigError naming the task and key)."""
@@ -31,6 +35,19 @@ class ScoringKind:
                    failure_reason: str | None = None) -> CaseScore:
         """One case's score; ``result`` None means no image reached the judge (``failure_reason`` says why)."""
         raise NotImplementedError
+
+    def combine_images(self, scores: list[CaseScore]) -> CaseScore:
+        """One case's score from the scores of its images: the mean of each number, errors summed; clean only
+        when every image is."""
+        if len(scores) == 1:
+            return scores[0]
+        first = scores[0]
+        parts = {k: mean([s.dimensions[k] for s in scores]) for k in first.dimensions}
+        answers = [s.answer_set_score for s in scores if s.answer_set_score is not None]
+        return CaseScore(case_id=first.case_id, score=mean([s.score for s in scores]), dimensions=parts,
+                         n_checkpoint_errors=sum(s.n_checkpoint_errors for s in scores),
+                         clean=all(s.clean for s in scores), answer_set_score=mean(answers) if answers else None,
+                         reason=first.reason, extra={**first.extra, "n_images": len(scores)})
 
     def summarise_task(self, task: Any, scores: list[CaseScore], *, seed: int) -> dict[str, Any]:
         """The task's block in results.json (``results.<task>``)."""

@@ -36,8 +36,10 @@ def test_micon_run_on_the_xversebench_sample(tmp_path, judge_args, monkeypatch):
     assert suite["kind"] == "metrics" and suite["tasks"] == ["xversebench_single", "xversebench_multi"]
     single = results["results"]["xversebench_single"]
     assert single["n_cases"] == 4 and single["n_failed"] == 0 and single["n_checkpoint_errors"] == 0
-    n = single["images_per_case"][0]
-    assert single["entries"] == {"DPG": 4 * n, "ID": n, "IP": 3 * n, "AES": 1 if n == 4 else 4 * n}
+    assert single["images_per_case"] == [4] and single["aes_on"] == ["grid"]  # the card's num_images: 4
+    # 4 cases x 4 images: one DPG entry per image, ID / IP per (image, reference), AES per case (2x2 grid)
+    assert single["entries"] == {"DPG": 16, "ID": 4, "IP": 12, "AES": 4}
+    assert len(list((run / "images" / "xversebench_single").glob("single_000*.png"))) == 4
     assert all(v is not None for v in single["metrics"].values())
     assert suite["headline"]["name"] == "Overall"
     assert suite["headline"]["value"] == pytest.approx(

@@ -31,6 +31,7 @@ def _zero() -> dict[str, Any]:
 
 class MetricsKind(ScoringKind):
     name = "metrics"
+    per_image = False  # one request carries all of a case's images: entries are pooled over them
 
     def check_options(self, options: dict[str, Any], *, task: str) -> None:
         unknown = sorted(set(options) - set(OPTIONS))

@@ -147,3 +147,20 @@ def test_aes_without_head_weights_fails_at_start_up():
 
     with pytest.raises(ConfigError, match="aes_head="):
         AestheticScorer(None)
+
+
+@pytest.mark.slow
+def test_florence_and_sam_code_paths_run_on_tiny_random_models(tmp_path):
+    from micon_tasks.suites.xversebench.ip_metric import FlorenceDetector, Sam2Segmenter
+    from micon_tasks.suites.xversebench.testing import build_tiny_florence2, build_tiny_sam2
+
+    det = FlorenceDetector(str(build_tiny_florence2(tmp_path / "florence")), "cpu", batch_size=2, max_new_tokens=8)
+    found = det.detect([(_noise(0, 100, 80), "cat"), (_noise(1, 90, 90), "polar bear"), (_noise(2, 50, 50), "cup")])
+    assert len(found) == 3 and all(isinstance(b, list) for b in found)  # random weights: boxes or none
+    # the parse of a reply: <loc_N> tokens on a 1000-bin grid, scaled to the image's pixels
+    boxes = det.boxes("</s><s>cat<loc_100><loc_200><loc_499><loc_999></s>", (1000, 500))
+    assert len(boxes) == 1 and boxes[0] == pytest.approx((100, 100, 499, 499), abs=1)  # y on a 500 px side
+    seg = Sam2Segmenter(str(build_tiny_sam2(tmp_path / "sam")), "cpu")
+    masks = seg.masks(_noise(3, 120, 90), [(10, 10, 60, 60), (30, 20, 110, 80)])
+    assert len(masks) == 2 and masks[0].shape == (90, 120) and masks[0].dtype == bool
+    assert seg.masks(_noise(3), []) == []

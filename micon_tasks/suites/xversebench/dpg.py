@@ -126,7 +126,7 @@ class MplugVQA:
             from modelscope.pipelines import pipeline
             from modelscope.utils.constant import Tasks
 
-            device = "gpu" if str(self.device).startswith("cuda") else "cpu"
+            device = str(self.device).replace("cuda", "gpu")  # modelscope names devices gpu / gpu:N / cpu
             self._pipe = pipeline(Tasks.visual_question_answering, model=self.model, device=device)
         out = []
         for image, question in items:  # the modelscope pipeline takes one (image, question) at a time

@@ -73,10 +73,13 @@ class FlorenceDetector:
                 ids = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
                                            do_sample=False)
             texts = self._processor.batch_decode(ids, skip_special_tokens=False)
-            for text, im in zip(texts, images):
-                parsed = self._processor.post_process_generation(text, task=TASK, image_size=im.size)[TASK]
-                out.append([tuple(float(v) for v in b[:4]) for b in parsed.get("bboxes", [])])
+            out.extend(self.boxes(text, im.size) for text, im in zip(texts, images))
         return out
+
+    def boxes(self, text: str, size: tuple[int, int]) -> list[tuple[float, float, float, float]]:
+        """Pixel boxes (x1, y1, x2, y2) from a decoded reply (``<loc_N>`` tokens on a 1000-bin grid)."""
+        parsed = self._processor.post_process_generation(text, task=TASK, image_size=size)[TASK]
+        return [tuple(float(v) for v in b[:4]) for b in parsed.get("bboxes", [])]  # type: ignore[misc]
 
     def describe(self) -> dict[str, Any]:
         return {"detector": self.model_id, "task": TASK, "num_beams": self.num_beams}

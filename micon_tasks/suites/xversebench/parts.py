@@ -117,11 +117,11 @@ class IPPart(MetricPart):
         from micon_tasks.suites.xversebench import ip_metric as ip
 
         dev = resolve_device(device)
-        if detector == STUB or segmenter == STUB:
-            from micon_tasks.suites.xversebench.testing import StubObjectDetector, StubSegmenter
-        self.detector: Any = StubObjectDetector() if detector == STUB else ip.FlorenceDetector(
+        from micon_tasks.suites.xversebench import testing
+
+        self.detector: Any = testing.StubObjectDetector() if detector == STUB else ip.FlorenceDetector(
             detector or ip.OFFICIAL_FLORENCE, dev, batch_size=batch_size, dtype=dtype)
-        self.segmenter: Any = StubSegmenter() if segmenter == STUB else ip.Sam2Segmenter(
+        self.segmenter: Any = testing.StubSegmenter() if segmenter == STUB else ip.Sam2Segmenter(
             segmenter or ip.OFFICIAL_SAM, dev, dtype=dtype)
         self.embedder = ip.DinoEmbedder(dino or ip.OFFICIAL_DINO, dev, batch_size=4 * batch_size)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from micon_tasks.suites.xversebench.faces import ARCFACE_TEMPLATE, FACE_SIZE, Face
 
-__all__ = ["build_tiny_dino", "build_tiny_siglip", "save_random_aes_head", "StubFaceDetector", "StubObjectDetector", "StubSegmenter"]
+__all__ = ["build_tiny_dino", "build_tiny_siglip", "build_tiny_florence2", "build_tiny_sam2", "save_random_aes_head", "StubFaceDetector", "StubObjectDetector", "StubSegmenter"]
 
 
 def build_tiny_dino(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
@@ -41,6 +41,58 @@ def build_tiny_siglip(path: str | os.PathLike[str], *, seed: int = 0) -> Path:
                                                  num_attention_heads=2, image_size=32, patch_size=8)).eval()
     model.save_pretrained(path)
     SiglipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return Path(path)
+
+
+def build_tiny_florence2(path: str | os.PathLike[str], *, seed: int = 0, size: int = 64) -> Path:
+    """A tiny Florence-2 (DaViT + BART, ~0.15 M parameters) with an offline byte-level BART tokenizer that
+    knows the ``<loc_N>`` tokens, and its processor, saved under ``path``. Its replies are noise."""
+    import torch
+    from transformers import BartTokenizer, CLIPImageProcessor, Florence2Config, Florence2ForConditionalGeneration
+    from transformers import Florence2Processor
+
+    from micon_tasks.testing.tiny_tokenizers import _byte_symbols
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    tok = BartTokenizer(vocab={t: i for i, t in enumerate(specials + _byte_symbols())}, merges=[], bos_token="<s>",
+                        eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+                        extra_special_tokens={"image_token": "<image>"})
+    tok.add_tokens([f"<loc_{i}>" for i in range(1000)] + ["<od>", "</od>", "<poly>", "</poly>", "<sep>"],
+                   special_tokens=True)
+    images = CLIPImageProcessor(size={"height": size, "width": size}, crop_size={"height": size, "width": size},
+                                do_center_crop=False, image_seq_length=(size // 32) ** 2 + 1)
+    processor = Florence2Processor(image_processor=images, tokenizer=tok,
+                                   post_processor_config={"description_with_bboxes_or_polygons": {}})
+    torch.manual_seed(seed)
+    config = Florence2Config(
+        vision_config=dict(depths=[1, 1, 1, 1], embed_dim=[8, 16, 32, 32], num_heads=[1, 1, 2, 2],
+                           num_groups=[1, 1, 2, 2], window_size=2, projection_dim=32, drop_path_rate=0.0),
+        text_config=dict(model_type="bart", vocab_size=len(tok), d_model=32, encoder_layers=1, decoder_layers=1,
+                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                         max_position_embeddings=128, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id),
+        image_token_id=tok.image_token_id)
+    Florence2ForConditionalGeneration(config).eval().save_pretrained(path)
+    processor.save_pretrained(path)
+    return Path(path)
+
+
+def build_tiny_sam2(path: str | os.PathLike[str], *, seed: int = 0, size: int = 256) -> Path:
+    """A tiny SAM 2 (Hiera backbone of 5 blocks, ~0.35 M parameters, 256 px input) and its processor."""
+    import torch
+    from transformers import Sam2Config, Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    backbone = dict(model_type="sam2_hiera_det_model", hidden_size=16, num_attention_heads=1, image_size=[size, size],
+                    blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[16, 32, 64, 128],
+                    num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[8, 4, 4, 4],
+                    global_attention_blocks=[3], window_positional_embedding_background_size=[4, 4])
+    vision = dict(backbone_config=backbone, backbone_channel_list=[128, 64, 32, 16], fpn_hidden_size=32,
+                  backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2])
+    torch.manual_seed(seed)
+    config = Sam2Config(vision_config=vision, prompt_encoder_config=dict(hidden_size=32, image_size=size, patch_size=16),
+                        mask_decoder_config=dict(hidden_size=32, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32))
+    Sam2Model(config).eval().save_pretrained(path)
+    Sam2Processor(image_processor=Sam2ImageProcessor(size={"height": size, "width": size})).save_pretrained(path)
     return Path(path)
 
 
@@ -119,5 +171,5 @@ def _box_mask(image: Any, box: Sequence[float]) -> Any:
 
 
 def _flat(image: Any) -> bool:
-    lo, hi = zip(*image.convert("RGB").getextrema())
-    return max(hi) - min(lo) == 0 or all(a == b for a, b in zip(lo, hi))
+    """True for a picture of one flat colour (every band's minimum equals its maximum)."""
+    return all(lo == hi for lo, hi in image.convert("RGB").getextrema())

@@ -48,8 +48,13 @@ def build_tiny_florence2(path: str | os.PathLike[str], *, seed: int = 0, size: i
     """A tiny Florence-2 (DaViT + BART, ~0.15 M parameters) with an offline byte-level BART tokenizer that
     knows the ``<loc_N>`` tokens, and its processor, saved under ``path``. Its replies are noise."""
     import torch
-    from transformers import BartTokenizer, CLIPImageProcessor, Florence2Config, Florence2ForConditionalGeneration
-    from transformers import Florence2Processor
+    from transformers import (
+        BartTokenizer,
+        CLIPImageProcessor,
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        Florence2Processor,
+    )
 
     from micon_tasks.testing.tiny_tokenizers import _byte_symbols
 

@@ -23,6 +23,7 @@ import registry
 from micon_tasks.checkpoints import build_checkpoints, read_qa_file
 from micon_tasks.config import TaskConfig, read_yaml
 from micon_tasks.errors import CaseValidationError, ConfigError
+from micon_tasks.images import to_rgb
 from micon_tasks.types import AnswerSet, Case, CaseScore, Checkpoint, JudgeResult
 
 if TYPE_CHECKING:
@@ -132,8 +133,10 @@ class Task:
         """Schema-check every row without decoding its images."""
         import pyarrow.compute as pc
 
+        from micon_tasks.data.checks import check_ref_bytes
         from micon_tasks.data.raw import validate_record
 
+        check_ref_bytes(ds, task=self.name)
         n_refs = pc.list_value_length(ds.data.column("refs")).to_pylist()
         rows = ds.remove_columns(["refs"]).to_list()
         lo, hi = self.config.refs.get("min", 1), self.config.refs.get("max", 8)
@@ -157,11 +160,16 @@ class Task:
     def __getitem__(self, index: int) -> Case:
         if not -len(self) <= index < len(self):
             raise IndexError(f"task {self.name!r} has {len(self)} cases; index {index} is out of range")
-        return self.row_to_case(self.dataset[index])
+        try:
+            row = self.dataset[index]
+        except Exception as exc:  # noqa: BLE001 - datasets decodes the images here; name the case, not a bare OSError
+            cid = self.case_ids[index]
+            raise CaseValidationError(self.name, cid, "refs", f"cannot decode a reference: {type(exc).__name__}: {exc}") from None
+        return self.row_to_case(row)
 
     def __iter__(self) -> Iterator[Case]:
-        for row in self.dataset:
-            yield self.row_to_case(row)
+        for index in range(len(self)):
+            yield self[index]
 
     def case(self, case_id: str) -> Case:
         """The case with this id."""
@@ -174,7 +182,7 @@ class Task:
         refs = []
         for role, im in zip(row["ref_roles"], row["refs"]):
             try:
-                refs.append(im.convert("RGB"))
+                refs.append(to_rgb(im))
             except Exception as exc:
                 raise CaseValidationError(self.name, row["case_id"], f"refs.{role}", f"cannot decode image: {exc}") from None
         ans = row.get("answer_set")

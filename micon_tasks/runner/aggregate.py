@@ -42,9 +42,10 @@ def _failure_reason(gen: dict[str, Any] | None) -> str:
 
 
 def merge_samples(
-    cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]]
+    cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]], *,
+    write: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
-    """One record per selected case, in dataset order; writes ``samples_<task>.jsonl`` atomically."""
+    """One record per selected case, in dataset order; writes ``samples_<task>.jsonl`` atomically (``write``)."""
     from micon_tasks.types import Case
 
     identity = cfg.judge_identity()
@@ -95,7 +96,8 @@ def merge_samples(
                 f"task {name!r}: {len(not_judged)} generated case(s) have no verdict yet (first: {not_judged[0]!r}); "
                 f"run `micon judge {layout.root}` first"
             )
-        atomic_write_text(layout.samples(name), "".join(dumps_record(r) + "\n" for r in records))
+        if write:
+            atomic_write_text(layout.samples(name), "".join(dumps_record(r) + "\n" for r in records))
         merged[name] = records
     return merged
 
@@ -165,9 +167,10 @@ def summarise_suites(tasks: dict[str, Any], blocks: dict[str, Any], scores: dict
     return out
 
 
-def write_results(layout: Layout, results: dict[str, Any], table_md: str) -> None:
-    atomic_write_json(layout.results_json, results)
-    atomic_write_text(layout.results_md, table_md)
+def write_results(layout: Layout, results: dict[str, Any], table_md: str, *, name: str = "results") -> None:
+    """``<name>.json`` and ``<name>.md`` in the run folder (``results`` unless a named view was asked for)."""
+    atomic_write_json(layout.root / f"{name}.json", results)
+    atomic_write_text(layout.root / f"{name}.md", table_md)
 
 
 def package_versions() -> dict[str, str | None]:

@@ -192,6 +192,24 @@ class RunConfig:
                                             or self.num_images < 1):
             raise ConfigError(f"num_images must be a positive integer, got {self.num_images!r}")
 
+    def selection(self) -> tuple[tuple[str, ...], int | float | None]:
+        """Which cases the run selects: (tasks, limit)."""
+        return tuple(self.tasks), self.limit
+
+    def describe_selection(self) -> str:
+        return f"tasks {', '.join(self.tasks)}, limit {self.limit}"
+
+    def widest_selection(self, other: RunConfig) -> dict[str, Any]:
+        """The union of this selection and ``other``'s: tasks in first-seen order, the wider limit (None: all;
+        a count and a fraction cannot be compared, so together they mean all)."""
+        tasks = [*self.tasks, *(t for t in other.tasks if t not in self.tasks)]
+        a, b = self.limit, other.limit
+        if a is None or b is None or isinstance(a, float) != isinstance(b, float):
+            limit = None
+        else:
+            limit = max(a, b)
+        return {"tasks": tasks, "limit": limit}
+
     def images_for(self, task: Any) -> int:
         """How many images each case of ``task`` gets: ``--num_images``, else the task card's."""
         return self.num_images if self.num_images is not None else int(getattr(task.config, "num_images", 1))

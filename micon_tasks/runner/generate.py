@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.base import GenerationError, GenerationRequest
-from micon_tasks.errors import ConfigError, MiconError
+from micon_tasks.errors import CaseValidationError, ConfigError, MiconError
 from micon_tasks.hashing import sha256_bytes, sha256_file
 from micon_tasks.png import png_bytes
 from micon_tasks.runner.config import RunConfig, image_seed
@@ -106,7 +106,9 @@ class GenerateStage:
     def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
         inputs = case_inputs(task)
         n_images = self.cfg.images_for(task)
-        cases = [task[i] for i, _ in chunk]
+        cases, chunk = _decode_cases(task, chunk, writer, stats)
+        if not cases:
+            return
         # One request per (case, image); image k of a case draws its own seed.
         requests = [GenerationRequest(refs=c.refs, prompt=c.prompt, seed=image_seed(self.cfg.seed, task.name, c.case_id, k),
                                       case_id=c.case_id) for c in cases for k in range(n_images)]
@@ -142,6 +144,23 @@ class GenerateStage:
         atomic_write_bytes(path, data)
         return {"path": self.layout.relative(path), "sha256": sha256_bytes(data), "width": image.width,
                 "height": image.height}
+
+
+def _decode_cases(task: Any, chunk: list[tuple[int, str]], writer: RecordWriter,
+                  stats: StageStats) -> tuple[list[Any], list[tuple[int, str]]]:
+    """The chunk's cases; one whose references cannot be decoded is recorded as that case's failure."""
+    cases, kept = [], []
+    for index, cid in chunk:
+        try:
+            cases.append(task[index])
+            kept.append((index, cid))
+        except CaseValidationError as exc:
+            stats.problems += 1
+            log.warning("%s", exc)
+            writer.append({"task": task.name, "case_id": cid, "index": index, "seed": None, "prompt": None, "refs": None,
+                           "inputs_sha256": case_inputs(task).generation_sha256(cid), "image": None, "timings": {},
+                           "error": GenerationError(str(exc), reason="bad_input").to_dict()})
+    return cases, kept
 
 
 def _ref_hashes(inputs: CaseInputs, case: Any) -> list[dict[str, str]]:

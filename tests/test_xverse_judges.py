@@ -136,3 +136,24 @@ def test_official_models_need_their_packages_and_weights(tiny):
         load_judge("xversebench", {**tiny, "metrics": "dpg;clip"})
     with pytest.raises(ConfigError, match="VLM judge"):
         load_judge("xverse_dpg", {"vqa": "xverse_aes"})
+
+
+def test_aes_batches_across_cases_with_the_same_values_as_one_by_one(tiny):
+    j = load_judge("xversebench", {**tiny, "metrics": "aes", "batch_size": 2})
+    assert j.batch_size == 2  # the runner sends this many cases per call
+    reqs = _requests(load_task("xversebench_multi", "sample"))
+    together = [v.value for r in j.judge_batch(reqs) for v in r.verdicts]
+    alone = [v.value for req in reqs for v in j.judge_batch([req])[0].verdicts]
+    assert len(together) == 3 and together == pytest.approx(alone, abs=1e-4)
+    calls = []
+    real = j.parts[0].scorer.score
+
+    def picky(pictures):
+        calls.append(len(pictures))
+        if len(pictures) > 1:
+            raise RuntimeError("out of memory")
+        return real(pictures)
+
+    j.parts[0].scorer.score = picky
+    assert [v.value for r in j.judge_batch(reqs) for v in r.verdicts] == pytest.approx(alone, abs=1e-4)
+    assert calls == [3, 1, 1, 1]  # the batch failed, then each case alone

@@ -27,9 +27,10 @@ class MetricJudge(Judge):
     kinds: ClassVar[tuple[str, ...]] = ("metrics",)
     backend = "xversebench"
 
-    def __init__(self, parts: list[MetricPart]):
+    def __init__(self, parts: list[MetricPart], batch_size: int = 8):
         super().__init__()
         self.parts = parts
+        self.batch_size = batch_size  # cases per judge_batch call the runner sends
 
     def provenance(self) -> dict[str, Any]:
         metrics = {p.metric: p.describe() for p in self.parts}
@@ -43,34 +44,34 @@ class MetricJudge(Judge):
         return prov
 
     def judge_batch(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
+        """Each part scores every usable case of the batch in one call (its models batch across cases)."""
         prov = self.provenance()
-        return [self._one(req, prov) for req in requests]
-
-    def _one(self, req: JudgeRequest, prov: dict[str, Any]) -> JudgeResult:
-        images = list(getattr(req, "images", None) or ([req.image] if req.image is not None else []))
-        where = f"task {req.task!r}, case {req.case.case_id!r}"
-        verdicts: list[Verdict] = []
-        details: dict[str, Any] = {"n_images": len(images), "notes": list(prov.get("notes") or [])}
-        try:
-            subjects = E.subjects_of(req.case)
-        except ValueError as exc:
-            subjects, bad = [], str(exc)
-        else:
-            bad = "" if images else f"{where}: no generated image"
-        for part in self.parts:
-            if bad:
-                verdicts.append(Verdict(f"{part.metric}/all", "error", error=bad))
-                continue
+        verdicts: list[list[Verdict]] = [[] for _ in requests]
+        details: list[dict[str, Any]] = []
+        usable: list[tuple[int, Any, list[Any], list[E.Subject]]] = []
+        for i, req in enumerate(requests):
+            images = list(getattr(req, "images", None) or ([req.image] if req.image is not None else []))
+            details.append({"n_images": len(images), "notes": list(prov.get("notes") or [])})
             try:
-                got, extra = part.score(req.case, images)
-                verdicts.extend(got)
-                details.update(extra)
-            except Exception as exc:  # noqa: BLE001 - one metric failing on one case marks only its entries
-                msg = f"{where}: {part.metric} failed: {type(exc).__name__}: {exc}"
-                grid = part.metric == "AES" and E.aes_grid(len(images), getattr(part, "aes_on", "auto"))
-                owed = E.expected_entries(subjects, len(images), grid=grid)[part.metric]
-                verdicts.extend(Verdict(cid, "error", error=msg) for cid in owed)
-        return JudgeResult(verdicts=verdicts, provenance={**prov, "cached": False}, details=details)
+                subjects = E.subjects_of(req.case)
+                if not images:
+                    raise ValueError(f"task {req.task!r}, case {req.case.case_id!r}: no generated image")
+            except ValueError as exc:  # the case cannot be scored at all: one error per metric, counted
+                verdicts[i] = [Verdict(f"{p.metric}/all", "error", error=str(exc)) for p in self.parts]
+                continue
+            usable.append((i, req.case, images, subjects))
+        for part in self.parts:
+            outcomes = part.score_many([(case, images) for _, case, images, _ in usable])
+            for (i, case, images, subjects), got in zip(usable, outcomes):
+                if isinstance(got, Exception):  # one metric failing on one case marks only its entries
+                    msg = f"task {requests[i].task!r}, case {case.case_id!r}: {part.metric} failed: {type(got).__name__}: {got}"
+                    grid = part.metric == "AES" and E.aes_grid(len(images), getattr(part, "aes_on", "auto"))
+                    owed = E.expected_entries(subjects, len(images), grid=grid)[part.metric]
+                    verdicts[i].extend(Verdict(cid, "error", error=msg) for cid in owed)
+                else:
+                    verdicts[i].extend(got[0])
+                    details[i].update(got[1])
+        return [JudgeResult(verdicts=v, provenance={**prov, "cached": False}, details=d) for v, d in zip(verdicts, details)]
 
     def close(self) -> None:
         for part in self.parts:
@@ -144,4 +145,4 @@ class XVerseBenchJudge(MetricJudge):
             "ip": lambda: IPPart(detector, segmenter, dino, device, batch_size, dtype),
             "aes": lambda: AESPart(aes_head, siglip, device, 2 * batch_size, aes_dtype, aes_on),
         }
-        super().__init__([build[m]() for m in E.METRIC_KEYS if m in chosen])
+        super().__init__([build[m]() for m in E.METRIC_KEYS if m in chosen], batch_size)

@@ -36,6 +36,16 @@ class MetricPart:
     def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
         raise NotImplementedError
 
+    def score_many(self, items: list[tuple[Case, list[Any]]]) -> list[tuple[list[Verdict], dict[str, Any]] | Exception]:
+        """Every case's result, or the exception that case raised (never raised for one case)."""
+        out: list[tuple[list[Verdict], dict[str, Any]] | Exception] = []
+        for case, images in items:
+            try:
+                out.append(self.score(case, images))
+            except Exception as exc:  # noqa: BLE001 - reported on that case's entries
+                out.append(exc)
+        return out
+
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -154,13 +164,30 @@ class AESPart(MetricPart):
         self.scorer = AestheticScorer(aes_head, siglip or OFFICIAL_SIGLIP, resolve_device(device),
                                       batch_size=batch_size, dtype=aes_dtype)
 
-    def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
+    def _pictures(self, images: list[Any]) -> tuple[list[str], list[Any], str]:
         from micon_tasks.suites.xversebench.aes import tile_grid
 
         grid = E.aes_grid(len(images), self.aes_on)
-        pictures = [tile_grid(images)] if grid else list(images)
         ids = E.expected_entries([], len(images), grid=grid)["AES"]
-        return [_scored(cid, v) for cid, v in zip(ids, self.scorer.score(pictures))], {"aes_on": "grid" if grid else "image"}
+        return ids, [tile_grid(images)] if grid else list(images), "grid" if grid else "image"
+
+    def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
+        ids, pictures, mode = self._pictures(images)
+        return [_scored(cid, v) for cid, v in zip(ids, self.scorer.score(pictures))], {"aes_on": mode}
+
+    def score_many(self, items: list[tuple[Case, list[Any]]]) -> list[tuple[list[Verdict], dict[str, Any]] | Exception]:
+        """All cases' pictures through SigLIP together; if that fails, case by case to find the culprit."""
+        try:
+            prepared = [self._pictures(images) for _, images in items]
+            values = self.scorer.score([p for _, pics, _ in prepared for p in pics])
+        except Exception:  # noqa: BLE001
+            return super().score_many(items)
+        out: list[tuple[list[Verdict], dict[str, Any]] | Exception] = []
+        pos = 0
+        for ids, _, mode in prepared:
+            out.append(([_scored(cid, v) for cid, v in zip(ids, values[pos : pos + len(ids)])], {"aes_on": mode}))
+            pos += len(ids)
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {**self.scorer.describe(), "aes_on": self.aes_on}

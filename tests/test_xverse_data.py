@@ -171,3 +171,11 @@ def test_bundled_sample_is_what_the_builder_makes(tmp_path):
     for path in sorted(p for p in SAMPLE_ROOT.rglob("*") if p.is_file()):
         assert (built / path.relative_to(SAMPLE_ROOT)).read_bytes() == path.read_bytes(), path
     assert {p.relative_to(built) for p in built.rglob("*")} == {p.relative_to(SAMPLE_ROOT) for p in SAMPLE_ROOT.rglob("*")}
+
+
+def test_micon_validate_decodes_every_sample_reference(capsys):
+    assert main(["validate", "--tasks", "xversebench", "--source", "sample"]) == 0
+    out = capsys.readouterr().out
+    assert "xversebench_single                4      4" in out and "xversebench_multi                 3      7" in out
+    ds = load_task("xversebench_multi", "sample").dataset
+    assert all(ref["bytes"] for refs in ds.with_format("arrow")[:].column("refs").to_pylist() for ref in refs)

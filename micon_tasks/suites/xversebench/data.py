@@ -143,8 +143,16 @@ def features() -> datasets.Features:
     return f
 
 
+def _read_image(root: Path, rel: str, *, task: str, case_id: str) -> bytes:
+    path = confine_path(root, rel, task=task, case_id=case_id, field="subjects.image")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CaseValidationError(task, case_id, "subjects.image", f"cannot read {rel!r}: {exc.strerror}") from None
+
+
 def to_dataset(root: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], *, task: str, split: str) -> datasets.Dataset:
-    """Rows as a ``datasets.Dataset`` in the core schema (images decoded lazily from their files)."""
+    """Rows as a ``datasets.Dataset`` in the core schema, each reference's file bytes embedded (decoded lazily)."""
     from datasets import Dataset
 
     root = Path(root).resolve()
@@ -153,8 +161,9 @@ def to_dataset(root: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], 
         subjects = row["subjects"]
         records.append({
             "case_id": row["case_id"], "task": task, "task_type": split,
-            "refs": [{"path": str(confine_path(root, s["image"], task=task, case_id=row["case_id"], field="image")),
-                      "bytes": None} for s in subjects],
+            # the bytes travel with the row (never a bare path for datasets to open later)
+            "refs": [{"path": s["image"], "bytes": _read_image(root, s["image"], task=task, case_id=row["case_id"])}
+                     for s in subjects],
             "ref_roles": list(ROLES[: len(subjects)]), "ref_paths": [s["image"] for s in subjects],
             "prompt": row["prompt"], "goal": "", "constraints_hard": [], "constraints_soft": [],
             "expectation_list": [], "participating_dimensions": [],

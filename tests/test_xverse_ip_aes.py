@@ -164,3 +164,13 @@ def test_florence_and_sam_code_paths_run_on_tiny_random_models(tmp_path):
     masks = seg.masks(_noise(3, 120, 90), [(10, 10, 60, 60), (30, 20, 110, 80)])
     assert len(masks) == 2 and masks[0].shape == (90, 120) and masks[0].dtype == bool
     assert seg.masks(_noise(3), []) == []
+
+
+def test_aes_in_bfloat16_stays_close_to_float32(tmp_path):
+    from micon_tasks.suites.xversebench.testing import save_random_aes_head
+
+    siglip, head = build_tiny_siglip(tmp_path / "siglip"), save_random_aes_head(tmp_path / "head.pth")
+    pics = [_noise(i, 40, 40) for i in range(4)]
+    full = AestheticScorer(str(head), str(siglip), "cpu", dtype="float32").score(pics)
+    half = AestheticScorer(str(head), str(siglip), "cpu", dtype="bfloat16").score(pics)
+    assert half == pytest.approx(full, abs=0.05)  # the authors run bf16; x10 scale, so 0.05 is 0.005 raw

@@ -179,3 +179,10 @@ def test_micon_validate_decodes_every_sample_reference(capsys):
     assert "xversebench_single                4      4" in out and "xversebench_multi                 3      7" in out
     ds = load_task("xversebench_multi", "sample").dataset
     assert all(ref["bytes"] for refs in ds.with_format("arrow")[:].column("refs").to_pylist() for ref in refs)
+
+
+def test_lazy_cases_carry_subjects_and_questions_too():
+    task = load_task("xversebench_multi", "sample")
+    lazy = task.lazy_case(2)
+    assert lazy.extra["subjects"] == task[2].extra["subjects"] and lazy.extra["questions"] == task[2].extra["questions"]
+    assert lazy.refs[2].size == (160, 160)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import micon_tasks
+from micon_tasks.images import to_rgb  # 8-bit RGB (16-bit greyscale scaled, not clipped white)
 from micon_tasks.judges.base import Judge, JudgeRequest
 from micon_tasks.suites.xversebench import entries as E
 from micon_tasks.suites.xversebench.parts import AESPart, DPGPart, IDPart, IPPart, MetricPart
@@ -50,7 +51,7 @@ class MetricJudge(Judge):
         details: list[dict[str, Any]] = []
         usable: list[tuple[int, Any, list[Any], list[E.Subject]]] = []
         for i, req in enumerate(requests):
-            images = list(getattr(req, "images", None) or ([req.image] if req.image is not None else []))
+            images = [to_rgb(im) for im in (getattr(req, "images", None) or ([req.image] if req.image is not None else []))]
             details.append({"n_images": len(images), "notes": list(prov.get("notes") or [])})
             try:
                 subjects = E.subjects_of(req.case)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from micon_tasks.images import to_rgb
 from micon_tasks.suites.xversebench import entries as E
 from micon_tasks.types import Case, Verdict
 
@@ -104,7 +105,7 @@ class IDPart(MetricPart):
     def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
         from micon_tasks.suites.xversebench.id_metric import score_id
 
-        refs = [(s.role, ref) for s, ref in zip(E.subjects_of(case), case.refs) if s.is_human]
+        refs = [(s.role, to_rgb(ref)) for s, ref in zip(E.subjects_of(case), case.refs) if s.is_human]
         out, n_none = [], 0
         for e in score_id(images, refs, self.detector, self.embedder):
             cid = E.entry_id("ID", e.image, e.role)
@@ -138,7 +139,7 @@ class IPPart(MetricPart):
     def score(self, case: Case, images: list[Any]) -> tuple[list[Verdict], dict[str, Any]]:
         from micon_tasks.suites.xversebench.ip_metric import score_ip
 
-        refs = [(s.role, ref, s.label) for s, ref in zip(E.subjects_of(case), case.refs) if not s.is_human]
+        refs = [(s.role, to_rgb(ref), s.label) for s, ref in zip(E.subjects_of(case), case.refs) if not s.is_human]
         out, n_none = [], 0
         for e in score_ip(images, refs, self.detector, self.segmenter, self.embedder):
             n_none += e.no_object

@@ -63,8 +63,8 @@ class XVerseBenchTask(Task):
             return {"kind": kind, "path": str(root), "split": self.split, "chosen_by": chosen}
         return self._location
 
-    def row_to_case(self, row: dict[str, Any]) -> Case:
-        case = super().row_to_case(row)
+    def row_to_case(self, row: dict[str, Any], *, decode: bool = True) -> Case:
+        case = super().row_to_case(row, decode=decode)
         case.extra["subjects"] = [dict(s) for s in row["subjects"]]
         case.extra["questions"] = [dict(q) for q in row["questions"]]
         return case

@@ -65,11 +65,18 @@ def _add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
     p.add_argument("--limit", "-L", type=_limit, default=None, help="cases per task (N, or a fraction below 1)")
 
 
+def _add_checkpoints_from(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoints_from", nargs="+", default=None, metavar="TASK=FILE|FOLDER",
+                   help="official .qa.txt templates replacing built-in checkpoint sets: task=FILE pairs, or a folder "
+                        "holding them by their official names (object_composition.qa.txt, ...); one FILE only with "
+                        "one task. Relative paths start from the current folder")
+
+
 def _add_run_args(p: argparse.ArgumentParser, *, judge: bool) -> None:
     p.add_argument("--model", "-M", required=True, help="adapter name (micon ls adapters)")
     p.add_argument("--model_args", "-a", default=None, help="k=v,... or JSON, e.g. pretrained=...,dtype=bfloat16")
     _add_data_args(p)
-    p.add_argument("--checkpoints_from", default=None, help="an official .qa.txt checkpoint file replacing the built-in set")
+    _add_checkpoints_from(p)
     p.add_argument("--output_path", "-o", required=True, help="output folder; the run goes to <output_path>/<model>[__dar]/")
     p.add_argument("--dar", action="store_true", help="apply DAR with the paper's defaults")
     p.add_argument("--dar_args", default=None, help="DAR settings (turn DAR on), e.g. gamma=0.2,tau_high=0.8")
@@ -115,11 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ls", help="list tasks, groups, adapters or judges")
     p.add_argument("what", choices=("tasks", "groups", "adapters", "judges"))
+    p.add_argument("--include_path", default=None, help="a folder of extra YAML task cards to list too")
     _common(p)
 
     p = sub.add_parser("validate", help="load and schema-check tasks, print counts")
     _add_data_args(p)
-    p.add_argument("--checkpoints_from", default=None)
+    _add_checkpoints_from(p)
     _common(p)
 
     for module_name in COMMAND_MODULES:
@@ -195,9 +203,28 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _include(args: argparse.Namespace) -> int:
+    """Index ``--include_path`` (if given): every card that cannot be used is one error line (status 2)."""
+    if not getattr(args, "include_path", None):
+        return 0
+    import warnings
+
+    from micon_tasks.task import include_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each problem is printed below, once
+        report = include_path(args.include_path)
+    for file, msg in report.errors:
+        print(f"micon: error: include_path {file}: {msg}", file=sys.stderr)
+    if args.command == "validate" and (report.tasks or report.groups):
+        print(f"include_path {args.include_path}: tasks {report.tasks or '-'}, groups {report.groups or '-'}")
+    return 2 if report.errors else 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     import registry
 
+    status = _include(args)
     if args.what == "tasks":
         for name in registry.list_tasks():
             aliases = [a for a in getattr(registry.get_task(name).config, "aliases", ()) if a != name]
@@ -209,27 +236,22 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print("\n".join(registry.list_adapters()))
     else:
         print("\n".join(registry.list_judges()))
-    return 0
+    return status
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     import registry
+    from micon_tasks.checkpoints import resolve_checkpoints_from
     from micon_tasks.data.checks import decode_references
-    from micon_tasks.task import include_path, load_task
+    from micon_tasks.task import load_task
 
-    status = 0
-    if args.include_path:
-        report = include_path(args.include_path)
-        for file, msg in report.errors:
-            print(f"micon: error: include_path {file}: {msg}", file=sys.stderr)
-            status = 2
-        if report.tasks or report.groups:
-            print(f"include_path {args.include_path}: tasks {report.tasks or '-'}, groups {report.groups or '-'}")
+    status = _include(args)
     names = registry.expand_task_names(_tasks_arg(args.tasks))
+    qa_files = resolve_checkpoints_from(args.checkpoints_from, names)
     total = 0
     print(f"{'task':<28} {'cases':>6} {'refs':>6} {'checkpoints':>12} {'hard':>5}")
     for name in names:
-        task = load_task(name, args.source, dataset_path=args.dataset_path, checkpoints_from=args.checkpoints_from)
+        task = load_task(name, args.source, dataset_path=args.dataset_path, checkpoints_from=qa_files)
         n = len(task)  # loads and schema-checks every case (raises on the first invalid one)
         if args.limit is not None:
             from micon_tasks.runner.config import RunConfig
@@ -276,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return cmd_validate(args)
         return int(args.func(args) or 0)  # subcommands registered by other modules (publish)
-    except (MiconError, registry.UnknownNameError) as exc:
+    except (MiconError, registry.UnknownNameError, registry.RegistryLoadError) as exc:
         print(f"micon: error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:

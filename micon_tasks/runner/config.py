@@ -160,7 +160,9 @@ class RunConfig:
     source: str = "hub"
     dataset_path: str | None = None
     include_path: str | None = None
-    checkpoints_from: str | None = None
+    # Official templates replacing checkpoint sets: {task: absolute file}. Given as task=FILE pairs, a folder
+    # or one file (one selected task), it is resolved once here (micon_tasks.checkpoints.resolve_checkpoints_from).
+    checkpoints_from: dict[str, str] | str | list[str] | None = None
     limit: int | float | None = None
     seed: int | None = 0
     dar: dict[str, Any] | None = None  # the resolved DARConfig as a dict; None = off
@@ -188,6 +190,12 @@ class RunConfig:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not self.tasks:
             raise ConfigError("no task selected (--tasks)")
+        if not self.checkpoints_from:
+            self.checkpoints_from = None
+        else:
+            from micon_tasks.checkpoints import resolve_checkpoints_from
+
+            self.checkpoints_from = resolve_checkpoints_from(self.checkpoints_from, self.tasks) or None
         if self.num_images is not None and (isinstance(self.num_images, bool) or not isinstance(self.num_images, int)
                                             or self.num_images < 1):
             raise ConfigError(f"num_images must be a positive integer, got {self.num_images!r}")

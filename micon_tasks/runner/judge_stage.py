@@ -200,6 +200,9 @@ class JudgeStage:
         self.judge = self.load_judge()
         return _chunk_size(self.judge)
 
+    def flush(self) -> None:
+        pass  # records are written as each chunk comes back
+
     def finish(self) -> None:
         close = getattr(self.judge, "close", None)
         if callable(close):

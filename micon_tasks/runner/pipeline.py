@@ -27,6 +27,7 @@ from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results
 from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
 from micon_tasks.runner.generate import GenerateStage
+from micon_tasks.runner.inputs import persist_all
 from micon_tasks.runner.judge_stage import JudgeStage, check_judge_kinds, preflight
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.lock import RunLock
@@ -61,7 +62,7 @@ def evaluate(
     overwrite: bool = False,
     include_path: str | Path | None = None,
     dataset_path: str | None = None,
-    checkpoints_from: str | None = None,
+    checkpoints_from: str | Mapping[str, str] | Sequence[str] | None = None,
     batch_size: int = 1,
     redo_failed: bool = False,
     progress: bool = True,
@@ -101,7 +102,7 @@ def evaluate(
     cfg = RunConfig(
         model=model_name, model_args=margs, tasks=registry.expand_task_names(tasks), source=str(source),
         dataset_path=_resolve_dataset_path(str(source), dataset_path), include_path=str(include_path) if include_path else None,
-        checkpoints_from=str(checkpoints_from) if checkpoints_from else None, limit=limit, seed=seed,
+        checkpoints_from=checkpoints_from, limit=limit, seed=seed,
         dar=_dar_dict(dar_obj), judge=judge_name, judge_args=jargs, batch_size=batch_size, predict_only=predict_only,
         num_images=num_images,
     )
@@ -233,6 +234,7 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
                             "retries them)", jstats.problems, jstats.done)
             _free()
 
+    persist_all()  # the case-input digests this run computed: the next resume hashes nothing again
     results = None
     with dist.stage("aggregation"):
         if dist.is_main:

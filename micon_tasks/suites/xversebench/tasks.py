@@ -1,5 +1,7 @@
 """The XVerseBench tasks: ``xversebench_single`` (90 cases) and ``xversebench_multi`` (210), group ``xversebench``.
 
+Their cards (beside this file) name :class:`XVerseBenchTask`; the task index builds one subclass per card.
+
 The data is never downloaded: ``--source sample`` reads the bundled synthetic sample, ``--source DIR``
 (or ``--dataset_path DIR``, or ``$MICON_XVERSEBENCH``) a folder built by ``micon prepare xversebench``.
 """
@@ -12,13 +14,12 @@ from typing import Any
 
 from micon_tasks.errors import DataSourceError
 from micon_tasks.suites.xversebench import data
-from micon_tasks.task import Task, declare, register_yaml_group
+from micon_tasks.task import Task
 from micon_tasks.types import Case
 
-__all__ = ["XVerseBenchTask", "XVerseBenchSingle", "XVerseBenchMulti", "ENV_VAR"]
+__all__ = ["XVerseBenchTask", "ENV_VAR"]
 
 ENV_VAR = "MICON_XVERSEBENCH"
-_HERE = Path(__file__).resolve().parent
 
 
 class XVerseBenchTask(Task):
@@ -83,16 +84,3 @@ class XVerseBenchTask(Task):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "split": self.split, "num_images": self.num_images}
-
-
-@declare(_HERE / "xversebench_single.yaml")
-class XVerseBenchSingle(XVerseBenchTask):
-    """One subject per prompt: 20 human, 41 object, 29 animal."""
-
-
-@declare(_HERE / "xversebench_multi.yaml")
-class XVerseBenchMulti(XVerseBenchTask):
-    """Two or three subjects per prompt."""
-
-
-register_yaml_group(_HERE / "xversebench.yaml")

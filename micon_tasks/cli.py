@@ -29,7 +29,7 @@ _FILESYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.E
                                 errno.EEXIST, errno.EISDIR})
 
 #: Modules adding subcommands through ``add_cli(subparsers)`` (each sets ``func`` on its parser).
-COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.suites.xversebench")
+COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.sweep", "micon_tasks.suites.xversebench")
 
 
 def _limit(text: str) -> int | float:
@@ -88,8 +88,11 @@ def _add_run_args(p: argparse.ArgumentParser, *, judge: bool) -> None:
                    help="images per case, each from its own seed (default: the task card's, 1 for MICON)")
     _add_results_name(p)
     if judge:
-        p.add_argument("--judge", default=None, help="judge backend (micon ls judges); default: openai at localhost:8000")
-        p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://localhost:8000/v1")
+        p.add_argument("--judge", default=None, help="judge backend (micon ls judges); default: openai, i.e. a local "
+                       "OpenAI-compatible server at http://localhost:8000/v1 serving the paper's judge "
+                       "(Qwen3-VL-32B-Instruct); $OPENAI_BASE_URL overrides that endpoint, --judge_args base_url=... "
+                       "overrides both")
+        p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://HOST:8000/v1,concurrency=32")
         p.add_argument("--predict_only", "-x", action="store_true", help="generate only (same as micon generate)")
     _common(p)
 
@@ -102,6 +105,9 @@ def _add_results_name(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="micon", description="MICON-Bench evaluation harness (multi-image context generation).")
+    import micon_tasks
+
+    parser.add_argument("--version", action="version", version=f"micon {micon_tasks.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_args(sub.add_parser("run", help="generate, judge and aggregate"), judge=True)
     _add_run_args(sub.add_parser("generate", help="generate images only (run --predict_only)"), judge=False)
@@ -257,7 +263,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             from micon_tasks.runner.config import RunConfig
 
             n = RunConfig(model="-", tasks=[name], limit=args.limit).limit_count(n)
-        decode_references(task.dataset.select(range(n)), task=name)  # every pixel, not only the headers
+        if not getattr(task, "decoded_on_load", False):  # a raw folder's conversion decoded every pixel already
+            decode_references(task.dataset, task=name, limit=n)  # every pixel, not only the headers
         n_refs = sum(len(r) for r in task.dataset["ref_roles"][:n])
         hard = sum(1 for c in task.checkpoints if c.hard)
         print(f"{name:<28} {n:>6} {n_refs:>6} {len(task.checkpoints):>12} {hard:>5}")
@@ -270,7 +277,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["run", *argv]  # lm-eval habit: `micon --model ...` means `micon run --model ...`
     parser = build_parser()
     args = parser.parse_args(argv)

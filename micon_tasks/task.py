@@ -57,7 +57,7 @@ class Task:
         self.dataset_path = dataset_path
         self.revision = revision
         self._dataset = dataset
-        self._undecoded: datasets.Dataset | None = None  # the dataset with its references left encoded
+        self._undecoded: Any = None  # a RowReader over the dataset, references left encoded
         self._location: dict[str, Any] | None = None
         cfg = self.config
         # The caller's file is relative to the current folder; the card's own, to the card.
@@ -121,6 +121,8 @@ class Task:
             where: dict[str, Any] = {}
             ds = load_source(self.config, self.source, dataset_path=self.dataset_path, revision=self.revision, location=where)
             self._validate(ds)
+            #: whether loading decoded every reference already (a raw folder's conversion does)
+            self.decoded_on_load = bool(where.pop("decoded", False))
             self._dataset, self._location = ds, where
         return self._dataset
 
@@ -187,11 +189,11 @@ class Task:
     def lazy_case(self, index: int) -> Case:
         """The case with references that decode only when their pixels are touched (``images.open_lazy``):
         a judge then sends the stored bytes as they are, and nothing is decoded that nobody looks at."""
-        if self._undecoded is None:
-            from datasets import Image, List
+        if self._undecoded is None:  # streamed, not memory-mapped: a run's memory stays flat (data/rows.py)
+            from micon_tasks.data.rows import RowReader
 
-            self._undecoded = self.dataset.cast_column("refs", List(Image(decode=False)))
-        row = self._undecoded[index]
+            self._undecoded = RowReader(self.dataset)
+        row = self._undecoded.row(index)
         row["refs"] = [open_lazy(ref["bytes"]) for ref in row["refs"]]
         return self.row_to_case(row, decode=False)
 

@@ -136,6 +136,10 @@ def test_official_models_need_their_packages_and_weights(tiny):
         load_judge("xversebench", {**tiny, "metrics": "dpg;clip"})
     with pytest.raises(ConfigError, match="VLM judge"):
         load_judge("xverse_dpg", {"vqa": "xverse_aes"})
+    with pytest.raises(ConfigError, match="aes_dtype: unknown dtype 'fp8'"):
+        load_judge("xversebench", {**tiny, "metrics": "aes", "aes_dtype": "fp8"})
+    with pytest.raises(ConfigError, match="judge argument dtype"):
+        load_judge("xverse_ip", {"dtype": "int8", "device": "cpu"})
 
 
 def test_aes_batches_across_cases_with_the_same_values_as_one_by_one(tiny):
@@ -157,3 +161,16 @@ def test_aes_batches_across_cases_with_the_same_values_as_one_by_one(tiny):
     j.parts[0].scorer.score = picky
     assert [v.value for r in j.judge_batch(reqs) for v in r.verdicts] == pytest.approx(alone, abs=1e-4)
     assert calls == [3, 1, 1, 1]  # the batch failed, then each case alone
+
+
+def test_load_brings_every_model_up_front_and_fails_in_one_line(tiny, tmp_path):
+    from micon_tasks.judges.base import JudgeUnreachableError
+
+    j = load_judge("xversebench", {**tiny, "metrics": "ip;aes"})
+    j.load()  # the runner calls this when the judge stage starts
+    assert j.parts[0].embedder._model is not None and j.parts[1].scorer._tower is not None
+    (tmp_path / "empty").mkdir()
+    broken = load_judge("xversebench", {**tiny, "metrics": "ip", "dino": str(tmp_path / "empty")})
+    with pytest.raises(JudgeUnreachableError, match="cannot load the IP models") as err:
+        broken.load()
+    assert "\n" not in str(err.value)

@@ -39,8 +39,12 @@ RUN_CONFIG_FILE = "run_config.json"
 
 #: Adapter / judge arguments that change how fast a run goes, never what it produces.
 RUNTIME_ONLY_ARGS = frozenset(
-    {"batch_size", "concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
-     "cache_path", "api_key_env", "cpu_offload", "local_files_only"}
+    {"batch_size", "concurrency", "timeout", "max_retries", "max_wait", "cache_path", "api_key_env", "cpu_offload",
+     "local_files_only",
+     # where a served judge runs, not what it is (its model id is identity; provenance records the host)
+     "base_url",
+     # removed retry settings (refused now), kept so a folder made before still compares equal
+     "retry_base_delay", "retry_max_delay", "backoff", "max_backoff"}
 )
 
 _UNSAFE = re.compile(r'[<>:"/\\|?*\[\]\s]')
@@ -85,7 +89,8 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _NOT_SECRET_NAME = re.compile(r"([_-]env$)|(^(max|min|num|n)[_-])", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]+@", re.IGNORECASE)
+# credentials before '@' in a URL, with a scheme or scheme-relative (``//user:pass@host``)
+_URL_CREDENTIALS = re.compile(r"^([a-z][a-z0-9+.-]*:)?//[^/@\s]+@", re.IGNORECASE)
 _BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
 
 
@@ -96,13 +101,16 @@ def is_secret_name(key: Any) -> bool:
 
 
 def _secret_query_params(value: str) -> list[str]:
-    """Names of secret-looking parameters in a URL's query string (``...?key=...&token=...``)."""
+    """Names of secret-looking parameters in a URL's query string (``...?key=...&code=...&sig=...``)."""
     from urllib.parse import parse_qsl
+
+    from micon_tasks.secrets import is_secret_query_key
 
     if "?" not in value:
         return []
     query = value.split("?", 1)[1].split("#", 1)[0]
-    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True) if is_secret_name(name)})
+    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)
+                   if is_secret_name(name) or is_secret_query_key(name)})
 
 
 def _value_problem(value: Any) -> str | None:
@@ -125,8 +133,12 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
     holding a value, URLs with credentials or key-like query parameters, and authorization header
     values, in nested objects too. The messages name the argument, never its value.
     """
+    from micon_tasks.secrets import check_env_names
+
     for key, value in args.items():
         name = f"{_prefix}{key}"
+        if str(key).lower().endswith("_env") and value is not None:
+            check_env_names(value, f"{what}: {name!r}")  # never the key itself (refused without echoing it)
         if is_secret_name(key) and value is not None and not isinstance(value, bool):
             raise ConfigError(
                 f"{what}: {name!r} looks like a secret; results record every argument, so pass the name of an "
@@ -143,6 +155,19 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
                     refuse_secrets(item, what, f"{name}[{n}].")
                 elif _value_problem(item):
                     raise ConfigError(f"{what}: {name}[{n}] {_value_problem(item)}; put the secret in the environment instead")
+
+
+def _refuse_non_finite(args: Mapping[str, Any], what: str, _prefix: str = "") -> None:
+    """NaN or Infinity in an argument: refused before anything is recorded (NaN != NaN would refuse every
+    resume of the folder as "another configuration")."""
+    import math
+
+    for key, value in args.items():
+        name = f"{_prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{what}: argument {name!r} must be a finite number")
+        if isinstance(value, Mapping):
+            _refuse_non_finite(value, what, f"{name}.")
 
 
 def _identity_args(args: dict[str, Any]) -> dict[str, Any]:
@@ -177,6 +202,8 @@ class RunConfig:
             raise ConfigError("a model is required (--model)")
         refuse_secrets(self.model_args, "--model_args")
         refuse_secrets(self.judge_args, "--judge_args")
+        _refuse_non_finite(self.model_args, "--model_args")
+        _refuse_non_finite(self.judge_args, "--judge_args")
         if self.limit is not None:
             if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or self.limit <= 0:
                 raise ConfigError(f"limit must be a positive integer or a fraction in (0, 1), got {self.limit!r}")

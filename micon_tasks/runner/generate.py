@@ -25,7 +25,7 @@ from micon_tasks.images import to_rgb
 from micon_tasks.png import png_bytes
 from micon_tasks.runner.config import RunConfig, image_seed
 from micon_tasks.runner.inputs import CaseInputs, case_inputs
-from micon_tasks.runner.layout import Layout
+from micon_tasks.runner.layout import Layout, safe_file_stem
 from micon_tasks.runner.protocols import Generator
 from micon_tasks.runner.records import RecordWriter, atomic_write_bytes, atomic_write_json, read_shards
 from micon_tasks.runner.stages import StageStats
@@ -206,6 +206,12 @@ class GenerateStage:
                     rec["seeds"] = [r.seed for r in requests[n * n_images : (n + 1) * n_images]]
                 if "dar_stats" in mine[0].info:  # how many attention calls DAR rebalanced for this case
                     rec["dar_stats"] = mine[0].info["dar_stats"]
+                if "dar_maps" in mine[0].info:  # DARConfig(record_maps=True): maps/<task>/<case_id>/<role>.{npz,png}
+                    from dar.maps import save_maps  # here: importing dar loads torch, which DAR runs have anyway
+
+                    folder = self.layout.root / "maps" / task.name / safe_file_stem(case.case_id)
+                    rec["dar_maps"] = save_maps(mine[0].info["dar_maps"], folder, case.refs, case.ref_roles,
+                                                root=self.layout.root)
             writer.append(rec)
 
     def _write(self, task: str, case_id: str, k: int, image: Any) -> dict[str, Any]:

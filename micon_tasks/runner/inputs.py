@@ -92,24 +92,25 @@ class CaseInputs:
         n = self.index(case_id)
         if n is None:
             return None
-        if self._arrow is None:
-            self._arrow = self.task.dataset.with_format("arrow")
-        table = self._arrow[n : n + 1]
-        refs = table.column("refs")[0].values
-        roles = table.column("ref_roles")[0].as_py()
-        ref_hashes = [self._ref_hash(case_id, n, refs, k, role) for k, role in enumerate(roles)]
-        text = {name: table.column(name)[0].as_py() for name in table.column_names if name not in _REF_COLUMNS}
+        if self._arrow is None:  # streamed, not memory-mapped (data/rows.py)
+            from micon_tasks.data.rows import RowReader
+
+            self._arrow = RowReader(self.task.dataset)
+        row = self._arrow.row(n)
+        roles = row["ref_roles"]
+        ref_hashes = [self._ref_hash(case_id, ref, k) for k, ref in enumerate(row["refs"] or [])]
+        text = {name: value for name, value in row.items() if name not in _REF_COLUMNS}
         gen = sha256_json({"prompt": text.get("prompt"), "ref_roles": roles, "refs": ref_hashes})
         judge = sha256_json({**text, "refs": ref_hashes})
         self._digests[case_id] = (gen, judge, text.get("prompt"))
         self._dirty = True
         return self._digests[case_id]
 
-    def _ref_hash(self, case_id: str, n: int, refs: Any, k: int, role: str) -> str:
-        data = refs.field("bytes")[k] if refs is not None and k < len(refs) else None
-        if data is not None and data.is_valid:
-            return "bytes:" + hashlib.sha256(memoryview(data.as_buffer())).hexdigest()
-        path = refs.field("path")[k].as_py() if refs is not None and k < len(refs) else None
+    def _ref_hash(self, case_id: str, ref: dict[str, Any] | None, k: int) -> str:
+        data = (ref or {}).get("bytes")
+        if data is not None:
+            return "bytes:" + hashlib.sha256(data).hexdigest()
+        path = (ref or {}).get("path")
         if path and Path(path).is_file():  # a dataset that stores the image by path only
             return "file:" + sha256_file(path)
         return "pixels:" + self.pixel_hashes(case_id)[k]

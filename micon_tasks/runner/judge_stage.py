@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -20,7 +18,8 @@ from typing import Any
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import MiconError
 from micon_tasks.images import open_lazy
-from micon_tasks.judges.base import JudgeRequest, endpoint_host
+from micon_tasks.judges.base import JudgeRequest, JudgeUnreachableError
+from micon_tasks.judges.openai_judge import VLLM_COMMAND
 from micon_tasks.runner.config import RunConfig, fingerprint
 from micon_tasks.runner.generate import record_images, valid_generations
 from micon_tasks.runner.inputs import CaseInputs, case_inputs
@@ -35,17 +34,10 @@ __all__ = ["JudgeUnreachableError", "JudgeStage", "valid_judgements", "task_judg
 
 log = logging.getLogger(__name__)
 
-#: How to serve the paper's judge (PROTOCOL 5) with vLLM; printed when a judge server cannot be reached.
-VLLM_COMMAND = (
-    "vllm serve Qwen/Qwen3-VL-32B-Instruct --tensor-parallel-size 2 --max-model-len 32768 "
-    "--limit-mm-per-prompt '{\"image\": 4}' --port 8000"
-)
 # Provenance entries that vary from call to call; kept out of the records that must compare equal.
 _VOLATILE = ("latency_s", "cached", "attempts")
 
 
-class JudgeUnreachableError(MiconError):
-    """The judge server does not answer; nothing was judged."""
 
 
 def task_judge_fp(judge_identity: dict[str, Any], task: Any) -> str:
@@ -117,28 +109,12 @@ def valid_judgements(
     return out
 
 
-def preflight(judge: Any, timeout: float = 5.0) -> None:
-    """Fail fast, in one line, when an OpenAI-compatible judge server does not answer at all."""
-    if getattr(judge, "backend", None) != "openai":
-        return
-    import importlib.util
-
-    if importlib.util.find_spec("openai") is None:
-        raise JudgeUnreachableError("the openai judge needs the openai package: pip install 'micon-bench[api]'")
-    base_url = getattr(judge, "base_url", None)
-    if not base_url:
-        return
-    url = base_url.rstrip("/") + "/models"
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return  # the server answered (401, 404, ...): reachable
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise JudgeUnreachableError(
-            f"the judge server at {endpoint_host(base_url)} does not answer ({reason}). Start it first, e.g. "
-            f"`{VLLM_COMMAND}`, and pass --judge_args base_url=http://<host>:8000/v1"
-        ) from None
+def preflight(judge: Any) -> None:
+    """Fail fast, in one line, when the judge cannot work at all (``Judge.preflight``: the endpoint does not
+    answer, a remote host without a key, weights that cannot be resolved, code that cannot be imported)."""
+    check = getattr(judge, "preflight", None)
+    if callable(check):
+        check()
 
 
 def check_judge_kinds(judge: Any, tasks: list[Any]) -> None:
@@ -198,6 +174,9 @@ class JudgeStage:
 
     def start(self) -> int:
         self.judge = self.load_judge()
+        load = getattr(self.judge, "load", None)
+        if callable(load):  # weights load once, when this stage starts (never beside the generator's)
+            load()
         return _chunk_size(self.judge)
 
     def flush(self) -> None:

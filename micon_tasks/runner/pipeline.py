@@ -12,8 +12,6 @@ import gc
 import json
 import logging
 import os
-import re
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +23,8 @@ from micon_tasks.errors import CaseValidationError, ConfigError
 from micon_tasks.judges import load_judge
 from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results
-from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
+from micon_tasks.runner.config import RunConfig, refuse_secrets
+from micon_tasks.runner.folder import check_output_path, check_results_name, find_model_dir, prepare, stored_config
 from micon_tasks.runner.generate import GenerateStage
 from micon_tasks.runner.inputs import persist_all
 from micon_tasks.runner.judge_stage import JudgeStage, check_judge_kinds, preflight
@@ -42,7 +41,8 @@ log = logging.getLogger("micon_tasks.runner")
 
 #: The paper's judge: Qwen3-VL-32B-Instruct behind a local vLLM server (see judge_stage.VLLM_COMMAND).
 DEFAULT_JUDGE = "openai"
-DEFAULT_JUDGE_ARGS: dict[str, Any] = {"base_url": "http://localhost:8000/v1"}
+#: No endpoint here: the judge resolves it once (base_url, else $OPENAI_BASE_URL, else http://localhost:8000/v1).
+DEFAULT_JUDGE_ARGS: dict[str, Any] = {}
 
 
 def evaluate(
@@ -68,6 +68,7 @@ def evaluate(
     progress: bool = True,
     num_images: int | None = None,
     results_name: str | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Run a model on tasks, judge the images and aggregate; returns what ``results.json`` holds.
 
@@ -77,6 +78,7 @@ def evaluate(
     or a fraction below 1. ``num_images``: images per case (default: each task card's). ``results_name``:
     write this run's selection as ``<results_name>.json/.md`` instead of results.json (a narrower view of a
     folder that holds more). Resuming: call again with the same arguments. Returns None on ranks > 0.
+    ``run_name``: the run folder's name under ``output_path`` instead of ``<model>[__dar]`` (dar-sweep).
     """
     import registry
 
@@ -108,7 +110,7 @@ def evaluate(
     )
     if adapter_obj is None:
         adapter_obj = _load_adapter(cfg)  # checks model_args now; adapters load their weights on first use
-    layout = Layout(Path(output_path) / cfg.dir_name)
+    layout = Layout(Path(output_path) / (run_name or cfg.dir_name))
     return _run(cfg, layout, mode="generate" if predict_only else "run", overwrite=overwrite, adapter_obj=adapter_obj,
                 judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress, results_name=results_name)
 
@@ -127,7 +129,7 @@ def judge_outputs(
     import registry
 
     layout = Layout(find_model_dir(output_dir))
-    cfg = _stored_config(layout)
+    cfg = stored_config(layout)
     judge_obj = None
     if judge is not None:
         judge_obj, name, args = _named(judge, judge_args, "judge")
@@ -150,7 +152,7 @@ def judge_outputs(
 def aggregate_outputs(output_dir: str | Path, results_name: str | None = None) -> dict[str, Any]:
     """Re-merge the shards and recompute results.json / results.md from the recorded verdicts."""
     layout = Layout(find_model_dir(output_dir))
-    cfg = _stored_config(layout)
+    cfg = stored_config(layout)
     if cfg.judge is None:
         raise ConfigError(f"{layout.root} has not been judged; run `micon judge {layout.root}` first")
     if cfg.include_path:
@@ -158,31 +160,17 @@ def aggregate_outputs(output_dir: str | Path, results_name: str | None = None) -
     return _run(cfg, layout, mode="aggregate", progress=False, results_name=results_name)  # type: ignore[return-value]
 
 
-def find_model_dir(path: str | Path) -> Path:
-    """``path`` itself when it holds a run, else its only sub-folder that does."""
-    root = Path(path)
-    if (root / "run_config.json").exists():
-        return root
-    found = sorted(p.parent for p in root.glob("*/run_config.json")) if root.is_dir() else []
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise ConfigError(f"{root} holds no micon run (no run_config.json in it or in a sub-folder)")
-    raise ConfigError(f"{root} holds several runs; name one: {', '.join(str(p) for p in found)}")
-
-
-# -- internals ----------------------------------------------------------------------------------
 def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, adapter_obj: Any = None,
          judge_obj: Any = None, dar_obj: Any = None, redo_failed: bool = False, progress: bool = True,
          results_name: str | None = None) -> dict[str, Any] | None:
     dist = distributed.from_env()
-    _check_output_path(layout.root)
+    check_output_path(layout.root)
     # Rank 0 holds the folder's lock for the whole command; the other ranks work inside it.
     with RunLock(layout.root, enabled=dist.is_main):
         try:
             return _stages(cfg, layout, dist, mode=mode, overwrite=overwrite, adapter_obj=adapter_obj,
                            judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress,
-                           results_name=_results_name(results_name))
+                           results_name=check_results_name(results_name))
         finally:
             dist.close()
 
@@ -196,7 +184,7 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
     new_work = 0
     with dist.stage("the output folder check and data loading"):
         if dist.is_main:  # rank 0 first: it checks the folder and fills the dataset cache the others read
-            folder_cfg = _prepare(layout, cfg, mode=mode, overwrite=overwrite)
+            folder_cfg = prepare(layout, cfg, mode=mode, overwrite=overwrite)
             tasks, selected = _load_tasks(cfg)
 
     built: list[Any] = [judge_obj] if judge_obj is not None else []
@@ -212,6 +200,8 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
         if mode in ("run", "judge"):
             preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
             check_judge_kinds(load_judge(), list(tasks.values()))
+        if mode in ("run", "generate") and adapter_obj is not None and callable(getattr(adapter_obj, "preflight", None)):
+            adapter_obj.preflight()  # weights that cannot be found fail now, in one line
         if mode in ("run", "generate"):
             stage = GenerateStage(cfg, layout, lambda: adapter_obj or _load_adapter(cfg), dar=dar_obj,
                                   redo_failed=redo_failed, is_main=dist.is_main)
@@ -271,92 +261,6 @@ def _complete(cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: d
     except IncompleteRunError:
         return False
     return True
-
-
-def _results_name(name: str | None) -> str | None:
-    """A results view name usable as a file stem (``results`` itself is the folder's own results)."""
-    if name is None or name == "results":
-        return None
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or name.endswith((".json", ".md")):
-        raise ConfigError(f"--results_name {name!r}: use letters, digits, '_', '-' or '.', without an extension")
-    return name
-
-
-def _check_output_path(root: Path) -> None:
-    """One clear line when the run folder cannot be a folder (a file stands in its way)."""
-    for path in (root, *root.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise ConfigError(f"output path {str(path)!r} is a file, not a folder; choose another --output_path")
-            return
-
-
-def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> RunConfig:
-    """Refuse a folder made by another configuration (naming what differs), or clear it on overwrite.
-
-    Returns the folder's configuration as now recorded: its selection is the widest run in it (the union of
-    the tasks, the wider limit), so a narrower re-run never narrows what ``micon aggregate`` covers. A folder
-    holding no record yet takes a new configuration without complaint.
-    """
-    refuse_secrets(cfg.model_args, "--model_args")  # every path, before any comparison or write
-    refuse_secrets(cfg.judge_args, "--judge_args")
-    stored = load_run_config(layout.root)
-    if stored is not None and not _has_records(layout):
-        log.info("%s holds no records yet: its configuration is replaced", layout.root)
-        stored = None
-    if stored is not None:
-        problems: list[str] = []
-        if mode in ("run", "generate"):
-            problems += config_diff(stored.get("generation_identity"), cfg.generation_identity())
-        judged = any((layout.root / "shards").glob("judge_*.jsonl"))
-        if mode in ("run", "judge") and judged and stored.get("judge_identity") is not None:
-            problems += config_diff(stored.get("judge_identity"), cfg.judge_identity())
-        if problems and not overwrite and mode != "aggregate":
-            what = "generated" if any(p.split(":")[0].split(".")[0] in cfg.generation_identity() for p in problems) else "judged"
-            raise ConfigError(
-                f"{layout.root} was {what} with another configuration ({'; '.join(problems)}); "
-                "use another --output_path, or --overwrite to replace it"
-            )
-        if overwrite and mode in ("run", "generate"):
-            log.warning("--overwrite: removing %s", layout.root)
-            shutil.rmtree(layout.root)
-            stored = None
-        elif overwrite and mode == "judge":
-            log.warning("--overwrite: removing the verdicts and results in %s (images are kept)", layout.root)
-            for p in [*(layout.root / "shards").glob("judge_*.jsonl"), layout.judge_info, layout.results_json,
-                      layout.results_md, *layout.root.glob("samples_*.jsonl")]:
-                p.unlink(missing_ok=True)
-    if mode == "aggregate":
-        return cfg
-    data = cfg.to_dict()
-    if stored is not None:
-        keep = stored.get("config", {})
-        if cfg.judge is None:  # `micon generate` after a judged run keeps the judge
-            data.update(judge=keep.get("judge"), judge_args=keep.get("judge_args", {}))
-        data.update(RunConfig.from_dict(keep).widest_selection(cfg))
-    written = RunConfig.from_dict(data)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    import micon_tasks
-
-    atomic_write_json(layout.run_config, {
-        "config": data,
-        "generation_identity": written.generation_identity(),
-        "judge_identity": written.judge_identity(),
-        "micon_version": micon_tasks.__version__,
-    })
-    return written
-
-
-def _has_records(layout: Layout) -> bool:
-    shards = layout.root / "shards"
-    return shards.is_dir() and any(p.stat().st_size > 0 for p in shards.glob("*.jsonl"))
-
-
-def _stored_config(layout: Layout) -> RunConfig:
-    stored = load_run_config(layout.root)
-    if stored is None or "config" not in stored:
-        raise ConfigError(f"{layout.root} holds no run_config.json")
-    return RunConfig.from_dict(stored["config"])
 
 
 def _load_tasks(cfg: RunConfig, loaded: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, list[tuple[int, str]]]]:
@@ -429,9 +333,10 @@ def _resolve_dar(dar: Any, dar_args: str | Mapping[str, Any] | None) -> Any:
 def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
     if dar_obj is None:
         return None
+    # in the JSON form run_config.json stores (tuples as lists), so a resumed DAR run compares equal
     if dataclasses.is_dataclass(dar_obj):
-        return dataclasses.asdict(dar_obj)
-    return dict(vars(dar_obj))
+        return json.loads(json.dumps(dataclasses.asdict(dar_obj)))
+    return json.loads(json.dumps(dict(vars(dar_obj))))
 
 
 def _include(path: str | Path) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from micon_tasks.devices import check_dtype_name, resolve_dtype
+
 __all__ = ["AestheticHead", "AestheticScorer", "tile_grid", "OFFICIAL_SIGLIP", "SCALE"]
 
 OFFICIAL_SIGLIP = "google/siglip-so400m-patch14-384"
@@ -78,7 +80,8 @@ class AestheticScorer:
                 "AGPL-3.0, from discus0434/aesthetic-predictor-v2-5): pass aes_head=/path/to/aesthetic_predictor_v2_5.pth"
             )
         self.head_path, self.model_id, self.device = str(head), model, device
-        self.batch_size, self.dtype = batch_size, dtype
+        self.batch_size = batch_size
+        self.dtype = check_dtype_name(dtype, what="judge argument aes_dtype")
         self._tower: Any = None
         self._head: AestheticHead | None = None
         self._processor: Any = None
@@ -87,14 +90,14 @@ class AestheticScorer:
     def random(self) -> bool:
         return self.head_path == "micon-random"
 
-    def _load(self) -> None:
+    def load(self) -> None:
         if self._tower is not None:
             return
         from transformers import SiglipImageProcessor, SiglipVisionModel
 
         from micon_tasks.errors import ConfigError
 
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        dtype = resolve_dtype(self.dtype, self.device, what="judge argument aes_dtype")
         self._processor = SiglipImageProcessor.from_pretrained(self.model_id)
         tower = SiglipVisionModel.from_pretrained(self.model_id, dtype=dtype)
         torch.manual_seed(0)
@@ -107,7 +110,7 @@ class AestheticScorer:
         self._tower, self._head = tower.to(self.device).eval(), head.to(self.device, dtype).eval()
 
     def score(self, pictures: Sequence[Any]) -> list[float]:
-        self._load()
+        self.load()
         assert self._head is not None
         out: list[float] = []
         with torch.inference_mode():

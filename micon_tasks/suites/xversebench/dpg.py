@@ -62,6 +62,8 @@ class VQA(Protocol):
 
     def answer(self, items: Sequence[tuple[Any, str]]) -> list[Answer]: ...
 
+    def load(self) -> None: ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -121,13 +123,16 @@ class MplugVQA:
         self.model, self.device = model, device
         self._pipe: Any = None
 
-    def answer(self, items: Sequence[tuple[Any, str]]) -> list[Answer]:
+    def load(self) -> None:
         if self._pipe is None:
             from modelscope.pipelines import pipeline
             from modelscope.utils.constant import Tasks
 
             device = str(self.device).replace("cuda", "gpu")  # modelscope names devices gpu / gpu:N / cpu
             self._pipe = pipeline(Tasks.visual_question_answering, model=self.model, device=device)
+
+    def answer(self, items: Sequence[tuple[Any, str]]) -> list[Answer]:
+        self.load()
         out = []
         for image, question in items:  # the modelscope pipeline takes one (image, question) at a time
             try:
@@ -156,6 +161,11 @@ class JudgeVQA:
             raise ConfigError(f"vqa={name!r}: the DPG VQA must be a VLM judge (e.g. hf, openai), not a metric judge")
         self.name = str(name)
         self.judge = load_judge(self.name, _args(args))
+
+    def load(self) -> None:
+        load = getattr(self.judge, "load", None)
+        if callable(load):
+            load()
 
     def answer(self, items: Sequence[tuple[Any, str]]) -> list[Answer]:
         from micon_tasks.judges.base import request_seed

@@ -23,6 +23,8 @@ OFFICIAL_DETECTOR = "retinaface/resnet50"
 class FaceDetector(Protocol):
     def detect(self, images: Sequence[Any]) -> list[list[Face]]: ...
 
+    def load(self) -> None: ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -36,14 +38,17 @@ class FacerDetector:
         self.name, self.device = name, device
         self._model: Any = None
 
-    def detect(self, images: Sequence[Any]) -> list[list[Face]]:
-        import numpy as np
-        import torch
-
+    def load(self) -> None:
         if self._model is None:
             import facer
 
             self._model = facer.face_detector(self.name, device=self.device)
+
+    def detect(self, images: Sequence[Any]) -> list[list[Face]]:
+        import numpy as np
+        import torch
+
+        self.load()
         out = []
         for im in images:  # one at a time: generated images and crops differ in size
             x = torch.from_numpy(np.asarray(im.convert("RGB"))).permute(2, 0, 1).unsqueeze(0).to(self.device)
@@ -84,7 +89,7 @@ class ArcFaceEmbedder:
     def random(self) -> bool:
         return self.weights == "micon-random"
 
-    def _load(self) -> IRSE:
+    def load(self) -> IRSE:
         if self._model is None:
             import torch
 
@@ -105,7 +110,7 @@ class ArcFaceEmbedder:
         """Unit-length embeddings (n, 512) of aligned 112x112 faces, computed in batches."""
         import torch
 
-        model = self._load()
+        model = self.load()
         chunks = []
         with torch.inference_mode():
             for i in range(0, len(faces), self.batch_size):

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from micon_tasks.devices import check_dtype_name, resolve_dtype
+
 __all__ = [
     "ObjectDetector", "Segmenter", "FlorenceDetector", "Sam2Segmenter", "DinoEmbedder", "IPEntry",
     "instances", "pad_square", "dino_preprocess", "score_ip", "OFFICIAL_FLORENCE", "OFFICIAL_SAM", "OFFICIAL_DINO",
@@ -29,19 +31,17 @@ TASK = "<OPEN_VOCABULARY_DETECTION>"
 class ObjectDetector(Protocol):
     def detect(self, items: Sequence[tuple[Any, str]]) -> list[list[tuple[float, float, float, float]]]: ...
 
+    def load(self) -> None: ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
 class Segmenter(Protocol):
     def masks(self, image: Any, boxes: Sequence[Sequence[float]]) -> list[Any]: ...
 
+    def load(self) -> None: ...
+
     def describe(self) -> dict[str, Any]: ...
-
-
-def _dtype(name: str) -> Any:
-    import torch
-
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 class FlorenceDetector:
@@ -49,26 +49,35 @@ class FlorenceDetector:
 
     def __init__(self, model: str = OFFICIAL_FLORENCE, device: str = "cuda:0", *, batch_size: int = 8,
                  dtype: str = "float32", num_beams: int = 3, max_new_tokens: int = 768):
-        self.model_id, self.device, self.batch_size, self.dtype = model, device, batch_size, dtype
+        self.model_id, self.device, self.batch_size = model, device, batch_size
+        self.dtype = check_dtype_name(dtype, what="judge argument dtype")
         self.num_beams, self.max_new_tokens = num_beams, max_new_tokens
         self._model: Any = None
         self._processor: Any = None
 
-    def detect(self, items: Sequence[tuple[Any, str]]) -> list[list[tuple[float, float, float, float]]]:
-        import torch
-        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+    @property
+    def _torch_dtype(self) -> Any:
+        return resolve_dtype(self.dtype, self.device, what="judge argument dtype")
 
+    def load(self) -> None:
         if self._model is None:
+            from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
             self._processor = AutoProcessor.from_pretrained(self.model_id)
             self._model = Florence2ForConditionalGeneration.from_pretrained(
-                self.model_id, dtype=_dtype(self.dtype)).to(self.device).eval()
+                self.model_id, dtype=self._torch_dtype).to(self.device).eval()
+
+    def detect(self, items: Sequence[tuple[Any, str]]) -> list[list[tuple[float, float, float, float]]]:
+        import torch
+
+        self.load()
         out: list[list[tuple[float, float, float, float]]] = []
         for i in range(0, len(items), self.batch_size):
             chunk = items[i : i + self.batch_size]
             images = [im.convert("RGB") for im, _ in chunk]
             inputs = self._processor(text=[f"{TASK}{label}" for _, label in chunk], images=images, return_tensors="pt",
                                      padding=True).to(self.device)
-            inputs["pixel_values"] = inputs["pixel_values"].to(_dtype(self.dtype))
+            inputs["pixel_values"] = inputs["pixel_values"].to(self._torch_dtype)
             with torch.inference_mode():
                 ids = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, num_beams=self.num_beams,
                                            do_sample=False)
@@ -89,22 +98,31 @@ class Sam2Segmenter:
     """SAM 2.1 (transformers' ``Sam2Model``): one mask per box prompt, single-mask output."""
 
     def __init__(self, model: str = OFFICIAL_SAM, device: str = "cuda:0", *, dtype: str = "float32"):
-        self.model_id, self.device, self.dtype = model, device, dtype
+        self.model_id, self.device = model, device
+        self.dtype = check_dtype_name(dtype, what="judge argument dtype")
         self._model: Any = None
         self._processor: Any = None
 
+    @property
+    def _torch_dtype(self) -> Any:
+        return resolve_dtype(self.dtype, self.device, what="judge argument dtype")
+
+    def load(self) -> None:
+        if self._model is None:
+            from transformers import Sam2Model, Sam2Processor
+
+            self._processor = Sam2Processor.from_pretrained(self.model_id)
+            self._model = Sam2Model.from_pretrained(self.model_id, dtype=self._torch_dtype).to(self.device).eval()
+
     def masks(self, image: Any, boxes: Sequence[Sequence[float]]) -> list[Any]:
         import torch
-        from transformers import Sam2Model, Sam2Processor
 
         if not boxes:
             return []
-        if self._model is None:
-            self._processor = Sam2Processor.from_pretrained(self.model_id)
-            self._model = Sam2Model.from_pretrained(self.model_id, dtype=_dtype(self.dtype)).to(self.device).eval()
+        self.load()
         inputs = self._processor(images=image.convert("RGB"), input_boxes=[[list(map(float, b)) for b in boxes]],
                                  return_tensors="pt").to(self.device)
-        inputs["pixel_values"] = inputs["pixel_values"].to(_dtype(self.dtype))
+        inputs["pixel_values"] = inputs["pixel_values"].to(self._torch_dtype)
         with torch.inference_mode():
             pred = self._model(**inputs, multimask_output=False).pred_masks
         masks = self._processor.post_process_masks(pred.float().cpu(), inputs["original_sizes"].cpu())[0]
@@ -174,12 +192,16 @@ class DinoEmbedder:
         self.model_id, self.device, self.batch_size = model, device, batch_size
         self._model: Any = None
 
+    def load(self) -> None:
+        if self._model is None:
+            from transformers import ViTModel
+
+            self._model = ViTModel.from_pretrained(self.model_id, add_pooling_layer=False).to(self.device).eval()
+
     def embed(self, images: Sequence[Any]) -> Any:
         import torch
-        from transformers import ViTModel
 
-        if self._model is None:
-            self._model = ViTModel.from_pretrained(self.model_id, add_pooling_layer=False).to(self.device).eval()
+        self.load()
         size = int(getattr(self._model.config, "image_size", 224))
         chunks = []
         with torch.inference_mode():

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import micon_tasks
+from micon_tasks.errors import MiconError
 from micon_tasks.images import to_rgb  # 8-bit RGB (16-bit greyscale scaled, not clipped white)
-from micon_tasks.judges.base import Judge, JudgeRequest
+from micon_tasks.judges.base import Judge, JudgeRequest, JudgeUnreachableError
 from micon_tasks.suites.xversebench import entries as E
 from micon_tasks.suites.xversebench.parts import AESPart, DPGPart, IDPart, IPPart, MetricPart
 from micon_tasks.types import JudgeResult, Verdict
@@ -43,6 +44,19 @@ class MetricJudge(Judge):
         if notes:
             prov["notes"] = notes
         return prov
+
+    def load(self) -> None:
+        """Load every metric model once, when the judge stage starts; a failure stops the run in one line."""
+        for part in self.parts:
+            try:
+                part.load()
+            except MiconError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. a Hub id that is not cached offline, a bad file
+                text = " ".join(str(exc).split())[:300]
+                raise JudgeUnreachableError(
+                    f"judge {self.backend!r}: cannot load the {part.metric} models: {type(exc).__name__}: {text}"
+                ) from None
 
     def judge_batch(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
         """Each part scores every usable case of the batch in one call (its models batch across cases)."""

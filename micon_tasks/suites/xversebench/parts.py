@@ -10,21 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from micon_tasks.devices import resolve_device
 from micon_tasks.images import to_rgb
 from micon_tasks.suites.xversebench import entries as E
 from micon_tasks.types import Case, Verdict
 
-__all__ = ["MetricPart", "DPGPart", "IDPart", "IPPart", "AESPart", "resolve_device", "STUB"]
+__all__ = ["MetricPart", "DPGPart", "IDPart", "IPPart", "AESPart", "STUB"]
 
 STUB = "micon-stub"  # stand-in detectors/segmenters for tests and the offline demo: scores MEAN NOTHING
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def _scored(cid: str, value: float, note: str | None = None) -> Verdict:
@@ -46,6 +39,14 @@ class MetricPart:
             except Exception as exc:  # noqa: BLE001 - reported on that case's entries
                 out.append(exc)
         return out
+
+    def components(self) -> list[Any]:
+        """The models (or stand-ins) this part runs, each with ``load()``."""
+        raise NotImplementedError
+
+    def load(self) -> None:
+        for component in self.components():
+            component.load()
 
     def describe(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -80,6 +81,9 @@ class DPGPart(MetricPart):
             yes = {q.id: is_yes(a.text, exact=self.vqa.exact) for q, a in zip(questions, mine)}
             out.append(_scored(cid, image_dpg(questions, yes)))
         return out, {"dpg_answers": record}
+
+    def components(self) -> list[Any]:
+        return [self.vqa]
 
     def describe(self) -> dict[str, Any]:
         return self.vqa.describe()
@@ -116,6 +120,9 @@ class IDPart(MetricPart):
                 out.append(_scored(cid, e.value or 0.0, E.NO_FACE if e.no_face else None))
         return out, {"no_face": n_none}
 
+    def components(self) -> list[Any]:
+        return [self.detector, self.embedder]
+
     def describe(self) -> dict[str, Any]:
         return {**self.detector.describe(), **self.embedder.describe(), "box_expand": 1.3}
 
@@ -145,6 +152,9 @@ class IPPart(MetricPart):
             n_none += e.no_object
             out.append(_scored(E.entry_id("IP", e.image, e.role), e.value or 0.0, E.NO_OBJECT if e.no_object else None))
         return out, {"no_object": n_none}
+
+    def components(self) -> list[Any]:
+        return [self.detector, self.segmenter, self.embedder]
 
     def describe(self) -> dict[str, Any]:
         return {**self.detector.describe(), **self.segmenter.describe(), **self.embedder.describe(),
@@ -189,6 +199,9 @@ class AESPart(MetricPart):
             out.append(([_scored(cid, v) for cid, v in zip(ids, values[pos : pos + len(ids)])], {"aes_on": mode}))
             pos += len(ids)
         return out
+
+    def components(self) -> list[Any]:
+        return [self.scorer]
 
     def describe(self) -> dict[str, Any]:
         return {**self.scorer.describe(), "aes_on": self.aes_on}

@@ -129,6 +129,9 @@ class StubFaceDetector:
     def __init__(self, rule: Callable[[Any], list[Face]] | None = None):
         self.rule = rule or (lambda im: [] if _flat(im) else [_central_face(im)])
 
+    def load(self) -> None:
+        pass  # a rule: nothing to load
+
     def detect(self, images: Sequence[Any]) -> list[list[Face]]:
         return [list(self.rule(im)) for im in images]
 
@@ -145,6 +148,9 @@ class StubObjectDetector:
             (im.width * 0.1, im.height * 0.1, im.width * 0.9, im.height * 0.9)])
         self.calls: list[tuple[tuple[int, int], str]] = []
 
+    def load(self) -> None:
+        pass
+
     def detect(self, items: Sequence[tuple[Any, str]]) -> list[list[tuple[float, float, float, float]]]:
         self.calls.extend((im.size, label) for im, label in items)
         return [list(self.rule(im, label)) for im, label in items]
@@ -158,6 +164,9 @@ class StubSegmenter:
 
     def __init__(self, rule: Callable[[Any, Sequence[float]], Any] | None = None):
         self.rule = rule or _box_mask
+
+    def load(self) -> None:
+        pass
 
     def masks(self, image: Any, boxes: Sequence[Sequence[float]]) -> list[Any]:
         return [self.rule(image, b) for b in boxes]

@@ -44,14 +44,12 @@ class Segmenter(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
-class FlorenceDetector:
-    """Florence-2 open-vocabulary detection (transformers' native class), batched, beam search 3."""
+class _Pretrained:
+    """A transformers model and its processor, loaded once from ``model_id`` (``load``) in ``dtype``."""
 
-    def __init__(self, model: str = OFFICIAL_FLORENCE, device: str = "cuda:0", *, batch_size: int = 8,
-                 dtype: str = "float32", num_beams: int = 3, max_new_tokens: int = 768):
-        self.model_id, self.device, self.batch_size = model, device, batch_size
+    def __init__(self, model: str, device: str, dtype: str):
+        self.model_id, self.device = model, device
         self.dtype = check_dtype_name(dtype, what="judge argument dtype")
-        self.num_beams, self.max_new_tokens = num_beams, max_new_tokens
         self._model: Any = None
         self._processor: Any = None
 
@@ -59,13 +57,29 @@ class FlorenceDetector:
     def _torch_dtype(self) -> Any:
         return resolve_dtype(self.dtype, self.device, what="judge argument dtype")
 
+    def _classes(self) -> tuple[Any, Any]:
+        """(model class, processor class)."""
+        raise NotImplementedError
+
     def load(self) -> None:
         if self._model is None:
-            from transformers import AutoProcessor, Florence2ForConditionalGeneration
+            model_cls, processor_cls = self._classes()
+            self._processor = processor_cls.from_pretrained(self.model_id)
+            self._model = model_cls.from_pretrained(self.model_id, dtype=self._torch_dtype).to(self.device).eval()
 
-            self._processor = AutoProcessor.from_pretrained(self.model_id)
-            self._model = Florence2ForConditionalGeneration.from_pretrained(
-                self.model_id, dtype=self._torch_dtype).to(self.device).eval()
+
+class FlorenceDetector(_Pretrained):
+    """Florence-2 open-vocabulary detection (transformers' native class), batched, beam search 3."""
+
+    def __init__(self, model: str = OFFICIAL_FLORENCE, device: str = "cuda:0", *, batch_size: int = 8,
+                 dtype: str = "float32", num_beams: int = 3, max_new_tokens: int = 768):
+        super().__init__(model, device, dtype)
+        self.batch_size, self.num_beams, self.max_new_tokens = batch_size, num_beams, max_new_tokens
+
+    def _classes(self) -> tuple[Any, Any]:
+        from transformers import AutoProcessor, Florence2ForConditionalGeneration
+
+        return Florence2ForConditionalGeneration, AutoProcessor
 
     def detect(self, items: Sequence[tuple[Any, str]]) -> list[list[tuple[float, float, float, float]]]:
         import torch
@@ -94,25 +108,16 @@ class FlorenceDetector:
         return {"detector": self.model_id, "task": TASK, "num_beams": self.num_beams}
 
 
-class Sam2Segmenter:
+class Sam2Segmenter(_Pretrained):
     """SAM 2.1 (transformers' ``Sam2Model``): one mask per box prompt, single-mask output."""
 
     def __init__(self, model: str = OFFICIAL_SAM, device: str = "cuda:0", *, dtype: str = "float32"):
-        self.model_id, self.device = model, device
-        self.dtype = check_dtype_name(dtype, what="judge argument dtype")
-        self._model: Any = None
-        self._processor: Any = None
+        super().__init__(model, device, dtype)
 
-    @property
-    def _torch_dtype(self) -> Any:
-        return resolve_dtype(self.dtype, self.device, what="judge argument dtype")
+    def _classes(self) -> tuple[Any, Any]:
+        from transformers import Sam2Model, Sam2Processor
 
-    def load(self) -> None:
-        if self._model is None:
-            from transformers import Sam2Model, Sam2Processor
-
-            self._processor = Sam2Processor.from_pretrained(self.model_id)
-            self._model = Sam2Model.from_pretrained(self.model_id, dtype=self._torch_dtype).to(self.device).eval()
+        return Sam2Model, Sam2Processor
 
     def masks(self, image: Any, boxes: Sequence[Sequence[float]]) -> list[Any]:
         import torch

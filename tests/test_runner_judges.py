@@ -51,3 +51,29 @@ def test_per_suite_args_forms():
         per_suite_args("c=x=1", ["a"])
     with pytest.raises(ConfigError, match="item 1 is not suite=key=value"):
         per_suite_args("x=1", ["a"])
+
+
+@pytest.mark.slow
+def test_micon_and_xversebench_in_one_run_each_with_its_judge(tmp_path, monkeypatch):
+    """The issue's case: MICON's checkpoints need a VLM judge, XVerseBench's metrics their own judges."""
+    from micon_tasks.suites.xversebench.testing import build_tiny_dino, build_tiny_siglip, save_random_aes_head
+
+    monkeypatch.setenv("MICON_CACHE_DIR", str(tmp_path / "cache"))
+    save_random_aes_head(tmp_path / "head.pth")
+    xverse = {"device": "cpu", "vqa": "hf", "vqa_args": "pretrained=micon-tiny-random;mode=logits;device=cpu",
+              "face_weights": "micon-random", "face_units": "1-1-1-1", "face_detector": "micon-stub",
+              "detector": "micon-stub", "segmenter": "micon-stub", "dino": str(build_tiny_dino(tmp_path / "dino")),
+              "siglip": str(build_tiny_siglip(tmp_path / "siglip")), "aes_head": str(tmp_path / "head.pth"),
+              "aes_dtype": "float32"}
+    base = ["run", "--model", "test_collage", "--tasks", "fgbg_composition,xversebench_single", "--limit", "1",
+            "--source", "sample", "--output_path", str(tmp_path / "out"), "--no_progress"]
+    assert main([*base, "--judge", "openai"]) == 2  # one judge that cannot score metrics: refused up front
+    with FakeJudgeServer() as server:
+        args = json.dumps({"micon": {"base_url": server.base_url, "model": "fake", "reask": 0}, "xversebench": xverse})
+        assert main([*base, "--judge", "micon=openai,xversebench=xversebench", "--judge_args", args]) == 0
+        assert len(server.requests) == 1  # only the MICON case went to the VLM judge
+    res = json.loads((tmp_path / "out" / "test_collage" / "results.json").read_text())
+    assert set(res["suites"]) == {"micon", "xversebench"}
+    assert res["results"]["fgbg_composition"]["n_cases"] == 1 and res["results"]["xversebench_single"]["n_cases"] == 1
+    assert res["benchmark"]["n_cases"] == 1  # MICON's keys cover MICON's tasks only
+    assert res["judge"]["xversebench"]["backend"] != res["judge"]["micon"]["backend"]

@@ -288,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=getattr(args, "verbosity", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    from micon_tasks.memory import limit_allocator_caches
+
+    limit_allocator_caches()  # a long run's freed image buffers go back to the system
     import os
 
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # our own bars say what is going on

@@ -23,7 +23,7 @@ __all__ = ["main", "build_parser"]
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 #: Modules adding subcommands through ``add_cli(subparsers)`` (each sets ``func`` on its parser).
-COMMAND_MODULES = ("micon_tasks.publish",)
+COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.webreport")
 
 
 def _limit(text: str) -> int | float:

@@ -54,16 +54,20 @@ def _stat_key(path: Path) -> str | None:
     return f"{path}|{st.st_size}|{st.st_mtime_ns}"
 
 
-def _make_one(source: Path | bytes, folder: str, size: int) -> tuple[str | None, int | None, int | None, str | None]:
-    """(sha256, width, height, error) for one image; writes ``<folder>/<sha256[:32]>.webp`` if absent."""
+_Answer = tuple["str | None", "int | None", "int | None", "str | None", bool]
+
+
+def _make_one(source: Path | bytes, folder: str, size: int) -> _Answer:
+    """(sha256, width, height, error, wrote) for one image; writes ``<folder>/<sha256[:32]>.webp`` if absent."""
     from PIL import Image
 
     try:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
     except OSError as exc:
-        return None, None, None, f"cannot read: {exc.strerror or exc}"
+        return None, None, None, f"cannot read: {exc.strerror or exc}", False
     digest = sha256_bytes(data)
     target = Path(folder) / f"{digest[:32]}.webp"
+    wrote = False
     try:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
@@ -74,12 +78,13 @@ def _make_one(source: Path | bytes, folder: str, size: int) -> tuple[str | None,
                 tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
                 im.save(tmp, "WEBP", quality=80, method=2)
                 os.replace(tmp, target)
+                wrote = True
     except Exception as exc:  # Pillow raises many types for a broken file; the card says which
-        return digest, None, None, f"not a readable image ({type(exc).__name__}: {exc})"
-    return digest, width, height, None
+        return digest, None, None, f"not a readable image ({type(exc).__name__}: {exc})", False
+    return digest, width, height, None, wrote
 
 
-def _make_chunk(items: list[tuple[Path | bytes, str, int]]) -> list[tuple[str | None, int | None, int | None, str | None]]:
+def _make_chunk(items: list[tuple[Path | bytes, str, int]]) -> list[_Answer]:
     return [_make_one(*item) for item in items]
 
 
@@ -99,7 +104,7 @@ class ThumbMaker:
                 self._index = {}
         self._wanted: dict[str, ThumbSource] = {}  # request key -> source
         self.done: dict[str, Thumb] = {}
-        self.made = 0
+        self.made = 0  # thumbnails written by the last run() (distinct images)
 
     def want(self, source: ThumbSource) -> str:
         """Register an image; returns the key under which :meth:`get` answers once :meth:`run` ran."""
@@ -139,14 +144,17 @@ class ThumbMaker:
                 answers = [a for chunk in pool.map(_make_chunk, chunks) for a in chunk]
         else:
             answers = [a for chunk in chunks for a in _make_chunk(chunk)]
-        for (key, _, stat_key), (digest, w, h, err) in zip(todo, answers):
+        made: set[str] = set()
+        for (key, _, stat_key), (digest, w, h, err, wrote) in zip(todo, answers):
             if err is not None:
                 self.done[key] = Thumb(None, digest, error=err)
                 continue
-            self.made += 1
+            if wrote:
+                made.add(digest)  # type: ignore[arg-type]
             self.done[key] = Thumb(f"{digest[:32]}.webp", digest, w, h)  # type: ignore[index]
             if stat_key:
                 new_index[stat_key] = [digest, w, h]
+        self.made = len(made)
         self._index = new_index
         tmp = self._index_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(new_index), "utf-8")

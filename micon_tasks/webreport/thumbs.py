@@ -94,7 +94,7 @@ class ThumbMaker:
     def __init__(self, folder: Path, *, size: int = THUMB_SIZE, workers: int | None = None):
         self.folder = Path(folder)
         self.size = size
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
         self._index_path = self.folder / INDEX_NAME
         self._index: dict[str, list] = {}
         if self._index_path.is_file():

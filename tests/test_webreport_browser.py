@@ -137,12 +137,23 @@ def test_run_against_run_list_is_ordered_by_score_change(page, report):
     for k, d in rows:
         task, cid = k.split("/", 1)
         assert d == pytest.approx(other[(task, cid)] - base[(task, cid)])
-    flipped = pg.locator("#compare-list li.cp.flip")
-    assert flipped.count() > 0  # flipped verdicts are highlighted
+    first = pg.locator("#compare-list .cmp").first
+    assert first.locator("p.flip").count() == (1 if cmp_flips(report, rows[0][0]) else 0)
+    first.locator("details.cpl summary").first.click()  # the checkpoint list is built when opened
+    highlighted = first.locator("li.cp.flip").evaluate_all("els => els.map(e => e.dataset.cp)")
+    assert sorted(highlighted) == sorted(cmp_flips(report, rows[0][0]))
     pg.select_option("#c-order", "loss")
     deltas = pg.evaluate("() => Array.from(document.querySelectorAll('#compare-list .cmp')).map(e => Number(e.dataset.delta))")
     assert deltas == sorted(deltas)
     pg.select_option("#c-order", "gain")
+
+
+def cmp_flips(report, key: str) -> list[str]:
+    """Checkpoint ids whose verdict differs between the two runs for one case."""
+    task, cid = key.split("/", 1)
+    a, b = ({v["checkpoint_id"]: v["status"] for r in h.records(report["runs"][n]) if (r["task"], r["case_id"]) == (task, cid)
+             for v in (r["judge"] or {}).get("verdicts", [])} for n in ("base", "other"))
+    return [k for k in a if a[k] != b.get(k)]
 
 
 def test_full_size_view_and_screenshots(page, browser, report):

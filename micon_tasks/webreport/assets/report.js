@@ -107,11 +107,12 @@
     if (!card.imgs.length) return `<figure class="gen"><div class="missing">${esc(card.fail ? "no image: generation failed" : "no image")}</div><figcaption>${esc(label)}</figcaption></figure>`;
     return card.imgs.map((im) => imgHtml(im, "gen", `${label}${im.label ? " " + im.label : ""}`)).join("");
   }
-  function cpsHtml(card, flips) {
+  // Checkpoint lists are built when opened (or printed): every card is in the DOM from the start, but
+  // ~15 list items per card and side would triple the page's elements and its opening time.
+  const CARDS = D.runs.map((r) => { const m = {}; r.cards.forEach((c) => (m[c.k] = c)); return m; });
+  function cpsItems(card, flips) {
     const cps = (D.tasks[card.t] || {}).cps || {};
-    const counts = {};
-    card.v.forEach((v) => (counts[v.st] = (counts[v.st] || 0) + 1));
-    const items = card.v.map((v) => {
+    return card.v.map((v) => {
       const info = cps[v.id] || [];
       const flip = flips && flips.has(v.id);
       return `<li class="cp ${flip ? "flip" : ""}" data-cp="${esc(v.id)}" data-st="${esc(v.st)}"><span class="st st-${esc(v.st)}">${esc(v.st)}</span>` +
@@ -119,10 +120,24 @@
         `${info[2] ? ` <span class="hard">hard</span>` : ""}${v.sv ? ` <span class="salv">salvaged</span>` : ""}` +
         `${info[1] ? ` <span class="q">${esc(info[1])}</span>` : ""}${v.r ? `<div class="why">${esc(v.r)}</div>` : ""}${v.e ? `<div class="note">${esc(v.e)}</div>` : ""}</li>`;
     }).join("");
-    if (!card.v.length) return "";
-    const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
-    return `<details${flips ? " open" : ""}><summary>Checkpoints: ${esc(summary)}</summary><ul class="cps">${items}</ul></details>`;
   }
+  function cpsHtml(card, run, flips) {
+    if (!card.v.length) return "";
+    const counts = {};
+    card.v.forEach((v) => (counts[v.st] = (counts[v.st] || 0) + 1));
+    const summary = Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(", ");
+    const bad = card.v.filter((v) => v.st !== "pass" && v.st !== "scored").map((v) => v.id);
+    return `<details class="cpl" data-run="${run}" data-k="${esc(card.k)}"${flips ? ` data-flips="${esc([...flips].join(" "))}"` : ""}>` +
+      `<summary>Checkpoints: ${esc(summary)}${bad.length ? ` <span class="tag">(not passed: ${esc(bad.join(", "))})</span>` : ""}</summary></details>`;
+  }
+  function fillCps(det) {
+    if (det.dataset.filled) return;
+    const card = CARDS[Number(det.dataset.run)][det.dataset.k];
+    const flips = det.dataset.flips ? new Set(det.dataset.flips.split(" ")) : null;
+    det.insertAdjacentHTML("beforeend", `<ul class="cps">${cpsItems(card, flips)}</ul>`);
+    det.dataset.filled = "1";
+  }
+  document.addEventListener("toggle", (ev) => { if (ev.target.matches && ev.target.matches("details.cpl") && ev.target.open) fillCps(ev.target); }, true);
   function extrasHtml(card) {
     let h = "";
     if (card.fail) h += `<p class="fail-reason">${esc(card.fail)}</p>`;
@@ -140,10 +155,10 @@
     const bad = card.fail ? "failed" : card.ne > 0 ? "errors" : card.clean === false ? "errors" : "clean";
     return `<article class="card" data-run="${run}" data-task="${esc(card.t)}" data-id="${esc(card.id)}" data-score="${card.s ?? ""}" data-fd=" ${esc(card.fd.join(" "))} " data-status="${bad}">` +
       `<header><span class="cid">${esc(card.id)}</span><span class="tag">${esc(taskTitle(card.t))}</span><span class="tag">${esc(D.runs[run].name)}</span><span class="score">${num(card.s, 1)}</span></header>` +
-      `<div class="imgs">${refsHtml(sh)}<span class="arrow">→</span>${gensHtml(card, "generated")}</div>` +
+      `<div class="imgs"><div class="refs">${refsHtml(sh)}</div><span class="arrow">→</span><div class="gens">${gensHtml(card, "generated")}</div></div>` +
       (sh.refs_note ? `<p class="note">${esc(sh.refs_note)}</p>` : "") +
       `<p class="prompt">${esc(sh.prompt || "")}</p>${sh.goal ? `<p class="tag">Goal: ${esc(sh.goal)}</p>` : ""}` +
-      extrasHtml(card) + cpsHtml(card) + `</article>`;
+      extrasHtml(card) + cpsHtml(card, run) + `</article>`;
   }
   const cardsEl = $("cards");
   cardsEl.innerHTML = D.runs.map((r, i) => r.cards.map((c) => cardHtml(c, i)).join("")).join("");
@@ -197,16 +212,15 @@
     const order = $("c-order").value, onlyFlip = $("c-flipped").checked;
     const key = { gain: (r) => -(r.delta ?? -Infinity), loss: (r) => r.delta ?? Infinity, abs: (r) => -Math.abs(r.delta ?? 0) }[order];
     const rows = (order === "gain" ? c.rows : [...c.rows].sort((x, y) => key(x) - key(y))).filter((r) => !onlyFlip || r.flips.length);
-    const byKey = (run) => { const m = {}; run.cards.forEach((cd) => (m[cd.k] = cd)); return m; };
-    const ca = byKey(A), cb = byKey(B);
+    const ca = CARDS[c.a], cb = CARDS[c.b];
     $("compare-list").innerHTML = rows.map((r) => {
       const flips = new Set(r.flips.map((f) => f[0]));
-      const side = (run, card) => `<div class="side"><h4>${esc(run.name)}: ${num(card.s, 1)}</h4><div class="imgs">${gensHtml(card, run.name)}</div>${card.fail ? `<p class="fail-reason">${esc(card.fail)}</p>` : ""}${cpsHtml(card, flips)}</div>`;
+      const side = (run, ri, card) => `<div class="side"><h4>${esc(run.name)}: ${num(card.s, 1)}</h4><div class="imgs">${gensHtml(card, run.name)}</div>${card.fail ? `<p class="fail-reason">${esc(card.fail)}</p>` : ""}${cpsHtml(card, ri, flips)}</div>`;
       return `<article class="cmp" data-k="${esc(r.k)}" data-delta="${r.delta ?? ""}"><header><span class="cid">${esc(r.id)}</span><span class="tag">${esc(taskTitle(r.t))}</span>` +
         `<span class="score delta ${sign(r.delta)}">${r.delta == null ? "-" : (r.delta > 0 ? "+" : "") + r.delta.toFixed(1)}</span></header>` +
         `<div class="imgs">${refsHtml(D.cases[r.k])}</div>` +
         (r.flips.length ? `<p class="flip">Flipped: ${r.flips.map((f) => `${esc(f[0])} ${esc(f[1] ?? "none")} → ${esc(f[2] ?? "none")}`).join("; ")}</p>` : "") +
-        `<div class="pair">${side(A, ca[r.k])}${side(B, cb[r.k])}</div></article>`;
+        `<div class="pair">${side(A, c.a, ca[r.k])}${side(B, c.b, cb[r.k])}</div></article>`;
     }).join("");
     function sign(x) { return x == null ? "" : x > 0 ? "pos" : x < 0 ? "neg" : ""; }
   }
@@ -232,8 +246,8 @@
   // -- print: open the checkpoint lists of shown cards, size charts for paper --------------------
   let opened = [];
   window.addEventListener("beforeprint", () => {
-    opened = Array.from(document.querySelectorAll(".card:not([hidden]) details:not([open])"));
-    opened.forEach((d) => (d.open = true));
+    opened = Array.from(document.querySelectorAll(".card:not([hidden]) details.cpl:not([open]), .cmp:not([hidden]) details.cpl:not([open])"));
+    opened.forEach((d) => { fillCps(d); d.open = true; });
     charts.concat(cmpCharts).forEach((c) => c.resize());
   });
   window.addEventListener("afterprint", () => { opened.forEach((d) => (d.open = false)); charts.concat(cmpCharts).forEach((c) => c.resize()); });
@@ -244,4 +258,6 @@
   if (D.compare.length) compareView();
   applyFilters();
   document.body.dataset.ready = "1";
+  // the first frame painted after every card was added (what the scale benchmark times)
+  requestAnimationFrame(() => setTimeout(() => (document.body.dataset.painted = performance.now().toFixed(0))));
 })();

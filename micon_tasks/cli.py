@@ -12,6 +12,7 @@ print one line and exit with status 2; a bug keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
@@ -21,6 +22,11 @@ from typing import Any
 __all__ = ["main", "build_parser"]
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Errors of the file system (full disk, quota, read-only, permissions, a file where a folder should be):
+#: the user's to fix, so one line instead of a traceback.
+_FILESYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                                errno.EEXIST, errno.EISDIR})
 
 #: Modules adding subcommands through ``add_cli(subparsers)`` (each sets ``func`` on its parser).
 COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.webreport")
@@ -71,11 +77,20 @@ def _add_run_args(p: argparse.ArgumentParser, *, judge: bool) -> None:
     p.add_argument("--batch_size", "-b", type=int, default=1, help="cases per adapter call")
     p.add_argument("--overwrite", action="store_true", help="replace an output folder made by another configuration")
     p.add_argument("--redo_failed", action="store_true", help="retry recorded generation failures and judge errors")
+    p.add_argument("--num_images", type=int, default=None,
+                   help="images per case, each from its own seed (default: the task card's, 1 for MICON)")
+    _add_results_name(p)
     if judge:
         p.add_argument("--judge", default=None, help="judge backend (micon ls judges); default: openai at localhost:8000")
         p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://localhost:8000/v1")
         p.add_argument("--predict_only", "-x", action="store_true", help="generate only (same as micon generate)")
     _common(p)
+
+
+def _add_results_name(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results_name", default=None,
+                   help="write this selection's results as NAME.json/NAME.md (a narrower view of a folder that "
+                        "holds more); results.json always covers everything the folder holds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,10 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge_args", default=None, help="k=v,... or JSON")
     p.add_argument("--overwrite", action="store_true", help="drop earlier verdicts (images are kept)")
     p.add_argument("--redo_failed", action="store_true", help="retry cases whose verdicts had errors")
+    _add_results_name(p)
     _common(p)
 
     p = sub.add_parser("aggregate", help="recompute samples_*.jsonl, results.json and results.md")
     p.add_argument("output_dir")
+    _add_results_name(p)
     _common(p)
 
     p = sub.add_parser("ls", help="list tasks, groups, adapters or judges")
@@ -137,7 +154,8 @@ def cmd_run(args: argparse.Namespace, *, predict_only: bool) -> int:
         source=args.source, output_path=args.output_path, dar=args.dar, dar_args=args.dar_args, limit=args.limit,
         seed=args.seed, predict_only=predict_only, overwrite=args.overwrite, include_path=args.include_path,
         dataset_path=args.dataset_path, checkpoints_from=args.checkpoints_from, batch_size=args.batch_size,
-        redo_failed=args.redo_failed, progress=not args.no_progress,
+        redo_failed=args.redo_failed, progress=not args.no_progress, num_images=args.num_images,
+        results_name=args.results_name,
     )
     _print_results(results, generated_only=predict_only)
     return 0
@@ -165,7 +183,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
     from micon_tasks.runner import judge_outputs
 
     results = judge_outputs(args.output_dir, args.judge, args.judge_args, overwrite=args.overwrite,
-                            redo_failed=args.redo_failed, progress=not args.no_progress)
+                            redo_failed=args.redo_failed, progress=not args.no_progress, results_name=args.results_name)
     _print_results(results)
     return 0
 
@@ -173,7 +191,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from micon_tasks.runner import aggregate_outputs
 
-    _print_results(aggregate_outputs(args.output_dir))
+    _print_results(aggregate_outputs(args.output_dir, results_name=args.results_name))
     return 0
 
 
@@ -196,6 +214,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     import registry
+    from micon_tasks.data.checks import decode_references
     from micon_tasks.task import include_path, load_task
 
     status = 0
@@ -216,6 +235,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             from micon_tasks.runner.config import RunConfig
 
             n = RunConfig(model="-", tasks=[name], limit=args.limit).limit_count(n)
+        decode_references(task.dataset.select(range(n)), task=name)  # every pixel, not only the headers
         n_refs = sum(len(r) for r in task.dataset["ref_roles"][:n])
         hard = sum(1 for c in task.checkpoints if c.hard)
         print(f"{name:<28} {n:>6} {n_refs:>6} {len(task.checkpoints):>12} {hard:>5}")
@@ -262,6 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("micon: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in _FILESYSTEM_ERRNOS:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"micon: error: {exc.strerror or exc}{where}; nothing already recorded is lost: fix it and run the "
+              "same command again to resume", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

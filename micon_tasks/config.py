@@ -21,8 +21,40 @@ __all__ = ["ScoringConfig", "TaskConfig", "read_yaml", "load_config_file"]
 
 @dataclass(frozen=True)
 class ScoringConfig:
+    """A card's ``scoring:`` block. ``kind`` names the registered scoring kind (``checkpoints`` for MICON);
+    ``hard_cap`` and ``story_hybrid`` belong to the checkpoint kind; every other key is kept in
+    ``options`` and checked by the kind (e.g. a rubric's criteria)."""
+
+    kind: str = "checkpoints"
     hard_cap: float = 0.4
     story_hybrid: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_card(self) -> dict[str, Any]:
+        """The card form of this block (what ``from_dict`` reads back)."""
+        own = {"hard_cap": self.hard_cap, "story_hybrid": self.story_hybrid} if self.kind == "checkpoints" else {}
+        return {"kind": self.kind, **own, **self.options}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, task: str, source: str) -> ScoringConfig:
+        data = dict(data)
+        kind = data.pop("kind", "checkpoints")
+        own = {k: data.pop(k) for k in ("hard_cap", "story_hybrid") if k in data}
+        if not isinstance(kind, str) or not kind:
+            raise ConfigError(f"{source}: task {task!r}, field 'scoring.kind' must be a non-empty string")
+        if kind != "checkpoints" and own:
+            raise ConfigError(f"{source}: task {task!r}, field 'scoring': {sorted(own)} belong to kind "
+                              f"'checkpoints', not {kind!r}")
+        import registry
+
+        try:
+            registry.scoring_kinds.get(kind).check_options(data, task=task)
+        except registry.UnknownNameError as exc:
+            raise ConfigError(f"{source}: task {task!r}, field 'scoring.kind': {exc}") from None
+        try:
+            return cls(kind=kind, options=data, **own)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: task {task!r}, field 'scoring': {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -30,8 +62,8 @@ class TaskConfig:
     """Everything that defines a task. Built from a YAML card with ``TaskConfig.from_dict``."""
 
     task: str
-    checkpoints: tuple[dict[str, Any], ...]
-    official_folder: str
+    checkpoints: tuple[dict[str, Any], ...] = ()
+    official_folder: str = ""
     aliases: tuple[str, ...] = ()
     dataset_path: str = "Hangliuuu/MICON-Bench"
     dataset_name: str | None = None  # the config name in a published (parquet) repo; defaults to task
@@ -41,6 +73,8 @@ class TaskConfig:
     scoring: ScoringConfig = ScoringConfig()
     answer_set_file: str | None = None
     checkpoints_from: str | None = None  # an official .qa.txt file replacing `checkpoints`
+    num_images: int = 1  # images generated per case (each from its own seed), scored by the kind's rule
+    generation: dict[str, Any] = field(default_factory=dict)  # generation defaults the card asks for (width, height)
     tag: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     source_file: str | None = None
@@ -61,15 +95,17 @@ class TaskConfig:
         for key in ("official_folder",):
             if not data.get(key):
                 data[key] = name
-        if "checkpoints" not in data and not data.get("checkpoints_from"):
-            raise ConfigError(f"{source}: task {name!r} needs 'checkpoints' or 'checkpoints_from'")
         scoring = data.get("scoring") or {}
         if not isinstance(scoring, dict):
             raise ConfigError(f"{source}: task {name!r}, field 'scoring' must be a mapping")
-        try:
-            data["scoring"] = ScoringConfig(**scoring)
-        except TypeError as exc:
-            raise ConfigError(f"{source}: task {name!r}, field 'scoring': {exc}") from None
+        data["scoring"] = ScoringConfig.from_dict(scoring, task=name, source=source)
+        if data["scoring"].kind == "checkpoints" and "checkpoints" not in data and not data.get("checkpoints_from"):
+            raise ConfigError(f"{source}: task {name!r} needs 'checkpoints' or 'checkpoints_from'")
+        n_images = data.get("num_images", 1)
+        if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
+            raise ConfigError(f"{source}: task {name!r}, field 'num_images' must be an integer >= 1, got {n_images!r}")
+        if not isinstance(data.get("generation") or {}, dict):
+            raise ConfigError(f"{source}: task {name!r}, field 'generation' must be a mapping")
         data["checkpoints"] = tuple(data.get("checkpoints") or ())
         data["aliases"] = tuple(_as_list(data.get("aliases")))
         data["tag"] = tuple(_as_list(data.get("tag")))

@@ -23,6 +23,7 @@ import registry
 from micon_tasks.checkpoints import build_checkpoints, read_qa_file
 from micon_tasks.config import TaskConfig, read_yaml
 from micon_tasks.errors import CaseValidationError, ConfigError
+from micon_tasks.images import to_rgb
 from micon_tasks.types import AnswerSet, Case, CaseScore, Checkpoint, JudgeResult
 
 if TYPE_CHECKING:
@@ -59,7 +60,12 @@ class Task:
         self._location: dict[str, Any] | None = None
         cfg = self.config
         qa_file = checkpoints_from or cfg.checkpoints_from
-        if qa_file:
+        if cfg.scoring.kind != "checkpoints":  # rubric and metric tasks have no checkpoint set
+            if checkpoints_from:
+                raise ConfigError(f"task {cfg.task!r} is scored by kind {cfg.scoring.kind!r}: it has no checkpoints "
+                                  "for checkpoints_from to replace")
+            self.checkpoints, self.checkpoints_source = [], None
+        elif qa_file:
             self.checkpoints: list[Checkpoint] = read_qa_file(_relative_to(qa_file, cfg.source_file), task=cfg.task)
             self.checkpoints_source = str(qa_file)
         else:
@@ -74,6 +80,19 @@ class Task:
     @property
     def is_story(self) -> bool:
         return self.config.scoring.story_hybrid
+
+    @property
+    def scoring_kind(self) -> Any:
+        """The :class:`~micon_tasks.scoring.ScoringKind` named by the card's ``scoring.kind``."""
+        return registry.scoring_kinds.get(self.config.scoring.kind)
+
+    @property
+    def suite(self) -> str | None:
+        """The suite (a group card with a ``suite:`` block) this task reports under, or None."""
+        for name in registry.suites.list():
+            if self.name in registry.suites.get(name)["tasks"]:
+                return name
+        return None
 
     @property
     def version(self) -> Any:
@@ -114,8 +133,10 @@ class Task:
         """Schema-check every row without decoding its images."""
         import pyarrow.compute as pc
 
+        from micon_tasks.data.checks import check_ref_bytes
         from micon_tasks.data.raw import validate_record
 
+        check_ref_bytes(ds, task=self.name)
         n_refs = pc.list_value_length(ds.data.column("refs")).to_pylist()
         rows = ds.remove_columns(["refs"]).to_list()
         lo, hi = self.config.refs.get("min", 1), self.config.refs.get("max", 8)
@@ -139,11 +160,16 @@ class Task:
     def __getitem__(self, index: int) -> Case:
         if not -len(self) <= index < len(self):
             raise IndexError(f"task {self.name!r} has {len(self)} cases; index {index} is out of range")
-        return self.row_to_case(self.dataset[index])
+        try:
+            row = self.dataset[index]
+        except Exception as exc:  # noqa: BLE001 - datasets decodes the images here; name the case, not a bare OSError
+            cid = self.case_ids[index]
+            raise CaseValidationError(self.name, cid, "refs", f"cannot decode a reference: {type(exc).__name__}: {exc}") from None
+        return self.row_to_case(row)
 
     def __iter__(self) -> Iterator[Case]:
-        for row in self.dataset:
-            yield self.row_to_case(row)
+        for index in range(len(self)):
+            yield self[index]
 
     def case(self, case_id: str) -> Case:
         """The case with this id."""
@@ -156,7 +182,7 @@ class Task:
         refs = []
         for role, im in zip(row["ref_roles"], row["refs"]):
             try:
-                refs.append(im.convert("RGB"))
+                refs.append(to_rgb(im))
             except Exception as exc:
                 raise CaseValidationError(self.name, row["case_id"], f"refs.{role}", f"cannot decode image: {exc}") from None
         ans = row.get("answer_set")
@@ -184,11 +210,7 @@ class Task:
     # -- scoring --------------------------------------------------------------------------------
     def score_case(self, case: Case, result: JudgeResult | None, *, failure_reason: str | None = None) -> CaseScore:
         """Score one case from its judge result (None with ``failure_reason`` when no image exists)."""
-        from micon_tasks import scoring
-
-        return scoring.score_case(
-            self.checkpoints, result, case_id=case.case_id, story=self.is_story, failure_reason=failure_reason
-        )
+        return self.scoring_kind.score_case(self, result, case_id=case.case_id, failure_reason=failure_reason)
 
     def describe(self) -> dict[str, Any]:
         """What goes into results files about this task."""
@@ -267,9 +289,10 @@ def register_yaml_task(path: str | Path, *, override: bool = False) -> str:
     base_cls, base_cfg = _resolve_class(data.get("class"), source=str(path))
     if base_cfg is not None:
         merged = {k: v for k, v in vars(base_cfg).items() if k not in ("source_file",)}
-        merged["scoring"] = vars(base_cfg.scoring)
         merged["aliases"] = ()  # a variant does not inherit its base's names
-        merged.update({k: v for k, v in data.items() if k != "class"})
+        merged.update({k: v for k, v in data.items() if k not in ("class", "scoring")})
+        # A variant overrides only the scoring keys it names (the rest, e.g. story_hybrid, is inherited).
+        merged["scoring"] = {**base_cfg.scoring.to_card(), **(data.get("scoring") or {})}
         data = merged
     cfg = TaskConfig.from_dict(data, source=str(path))
     cls = type(_class_name(cfg.task), (base_cls,), {"config": cfg, "__module__": __name__})
@@ -283,6 +306,11 @@ def register_yaml_group(path: str | Path, data: dict[str, Any] | None = None, *,
     if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
         raise ConfigError(f"{path}: group {data.get('group')!r} needs 'task' to be a list of task names")
     registry.register_group(data["group"], members, override=override)
+    suite = data.get("suite")
+    if suite is not None:
+        if not isinstance(suite, dict):
+            raise ConfigError(f"{path}: group {data['group']!r}, field 'suite' must be a mapping")
+        registry.suites.add(data["group"], {**suite, "group": data["group"], "tasks": list(members)}, override=override)
     return data["group"]
 
 

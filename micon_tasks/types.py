@@ -18,7 +18,9 @@ DIMENSIONS: dict[str, str] = {
     "G": "Overall Usability",
 }
 
-VerdictStatus = Literal["pass", "fail", "error"]
+# "pass"/"fail" answer a checkpoint; "scored" means a number was read (a rubric criterion, a metric entry:
+# see ``Verdict.value``); "error" means nothing could be read, and is never a pass or a number.
+VerdictStatus = Literal["pass", "fail", "scored", "error"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,17 @@ class Case:
 
 @dataclass
 class Verdict:
-    """A judge's answer for one checkpoint. ``error`` means it could not be read: never a pass."""
+    """A judge's answer for one checkpoint (or rubric criterion, or metric entry: ``checkpoint_id`` then
+    names it and ``value`` holds the number). ``error`` means it could not be read: never a pass.
+    ``salvaged`` marks an answer read from an unambiguous but non-standard encoding (``"1"``, ``"pass"``)."""
 
     checkpoint_id: str
     status: VerdictStatus
     raw: str | None = None
     rationale: str | None = None
     error: str | None = None
+    value: float | None = None
+    salvaged: bool = False
 
 
 @dataclass
@@ -86,7 +92,11 @@ class JudgeResult:
 
 @dataclass
 class CaseScore:
-    """A case's score with its dimension breakdown and what went wrong on the way."""
+    """A case's score with its named parts and what went wrong on the way.
+
+    ``dimensions`` holds the scoring kind's parts: MICON's dimension pass rates (A..G), a rubric's criterion
+    scores, a metric suite's per-case metric means. ``n_checkpoint_errors`` counts the parts that could not
+    be read (checkpoints, criteria, metric entries)."""
 
     case_id: str
     score: float  # 0..100
@@ -95,6 +105,7 @@ class CaseScore:
     clean: bool = True
     answer_set_score: float | None = None
     reason: str | None = None  # set only when no image reached the judge, e.g. "generation failed: refused"
+    extra: dict[str, Any] = field(default_factory=dict)  # kind-specific numbers (pooled sums, n_salvaged, ...)
 
     @property
     def failed(self) -> bool:

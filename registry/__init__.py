@@ -24,6 +24,8 @@ __all__ = [
     "adapters",
     "judges",
     "groups",
+    "suites",
+    "scoring_kinds",
     "register_task",
     "register_adapter",
     "register_judge",
@@ -200,6 +202,11 @@ adapters = Registry("adapter", builtins=("adapters.builtin",), entry_point_group
 judges = Registry("judge", builtins=("micon_tasks.judges",), entry_point_group="micon.judges")
 # Groups: name -> ordered list of task names (``micon`` = the six tasks in the paper's order).
 groups = Registry("group", builtins=("micon_tasks.tasks",))
+# Suites: groups whose card has a ``suite:`` block (name -> that block plus ``group`` and ``tasks``); each
+# suite gets its own block in results.json, and a run never averages across suites.
+suites = Registry("suite", builtins=("micon_tasks.tasks",))
+# Scoring kinds: a task card's ``scoring.kind`` -> the ScoringKind instance that scores and summarises it.
+scoring_kinds = Registry("scoring kind", builtins=("micon_tasks.scoring",), entry_point_group="micon.scoring_kinds")
 
 
 def register_task(name: str, aliases: Iterable[str] = (), *, override: bool = False) -> Callable:

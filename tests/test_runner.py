@@ -13,7 +13,7 @@ from micon_tasks import evaluate
 from micon_tasks.errors import ConfigError
 from micon_tasks.runner import aggregate_outputs, judge_outputs
 from micon_tasks.runner.config import case_seed, config_diff, sanitize_model_name
-from micon_tasks.runner.records import RecordWriter, read_records
+from micon_tasks.runner.records import RecordWriter, _umask, read_records
 
 N_SAMPLE = 30  # 6 tasks x 5 cases
 
@@ -128,24 +128,42 @@ def test_changed_configuration_is_refused_naming_the_difference(finished, server
 
 
 def test_limit_and_concurrency_may_change_between_runs(tmp_path, server, monkeypatch):
-    """Runtime-only arguments (concurrency) and the selection (limit) change without regenerating anything."""
+    """Runtime-only arguments (concurrency) and the selection (limit) change without regenerating anything; a
+    narrower re-run leaves the folder's results as they are, and writes the narrower view only under its own name."""
     calls = tmp_path / "calls.txt"
     monkeypatch.setenv("MICON_TEST_CALLS_FILE", str(calls))
     tasks = ["object_composition", "fgbg_composition"]
     first = _run(tmp_path, server, tasks=tasks, limit=3)
     assert len(calls.read_text().split()) == 6 and first["benchmark"]["n_cases"] == 6
-    n_req = len(server.requests)
-    again = _run(tmp_path, server, tasks=tasks, limit=2,
-                 judge_args={"base_url": server.base_url, "model": "fake-judge", "concurrency": 2, "max_retries": 0})
-    assert len(calls.read_text().split()) == 6 and len(server.requests) == n_req  # no generation, no judging
-    assert {t: r["n_cases"] for t, r in again["results"].items()} == {t: 2 for t in tasks}
-    assert again["n-samples"]["object_composition"]["effective"] == 2 and again["config"]["limit"] == 2
     d = tmp_path / "test_collage"
-    assert [len((d / f"samples_{t}.jsonl").read_text().splitlines()) for t in tasks] == [2, 2]
-    for t in tasks:
-        assert again["results"][t]["n_cases_clean"] == 2
-    ids = [json.loads(x)["case_id"] for x in (d / "samples_object_composition.jsonl").read_text().splitlines()]
-    assert ids == ["object_composition_0001", "object_composition_0002"]
+    before = {p.name: p.read_bytes() for p in [d / "results.json", d / "results.md", *d.glob("samples_*.jsonl")]}
+    n_req = len(server.requests)
+    narrow = {"base_url": server.base_url, "model": "fake-judge", "concurrency": 2, "max_retries": 0}
+    again = _run(tmp_path, server, tasks=tasks, limit=2, judge_args=narrow)
+    assert len(calls.read_text().split()) == 6 and len(server.requests) == n_req  # no generation, no judging
+    assert again["benchmark"]["n_cases"] == 6  # the folder's results, unchanged
+    assert {p.name: p.read_bytes() for p in [d / "results.json", d / "results.md", *d.glob("samples_*.jsonl")]} == before
+    assert json.loads((d / "run_config.json").read_text())["config"]["limit"] == 3  # aggregate keeps the wider view
+
+    view = _run(tmp_path, server, tasks=tasks, limit=2, judge_args=narrow, results_name="first2")
+    assert {t: r["n_cases"] for t, r in view["results"].items()} == {t: 2 for t in tasks}
+    assert view["n-samples"]["object_composition"]["effective"] == 2 and view["config"]["limit"] == 2
+    assert json.loads((d / "first2.json").read_text())["benchmark"]["n_cases"] == 4 and (d / "first2.md").exists()
+    assert (d / "results.json").read_bytes() == before["results.json"]
+    assert [len((d / f"samples_{t}.jsonl").read_text().splitlines()) for t in tasks] == [3, 3]
+    assert aggregate_outputs(d)["benchmark"]["n_cases"] == 6
+    mode = (d / "results.json").stat().st_mode & 0o777
+    assert mode == 0o666 & ~_umask(), "results follow the umask (readable by a shared group), not 0600"
+
+
+def test_a_folder_without_records_accepts_a_new_configuration(tmp_path, server):
+    """Following the offline error's advice (another --source) in the same folder is not a changed configuration."""
+    d = tmp_path / "test_collage"
+    d.mkdir()
+    (d / "run_config.json").write_text(json.dumps({"config": {"model": "test_collage", "tasks": ["micon"], "source": "hub"},
+                                                   "generation_identity": {"source": "hub"}, "judge_identity": None}))
+    res = _run(tmp_path, server, tasks=["fgbg_composition"], limit=1)
+    assert res["benchmark"]["n_cases"] == 1 and res["config"]["source"] == "sample"
 
 
 def _judge_records(d: Path, task: str) -> list[dict]:

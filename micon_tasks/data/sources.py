@@ -8,7 +8,6 @@ one to another. A raw layout is converted once and cached by a fingerprint of it
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import re
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from micon_tasks.data.raw import find_raw_root, read_raw_task
-from micon_tasks.errors import CaseValidationError, DataSourceError
+from micon_tasks.errors import DataSourceError
+from micon_tasks.images import decode_fully
 
 if TYPE_CHECKING:
     import datasets
@@ -39,7 +39,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "sample"
-CONVERTER_VERSION = "1"
+CONVERTER_VERSION = "2"  # 2: every reference is decoded fully at conversion
 DEFAULT_REPO = "Hangliuuu/MICON-Bench"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -93,17 +93,10 @@ def _fingerprint(root: Path, config: TaskConfig) -> str:
 
 
 def _image_bytes(path: str, *, task: str, case_id: str, field: str) -> bytes:
-    """The file's bytes, once Pillow has checked it is an image (and no decompression bomb)."""
-    from PIL import Image
-
+    """The file's bytes, once every pixel has been decoded (a truncated or corrupt file is named here, once:
+    the conversion is cached, so a re-run does not decode again)."""
     data = Path(path).read_bytes()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.verify()
-    except Image.DecompressionBombError as exc:
-        raise CaseValidationError(task, case_id, field, f"refused as a decompression bomb: {exc}") from None
-    except Exception as exc:  # Pillow raises many types for a broken file
-        raise CaseValidationError(task, case_id, field, f"{Path(path).name} is not a readable image ({exc})") from None
+    decode_fully(data, task=task, case_id=case_id, field=field, name=Path(path).name)
     return data
 
 

@@ -11,16 +11,17 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import micon_tasks
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
-from micon_tasks.judges.parser import PARSER_VERSION, parse_checkpoint_reply, parse_score_reply, parse_single_reply
-from micon_tasks.judges.prompts import Prompt, render_prompts, template_provenance
+from micon_tasks.judges.kinds import request_kind
+from micon_tasks.judges.parser import PARSER_VERSION
+from micon_tasks.judges.prompts import Prompt, template_provenance
 from micon_tasks.types import Case, Checkpoint, JudgeResult, Verdict
 
 __all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host", "request_seed", "SEED_RULE"]
@@ -29,7 +30,6 @@ __all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host
 # request, from stable facts of that request only, never from its batch position, order or the time.
 # So the same judge seed gives the same reply whatever the sharding, batching and concurrency.
 SEED_RULE = "per request: sha256(judge seed or 0, task, case id, prompt name)[:4] & 0x7fffffff"
-NO_ANSWER_SET = "case has no answer set"
 
 
 def request_seed(seed: int | None, task: str, case_id: str, prompt_name: str) -> int:
@@ -40,13 +40,21 @@ def request_seed(seed: int | None, task: str, case_id: str, prompt_name: str) ->
 
 @dataclass
 class JudgeRequest:
-    """One case to judge: its generated image and the task's checkpoint set."""
+    """One case to judge: its generated image(s) and what its task's scoring kind asks about it.
+
+    ``kind`` is the task card's ``scoring.kind`` and ``scoring`` its ScoringConfig; ``checkpoints`` and
+    ``story`` serve the checkpoint kind. ``images`` holds every generated image of the case when the task
+    asks for several (``image`` is the first).
+    """
 
     task: str
     case: Case
     image: Any  # PIL.Image.Image
-    checkpoints: list[Checkpoint]
+    checkpoints: list[Checkpoint] = field(default_factory=list)
     story: bool = False
+    kind: str = "checkpoints"
+    scoring: Any = None
+    images: list[Any] | None = None
 
 
 @dataclass
@@ -69,10 +77,13 @@ def endpoint_host(url: str | None) -> str | None:
     return f"{host}:{parts.port}" if parts.port else host
 
 
-def error_result(request: JudgeRequest, message: str, provenance: dict[str, Any] | None = None) -> JudgeResult:
-    """Every checkpoint ``error`` with the same message (and the answer set too for the story task)."""
+def error_result(request: JudgeRequest, message: str, provenance: dict[str, Any] | None = None,
+                 names: list[str] | None = None) -> JudgeResult:
+    """Every checkpoint (or the parts ``names``, for other kinds) ``error`` with the same message, and the
+    answer set too for the story task."""
+    names = [cp.id for cp in request.checkpoints] if names is None else names
     return JudgeResult(
-        verdicts=[Verdict(cp.id, "error", error=message) for cp in request.checkpoints],
+        verdicts=[Verdict(name, "error", error=message) for name in names],
         answer_set_score=None,
         answer_set_status="error" if request.story else None,
         raw=None,
@@ -106,6 +117,8 @@ class Judge:
     """
 
     backend = "base"
+    #: the scoring kinds this judge can score (the runner refuses a task of another kind)
+    kinds: ClassVar[tuple[str, ...]] = ("checkpoints", "rubric")
     logits = False  # set by a backend that scores candidates instead of generating
     seed: int | None = None  # the judge's seed arg; every prompt gets request_seed(seed, task, case id, name)
 
@@ -174,12 +187,7 @@ class Judge:
             try:
                 if req.image is None:
                     raise ValueError("no generated image")
-                if not req.checkpoints:
-                    raise ValueError("empty checkpoint set")
-                rendered[i] = render_prompts(
-                    req.case, req.image, list(req.checkpoints), story=req.story,
-                    request_mode=self.request_mode, logits=self.logits, version=self.template_version,
-                )
+                rendered[i] = request_kind(req.kind).render(req, self)
                 for p in rendered[i]:
                     p.seed = request_seed(self.seed, req.task, req.case.case_id, p.name)
                 if self.cache is not None:
@@ -244,54 +252,7 @@ class Judge:
         return _fill(results, requests, prov)
 
     def _assemble(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]], prov: dict[str, Any]) -> JudgeResult:
-        verdicts: list[Verdict] = []
-        raws: dict[str, str | None] = {}
-        extras: dict[str, Any] = {}
-        attempts = 0
-        ids = [cp.id for cp in req.checkpoints]
-        ans_score, ans_status = None, ("error" if req.story else None)
-        ans_note: dict[str, Any] = {}
-        if req.story and req.case.answer_set is None:
-            # Only the answer-set part fails; the checkpoints below are judged as for any case.
-            where = f"task {req.task!r}, case {req.case.case_id!r}"
-            ans_note = {"answer_set_error": f"{where}: {NO_ANSWER_SET}; the answer-set score is not judged"}
-        for p, c in pairs:
-            attempts += c.attempts
-            raws[p.name] = c.text
-            if p.name == "answer_set":
-                if c.error is not None:
-                    ans_note = {"answer_set_error": c.error}
-                    continue
-                parsed = parse_score_reply(c.text, note=c.note)
-                ans_score, ans_status = parsed.score, parsed.status
-                if parsed.error:
-                    ans_note = {"answer_set_error": parsed.error}
-                else:
-                    ans_note = {"answer_set_rationale": parsed.rationale}
-            elif p.name == "checkpoints":
-                if c.error is not None:
-                    verdicts = [Verdict(cid, "error", error=c.error) for cid in ids]
-                    continue
-                verdicts, extras = parse_checkpoint_reply(c.text, ids, note=c.note)
-            else:
-                if c.error is not None:
-                    verdicts.append(Verdict(p.name, "error", error=c.error))
-                else:
-                    verdicts.append(parse_single_reply(c.text, p.name, note=c.note))
-        got = {v.checkpoint_id for v in verdicts}
-        missing = [cid for cid in ids if cid not in got]
-        verdicts.extend(Verdict(cid, "error", error="no judge reply for this checkpoint") for cid in missing)
-        order = {cid: n for n, cid in enumerate(ids)}
-        verdicts.sort(key=lambda v: order[v.checkpoint_id])
-        details = {**extras, **ans_note}
-        return JudgeResult(
-            verdicts=verdicts,
-            answer_set_score=ans_score,
-            answer_set_status=ans_status,  # type: ignore[arg-type]
-            raw=json.dumps(raws, ensure_ascii=False),
-            provenance={**prov, "cached": False, "attempts": attempts},
-            details=details,
-        )
+        return request_kind(req.kind).assemble(req, pairs, prov)
 
     def close(self) -> None:
         if self.cache is not None:

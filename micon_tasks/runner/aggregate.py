@@ -25,7 +25,7 @@ from micon_tasks.runner.judge_stage import record_to_result, task_judge_fp, vali
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import atomic_write_json, atomic_write_text, dumps_record
 
-__all__ = ["merge_samples", "build_results", "package_versions", "git_hash", "IncompleteRunError"]
+__all__ = ["merge_samples", "build_results", "summarise_suites", "package_versions", "git_hash", "IncompleteRunError"]
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,10 @@ def _failure_reason(gen: dict[str, Any] | None) -> str:
 
 
 def merge_samples(
-    cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]]
+    cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]], *,
+    write: bool = True,
 ) -> dict[str, list[dict[str, Any]]]:
-    """One record per selected case, in dataset order; writes ``samples_<task>.jsonl`` atomically."""
+    """One record per selected case, in dataset order; writes ``samples_<task>.jsonl`` atomically (``write``)."""
     from micon_tasks.types import Case
 
     identity = cfg.judge_identity()
@@ -62,6 +63,7 @@ def merge_samples(
             rec: dict[str, Any] = {"task": name, "case_id": cid, "index": index}
             if gen is not None:
                 rec.update({k: gen.get(k) for k in ("seed", "prompt", "refs", "image", "dar_stats")})
+                rec.update({k: gen[k] for k in ("images", "seeds", "dar_maps") if k in gen})
                 rec["generation_error"] = gen.get("error")
             else:
                 rec.update({"seed": None, "prompt": None, "refs": None, "image": None, "dar_stats": None,
@@ -79,6 +81,10 @@ def merge_samples(
                     rec["judge"] = jrec["result"]
                     timings.update(jrec.get("timings") or {})
                     score = task.score_case(stub, record_to_result(jrec["result"]))
+                    if jrec.get("image_results"):  # several images judged one by one: the kind combines them
+                        rec["image_judges"] = jrec["image_results"]
+                        score = task.scoring_kind.combine_images(
+                            [score, *(task.score_case(stub, record_to_result(r)) for r in jrec["image_results"])])
                 else:
                     not_judged.append(cid)
                     continue
@@ -90,7 +96,8 @@ def merge_samples(
                 f"task {name!r}: {len(not_judged)} generated case(s) have no verdict yet (first: {not_judged[0]!r}); "
                 f"run `micon judge {layout.root}` first"
             )
-        atomic_write_text(layout.samples(name), "".join(dumps_record(r) + "\n" for r in records))
+        if write:
+            atomic_write_text(layout.samples(name), "".join(dumps_record(r) + "\n" for r in records))
         merged[name] = records
     return merged
 
@@ -104,10 +111,18 @@ def build_results(
     from micon_tasks import scoring
     from micon_tasks.types import CaseScore
 
-    results: dict[str, Any] = {}
+    blocks: dict[str, Any] = {}
+    benchmark = None
+    suites: dict[str, Any] = {}
     if cfg.judge is not None:
+        seed = cfg.seed or 0
         scores = {t: [CaseScore(**r["score"]) for r in recs] for t, recs in merged.items()}
-        results = scoring.aggregate(scores, task_dimensions={t: _dims(tasks[t]) for t in merged}, seed=cfg.seed or 0)
+        blocks = {t: tasks[t].scoring_kind.summarise_task(tasks[t], scores[t], seed=seed) for t in merged}
+        # MICON's benchmark keys keep their meaning: the checkpoint-kind tasks of the run, pooled.
+        micon = [t for t in merged if tasks[t].config.scoring.kind == "checkpoints"]
+        if micon:
+            benchmark = scoring.aggregate_benchmark({t: blocks[t] for t in micon}, {t: scores[t] for t in micon})
+        suites = summarise_suites(tasks, blocks, scores, seed=seed)
     read = lambda p: json.loads(p.read_text("utf-8")) if p.exists() else None  # noqa: E731
     task_info = {}
     for name in cfg.tasks:
@@ -115,9 +130,9 @@ def build_results(
         hashes = [[r["case_id"], r.get("prompt"), [x["sha256"] for x in (r.get("refs") or [])]] for r in merged[name]]
         task_info[name] = {**task.describe(), "checkpoints_sha256": fingerprint(
             checkpoint_identity(task.checkpoints)), "inputs_sha256": fingerprint(hashes)}
-    return {
-        "results": results.get("tasks", {}),
-        "benchmark": results.get("benchmark"),
+    out = {
+        "results": blocks,
+        "benchmark": benchmark,
         "n-samples": {t: {"original": len(tasks[t]), "effective": len(merged[t])} for t in cfg.tasks},
         "config": {**cfg.to_dict(), "output_dir": str(layout.root), "world_size": world_size},
         "model_name": cfg.model,
@@ -130,19 +145,32 @@ def build_results(
         "git_hash": git_hash(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def write_results(layout: Layout, results: dict[str, Any], table_md: str) -> None:
-    atomic_write_json(layout.results_json, results)
-    atomic_write_text(layout.results_md, table_md)
-
-
-def _dims(task: Any) -> list[str]:
-    out: list[str] = []
-    for cp in task.checkpoints:
-        if cp.dimension not in out:
-            out.append(cp.dimension)
+    if suites:
+        out["suites"] = suites
     return out
+
+
+def summarise_suites(tasks: dict[str, Any], blocks: dict[str, Any], scores: dict[str, Any], *, seed: int) -> dict[str, Any]:
+    """One block per suite among the run's tasks (never averaged across suites), in the run's task order."""
+    import registry
+
+    by_suite: dict[str, list[str]] = {}
+    for name in blocks:
+        suite = tasks[name].suite
+        if suite is not None:
+            by_suite.setdefault(suite, []).append(name)
+    out = {}
+    for suite, names in by_suite.items():
+        card = registry.suites.get(suite)
+        kind = registry.scoring_kinds.get(card.get("kind", tasks[names[0]].config.scoring.kind))
+        out[suite] = kind.summarise_suite(card, {n: blocks[n] for n in names}, {n: scores[n] for n in names}, seed=seed)
+    return out
+
+
+def write_results(layout: Layout, results: dict[str, Any], table_md: str, *, name: str = "results") -> None:
+    """``<name>.json`` and ``<name>.md`` in the run folder (``results`` unless a named view was asked for)."""
+    atomic_write_json(layout.root / f"{name}.json", results)
+    atomic_write_text(layout.root / f"{name}.md", table_md)
 
 
 def package_versions() -> dict[str, str | None]:

@@ -24,6 +24,7 @@ from micon_tasks.hashing import sha256_json
 __all__ = [
     "RunConfig",
     "case_seed",
+    "image_seed",
     "sanitize_model_name",
     "model_dir_name",
     "config_diff",
@@ -59,6 +60,14 @@ def case_seed(seed: int | None, task: str, case_id: str) -> int | None:
     if seed is None:
         return None
     digest = hashlib.sha256(f"{seed}/{task}/{case_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def image_seed(seed: int | None, task: str, case_id: str, k: int = 0) -> int | None:
+    """The seed of a case's image k: the case's seed for image 0, else one from (seed, task, case_id, k)."""
+    if seed is None or k == 0:
+        return case_seed(seed, task, case_id)
+    digest = hashlib.sha256(f"{seed}/{task}/{case_id}/{k}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -159,6 +168,7 @@ class RunConfig:
     judge_args: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 1
     predict_only: bool = False
+    num_images: int | None = None  # images per case; None: each task card's ``num_images`` (1 unless it says)
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -178,6 +188,31 @@ class RunConfig:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not self.tasks:
             raise ConfigError("no task selected (--tasks)")
+        if self.num_images is not None and (isinstance(self.num_images, bool) or not isinstance(self.num_images, int)
+                                            or self.num_images < 1):
+            raise ConfigError(f"num_images must be a positive integer, got {self.num_images!r}")
+
+    def selection(self) -> tuple[tuple[str, ...], int | float | None]:
+        """Which cases the run selects: (tasks, limit)."""
+        return tuple(self.tasks), self.limit
+
+    def describe_selection(self) -> str:
+        return f"tasks {', '.join(self.tasks)}, limit {self.limit}"
+
+    def widest_selection(self, other: RunConfig) -> dict[str, Any]:
+        """The union of this selection and ``other``'s: tasks in first-seen order, the wider limit (None: all;
+        a count and a fraction cannot be compared, so together they mean all)."""
+        tasks = [*self.tasks, *(t for t in other.tasks if t not in self.tasks)]
+        a, b = self.limit, other.limit
+        if a is None or b is None or isinstance(a, float) != isinstance(b, float):
+            limit = None
+        else:
+            limit = max(a, b)
+        return {"tasks": tasks, "limit": limit}
+
+    def images_for(self, task: Any) -> int:
+        """How many images each case of ``task`` gets: ``--num_images``, else the task card's."""
+        return self.num_images if self.num_images is not None else int(getattr(task.config, "num_images", 1))
 
     @property
     def dir_name(self) -> str:
@@ -193,6 +228,8 @@ class RunConfig:
             "include_path": self.include_path,
             "seed": self.seed,
             "dar": self.dar,
+            # recorded only when asked for, so runs made before the option keep their identity
+            **({"num_images": self.num_images} if self.num_images is not None else {}),
         }
 
     def judge_identity(self) -> dict[str, Any] | None:

@@ -10,9 +10,11 @@ stage, so a rank that fails *reaches* the sync point with its error and every ra
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,17 @@ class Dist:
         rank, message = failed[0]
         raise RankFailedError(f"rank {rank} of {self.world_size} failed during {stage}: {message}")
 
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """``with dist.stage("generation"): ...``: every rank runs the block, then all meet; an error on any
+        rank is raised on every rank (see :meth:`sync`)."""
+        error: BaseException | None = None
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - reported to every rank by sync
+            error = exc
+        self.sync(name, error)
 
     def close(self) -> None:
         if self._group:

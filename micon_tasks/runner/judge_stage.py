@@ -14,20 +14,25 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
+
+from PIL import Image
 
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import MiconError
+from micon_tasks.judges.base import JudgeRequest, endpoint_host
 from micon_tasks.runner.config import RunConfig, fingerprint
-from micon_tasks.runner.distributed import Dist
-from micon_tasks.runner.generate import _desc, valid_generations
+from micon_tasks.runner.generate import record_images, valid_generations
 from micon_tasks.runner.inputs import CaseInputs, case_inputs
 from micon_tasks.runner.layout import Layout
+from micon_tasks.runner.protocols import JudgeBackend
 from micon_tasks.runner.records import RecordWriter, read_shards
+from micon_tasks.runner.stages import StageStats
+from micon_tasks.types import JudgeResult, Verdict
 
-__all__ = ["JudgeUnreachableError", "run_judging", "valid_judgements", "task_judge_fp", "preflight", "VLLM_COMMAND",
-           "result_to_record", "record_to_result", "JudgeStats"]
+__all__ = ["JudgeUnreachableError", "JudgeStage", "valid_judgements", "task_judge_fp", "preflight", "VLLM_COMMAND",
+           "result_to_record", "record_to_result", "check_judge_kinds", "judged_images"]
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +49,13 @@ class JudgeUnreachableError(MiconError):
     """The judge server does not answer; nothing was judged."""
 
 
-@dataclass
-class JudgeStats:
-    todo: int = 0
-    judged: int = 0
-    calls: int = 0  # judge_batch calls made
-    with_errors: int = 0
-
-
 def task_judge_fp(judge_identity: dict[str, Any], task: Any) -> str:
     """The judge configuration plus the task's checkpoint set: what a verdict depends on besides the image."""
     cps = checkpoint_identity(task.checkpoints)
-    return fingerprint({"judge": judge_identity, "task": task.name, "checkpoints": cps, "story": task.is_story})
+    parts = {"judge": judge_identity, "task": task.name, "checkpoints": cps, "story": task.is_story}
+    if task.config.scoring.kind != "checkpoints":  # other kinds' verdicts depend on their card settings
+        parts["scoring"] = task.config.scoring.to_card()
+    return fingerprint(parts)
 
 
 def result_to_record(result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,9 +72,7 @@ def result_to_record(result: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return stable, volatile
 
 
-def record_to_result(rec: dict[str, Any]) -> Any:
-    from micon_tasks.types import JudgeResult, Verdict
-
+def record_to_result(rec: dict[str, Any]) -> JudgeResult:
     return JudgeResult(
         verdicts=[Verdict(**v) for v in rec["verdicts"]],
         answer_set_score=rec.get("answer_set_score"),
@@ -85,10 +83,17 @@ def record_to_result(rec: dict[str, Any]) -> Any:
 
 
 def has_errors(rec: dict[str, Any], story: bool) -> bool:
-    res = rec.get("result") or {}
-    if any(v.get("status") == "error" for v in res.get("verdicts", [])):
-        return True
-    return story and (res.get("answer_set_status") == "error" or res.get("answer_set_score") is None)
+    for res in [rec.get("result") or {}, *(rec.get("image_results") or [])]:
+        if any(v.get("status") == "error" for v in res.get("verdicts", [])):
+            return True
+        if story and (res.get("answer_set_status") == "error" or res.get("answer_set_score") is None):
+            return True
+    return False
+
+
+def judged_images(gen: dict[str, Any]) -> list[str]:
+    """The sha256 of every image of a generation record (what a verdict was made for)."""
+    return [image["sha256"] for image in record_images(gen)]
 
 
 def valid_judgements(
@@ -102,7 +107,8 @@ def valid_judgements(
         gen = gens.get(cid) if isinstance(cid, str) else None
         if gen is None or not gen.get("image") or rec.get("judge_fp") != judge_fp:
             continue
-        if rec.get("image_sha256") != gen["image"]["sha256"] or "result" not in rec:
+        shas = judged_images(gen)
+        if rec.get("image_sha256") != shas[0] or rec.get("images_sha256", shas[:1]) != shas or "result" not in rec:
             continue
         if inputs is not None and not inputs.judgement_is_current(rec):
             continue
@@ -130,12 +136,21 @@ def preflight(judge: Any, timeout: float = 5.0) -> None:
         return  # the server answered (401, 404, ...): reachable
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        from micon_tasks.judges.base import endpoint_host
-
         raise JudgeUnreachableError(
             f"the judge server at {endpoint_host(base_url)} does not answer ({reason}). Start it first, e.g. "
             f"`{VLLM_COMMAND}`, and pass --judge_args base_url=http://<host>:8000/v1"
         ) from None
+
+
+def check_judge_kinds(judge: Any, tasks: list[Any]) -> None:
+    """Refuse, before any request, a judge that cannot score a selected task's scoring kind."""
+    kinds = tuple(getattr(judge, "kinds", ("checkpoints",)))
+    for task in tasks:
+        kind = task.config.scoring.kind
+        if kind not in kinds:
+            name = getattr(judge, "backend", type(judge).__name__)
+            raise MiconError(f"task {task.name!r} is scored by kind {kind!r}, which the judge {name!r} cannot score "
+                             f"(it scores {', '.join(kinds)}); choose a judge for it")
 
 
 CHUNK_PER_SLOT = 4  # cases per concurrency slot in one judge_batch call
@@ -153,78 +168,79 @@ def _chunk_size(judge: Any) -> int:
     return batch if isinstance(batch, int) and batch > 0 else 8
 
 
-def run_judging(
-    cfg: RunConfig,
-    dist: Dist,
-    layout: Layout,
-    tasks: dict[str, Any],
-    selected: dict[str, list[tuple[int, str]]],
-    load_judge: Callable[[], Any],
-    *,
-    redo_failed: bool = False,
-    progress: bool = True,
-) -> JudgeStats:
-    """Judge this rank's generated, not yet judged cases."""
-    from PIL import Image
+def _open(path: Any) -> Any:
+    with Image.open(path) as im:
+        return im.convert("RGB")
 
-    from micon_tasks.judges.base import JudgeRequest
 
-    identity = cfg.judge_identity()
-    assert identity is not None
-    stats = JudgeStats()
-    plan = []
-    for name in cfg.tasks:
-        task = tasks[name]
-        fp = task_judge_fp(identity, task)
+class JudgeStage:
+    """Judging as a :class:`~micon_tasks.runner.stages.Stage`: generated, not yet judged cases only.
+
+    Cases whose generation failed are never sent (they are scored as failures when the stages are merged).
+    A task with several images per case whose scoring kind judges one image per request gets one request
+    per image; the record keeps image 0's result under ``result`` and the others under ``image_results``.
+    """
+
+    name = "judge"
+    unit = "case"
+
+    def __init__(self, cfg: RunConfig, layout: Layout, load_judge: Callable[[], JudgeBackend], *,
+                 redo_failed: bool = False):
+        self.cfg, self.layout, self.load_judge, self.redo_failed = cfg, layout, load_judge, redo_failed
+        identity = cfg.judge_identity()
+        assert identity is not None
+        self.identity = identity
+        self.judge: JudgeBackend | None = None
+        self._gens: dict[str, dict[str, dict[str, Any]]] = {}
+        self._fps: dict[str, str] = {}
+
+    def todo(self, task: Any, shard: list[tuple[int, str]]) -> list[tuple[int, str]]:
         inputs = case_inputs(task)
-        gens = valid_generations(layout, name, inputs=inputs)
-        done = valid_judgements(layout, name, fp, gens, story=task.is_story, redo_failed=redo_failed, inputs=inputs)
-        todo = [(i, cid) for i, cid in dist.shard(selected[name]) if cid in gens and gens[cid].get("image") and cid not in done]
-        if todo:
-            plan.append((name, fp, gens, todo))
-        stats.todo += len(todo)
-    if not stats.todo:
-        log.info("judging: every generated image already has a valid verdict; nothing to do")
-        return stats
+        fp = self._fps[task.name] = task_judge_fp(self.identity, task)
+        gens = self._gens[task.name] = valid_generations(self.layout, task.name, inputs=inputs)
+        done = valid_judgements(self.layout, task.name, fp, gens, story=task.is_story, redo_failed=self.redo_failed,
+                                inputs=inputs)
+        return [(i, cid) for i, cid in shard if cid in gens and gens[cid].get("image") and cid not in done]
 
-    judge = load_judge()
-    from tqdm.auto import tqdm
+    def start(self) -> int:
+        self.judge = self.load_judge()
+        return _chunk_size(self.judge)
 
-    size = _chunk_size(judge)
-    bar = tqdm(total=stats.todo, desc=_desc("judge", dist), unit="case", disable=not progress, dynamic_ncols=True)
-    try:
-        for name, fp, gens, todo in plan:
-            task = tasks[name]
-            with RecordWriter(layout.shard("judge", name, dist.rank)) as writer:
-                for start in range(0, len(todo), size):
-                    chunk = todo[start : start + size]
-                    requests = []
-                    for index, cid in chunk:
-                        with Image.open(layout.root / gens[cid]["image"]["path"]) as im:
-                            image = im.convert("RGB")
-                        requests.append(JudgeRequest(task=name, case=task[index], image=image,
-                                                     checkpoints=list(task.checkpoints), story=task.is_story))
-                    t0 = time.perf_counter()
-                    results = judge.judge_batch(requests)
-                    per_case = (time.perf_counter() - t0) / len(chunk)
-                    stats.calls += 1
-                    for (index, cid), res in zip(chunk, results):
-                        stable, volatile = result_to_record(res)
-                        rec = {"task": name, "case_id": cid, "index": index, "judge_fp": fp,
-                               "image_sha256": gens[cid]["image"]["sha256"],
-                               "case_sha256": case_inputs(task).judge_sha256(cid), "result": stable,
-                               "timings": {"judge_s": round(per_case, 4), **volatile}}
-                        if has_errors(rec, task.is_story):
-                            stats.with_errors += 1
-                        writer.append(rec)
-                        stats.judged += 1
-                        bar.update(1)
-    finally:
-        bar.close()
-        close = getattr(judge, "close", None)
+    def finish(self) -> None:
+        close = getattr(self.judge, "close", None)
         if callable(close):
             close()
-    if stats.with_errors:
-        log.warning("judging: %d of %d cases have judge errors (recorded; they count as fails; --redo_failed retries them)",
-                    stats.with_errors, stats.judged)
-    return stats
+
+    def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
+        gens, scoring = self._gens[task.name], task.config.scoring
+        per_image = task.scoring_kind.per_image
+        requests, owners = [], []
+        for index, cid in chunk:
+            case = task[index]
+            images = [_open(self.layout.root / image["path"]) for image in record_images(gens[cid])]
+            groups = [[im] for im in images] if per_image else [images]
+            for group in groups:
+                requests.append(JudgeRequest(task=task.name, case=case, image=group[0], checkpoints=list(task.checkpoints),
+                                             story=task.is_story, kind=scoring.kind, scoring=scoring, images=group))
+                owners.append(cid)
+        t0 = time.perf_counter()
+        results = self.judge.judge_batch(requests)
+        per_case = (time.perf_counter() - t0) / len(chunk)
+        by_case: dict[str, list[Any]] = {}
+        for cid, res in zip(owners, results):
+            by_case.setdefault(cid, []).append(res)
+        inputs = case_inputs(task)
+        for index, cid in chunk:
+            first, *others = by_case[cid]
+            stable, volatile = result_to_record(first)
+            shas = judged_images(gens[cid])
+            rec = {"task": task.name, "case_id": cid, "index": index, "judge_fp": self._fps[task.name],
+                   "image_sha256": shas[0], "case_sha256": inputs.judge_sha256(cid), "result": stable,
+                   "timings": {"judge_s": round(per_case, 4), **volatile}}
+            if len(shas) > 1:
+                rec["images_sha256"] = shas
+            if others:
+                rec["image_results"] = [result_to_record(r)[0] for r in others]
+            if has_errors(rec, task.is_story):
+                stats.problems += 1
+            writer.append(rec)

@@ -53,8 +53,10 @@ class Layout:
     def results_md(self) -> Path:
         return self.root / "results.md"
 
-    def image(self, task: str, case_id: str) -> Path:
-        return self.root / "images" / task / f"{safe_file_stem(case_id)}.png"
+    def image(self, task: str, case_id: str, k: int = 0) -> Path:
+        """Image k of a case: ``<case_id>.png`` for the first, ``<case_id>__<k>.png`` after it."""
+        suffix = f"__{k}" if k else ""
+        return self.root / "images" / task / f"{safe_file_stem(case_id)}{suffix}.png"
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

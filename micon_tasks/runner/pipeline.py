@@ -9,24 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import logging
 import os
+import re
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters import load_adapter
 from micon_tasks.argstr import parse_args_string
 from micon_tasks.errors import CaseValidationError, ConfigError
+from micon_tasks.judges import load_judge
 from micon_tasks.runner import distributed
-from micon_tasks.runner.aggregate import build_results, merge_samples, write_results
+from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results
 from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
-from micon_tasks.runner.generate import run_generation
-from micon_tasks.runner.judge_stage import preflight, run_judging
+from micon_tasks.runner.generate import GenerateStage
+from micon_tasks.runner.judge_stage import JudgeStage, check_judge_kinds, preflight
 from micon_tasks.runner.layout import Layout
+from micon_tasks.runner.lock import RunLock
 from micon_tasks.runner.records import atomic_write_json
-from micon_tasks.runner.report import format_tables, header_line, judge_note
+from micon_tasks.runner.report import results_markdown
+from micon_tasks.runner.stages import run_stage
+from micon_tasks.task import load_task
 
 __all__ = ["evaluate", "judge_outputs", "aggregate_outputs", "find_model_dir", "DEFAULT_JUDGE", "DEFAULT_JUDGE_ARGS"]
 
@@ -58,13 +65,17 @@ def evaluate(
     batch_size: int = 1,
     redo_failed: bool = False,
     progress: bool = True,
+    num_images: int | None = None,
+    results_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Run a model on tasks, judge the images and aggregate; returns what ``results.json`` holds.
 
     ``model``/``judge``: registered names (or built ``ModelAdapter`` / ``Judge`` objects).
     ``*_args``: ``"k=v,..."``, JSON or a mapping. ``dar``: True (the paper's defaults), a dict or a
     ``DARConfig``; ``dar_args`` sets DAR fields (and turns DAR on). ``limit``: a case count per task
-    or a fraction below 1. Resuming: call again with the same arguments. Returns None on ranks > 0.
+    or a fraction below 1. ``num_images``: images per case (default: each task card's). ``results_name``:
+    write this run's selection as ``<results_name>.json/.md`` instead of results.json (a narrower view of a
+    folder that holds more). Resuming: call again with the same arguments. Returns None on ranks > 0.
     """
     import registry
 
@@ -92,12 +103,13 @@ def evaluate(
         dataset_path=_resolve_dataset_path(str(source), dataset_path), include_path=str(include_path) if include_path else None,
         checkpoints_from=str(checkpoints_from) if checkpoints_from else None, limit=limit, seed=seed,
         dar=_dar_dict(dar_obj), judge=judge_name, judge_args=jargs, batch_size=batch_size, predict_only=predict_only,
+        num_images=num_images,
     )
     if adapter_obj is None:
         adapter_obj = _load_adapter(cfg)  # checks model_args now; adapters load their weights on first use
     layout = Layout(Path(output_path) / cfg.dir_name)
     return _run(cfg, layout, mode="generate" if predict_only else "run", overwrite=overwrite, adapter_obj=adapter_obj,
-                judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress)
+                judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress, results_name=results_name)
 
 
 def judge_outputs(
@@ -108,6 +120,7 @@ def judge_outputs(
     overwrite: bool = False,
     redo_failed: bool = False,
     progress: bool = True,
+    results_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Judge what a run generated (possibly with another judge: ``overwrite=True`` replaces old verdicts)."""
     import registry
@@ -129,10 +142,11 @@ def judge_outputs(
     cfg.predict_only = False
     if cfg.include_path:
         _include(cfg.include_path)
-    return _run(cfg, layout, mode="judge", overwrite=overwrite, judge_obj=judge_obj, redo_failed=redo_failed, progress=progress)
+    return _run(cfg, layout, mode="judge", overwrite=overwrite, judge_obj=judge_obj, redo_failed=redo_failed, progress=progress,
+                results_name=results_name)
 
 
-def aggregate_outputs(output_dir: str | Path) -> dict[str, Any]:
+def aggregate_outputs(output_dir: str | Path, results_name: str | None = None) -> dict[str, Any]:
     """Re-merge the shards and recompute results.json / results.md from the recorded verdicts."""
     layout = Layout(find_model_dir(output_dir))
     cfg = _stored_config(layout)
@@ -140,7 +154,7 @@ def aggregate_outputs(output_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{layout.root} has not been judged; run `micon judge {layout.root}` first")
     if cfg.include_path:
         _include(cfg.include_path)
-    return _run(cfg, layout, mode="aggregate", progress=False)  # type: ignore[return-value]
+    return _run(cfg, layout, mode="aggregate", progress=False, results_name=results_name)  # type: ignore[return-value]
 
 
 def find_model_dir(path: str | Path) -> Path:
@@ -158,82 +172,136 @@ def find_model_dir(path: str | Path) -> Path:
 
 # -- internals ----------------------------------------------------------------------------------
 def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, adapter_obj: Any = None,
-         judge_obj: Any = None, dar_obj: Any = None, redo_failed: bool = False, progress: bool = True) -> dict[str, Any] | None:
+         judge_obj: Any = None, dar_obj: Any = None, redo_failed: bool = False, progress: bool = True,
+         results_name: str | None = None) -> dict[str, Any] | None:
     dist = distributed.from_env()
-    try:
-        err: BaseException | None = None
-        tasks: dict[str, Any] = {}
-        selected: dict[str, list[tuple[int, str]]] = {}
-        if dist.is_main:  # rank 0 first: it checks the folder and fills the dataset cache the others read
-            try:
-                _prepare(layout, cfg, mode=mode, overwrite=overwrite)
-                tasks, selected = _load_tasks(cfg)
-            except Exception as exc:  # noqa: BLE001 - reported to every rank by sync
-                err = exc
-        dist.sync("the output folder check and data loading", err)
-
-        built: list[Any] = [judge_obj] if judge_obj is not None else []
-
-        def load_judge() -> Any:  # one judge object per process, built on first need (constructors are cheap)
-            if not built:
-                built.append(_load_judge(cfg))
-            return built[0]
-
-        err = None
+    _check_output_path(layout.root)
+    # Rank 0 holds the folder's lock for the whole command; the other ranks work inside it.
+    with RunLock(layout.root, enabled=dist.is_main):
         try:
-            if not tasks:
-                tasks, selected = _load_tasks(cfg)
-            if mode in ("run", "judge"):
-                preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
-            if mode in ("run", "generate"):
-                stats = run_generation(cfg, dist, layout, tasks, selected, lambda: adapter_obj or _load_adapter(cfg),
-                                       dar=dar_obj, redo_failed=redo_failed, progress=progress)
-                log.info("generation: %d generated, %d failed (%d adapter calls)", stats.generated, stats.failed, stats.calls)
-                _free()
-        except Exception as exc:  # noqa: BLE001
-            err = exc
-        dist.sync("generation", err)
+            return _stages(cfg, layout, dist, mode=mode, overwrite=overwrite, adapter_obj=adapter_obj,
+                           judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress,
+                           results_name=_results_name(results_name))
+        finally:
+            dist.close()
 
-        err = None
+
+def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str, overwrite: bool, adapter_obj: Any,
+            judge_obj: Any, dar_obj: Any, redo_failed: bool, progress: bool,
+            results_name: str | None = None) -> dict[str, Any] | None:
+    tasks: dict[str, Any] = {}
+    selected: dict[str, list[tuple[int, str]]] = {}
+    folder_cfg = cfg
+    new_work = 0
+    with dist.stage("the output folder check and data loading"):
+        if dist.is_main:  # rank 0 first: it checks the folder and fills the dataset cache the others read
+            folder_cfg = _prepare(layout, cfg, mode=mode, overwrite=overwrite)
+            tasks, selected = _load_tasks(cfg)
+
+    built: list[Any] = [judge_obj] if judge_obj is not None else []
+
+    def load_judge() -> Any:  # one judge object per process, built on first need (constructors are cheap)
+        if not built:
+            built.append(_load_judge(cfg))
+        return built[0]
+
+    with dist.stage("generation"):
+        if not tasks:
+            tasks, selected = _load_tasks(cfg)
         if mode in ("run", "judge"):
-            try:
-                if dist.is_main and not layout.judge_info.exists():
-                    atomic_write_json(layout.judge_info, load_judge().provenance())
-                jstats = run_judging(cfg, dist, layout, tasks, selected, load_judge, redo_failed=redo_failed, progress=progress)
-                log.info("judging: %d cases judged (%d judge calls)", jstats.judged, jstats.calls)
-                _free()
-            except Exception as exc:  # noqa: BLE001
-                err = exc
-            dist.sync("judging", err)
+            preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
+            check_judge_kinds(load_judge(), list(tasks.values()))
+        if mode in ("run", "generate"):
+            stage = GenerateStage(cfg, layout, lambda: adapter_obj or _load_adapter(cfg), dar=dar_obj,
+                                  redo_failed=redo_failed, is_main=dist.is_main)
+            stats = run_stage(stage, dist, layout, tasks, selected, progress=progress)
+            new_work += stats.done
+            log.info("generation: %d generated, %d failed (%d adapter calls)", stats.done - stats.problems,
+                     stats.problems, stats.calls)
+            _free()
 
-        results = None
-        err = None
+    if mode in ("run", "judge"):
+        with dist.stage("judging"):
+            if dist.is_main and not layout.judge_info.exists():
+                atomic_write_json(layout.judge_info, load_judge().provenance())
+            jstats = run_stage(JudgeStage(cfg, layout, load_judge, redo_failed=redo_failed), dist, layout, tasks,
+                               selected, progress=progress)
+            new_work += jstats.done
+            log.info("judging: %d cases judged (%d judge calls)", jstats.done, jstats.calls)
+            if jstats.problems:
+                log.warning("judging: %d of %d cases have judge errors (recorded; they count as fails; --redo_failed "
+                            "retries them)", jstats.problems, jstats.done)
+            _free()
+
+    results = None
+    with dist.stage("aggregation"):
         if dist.is_main:
-            try:
-                merged = merge_samples(cfg, layout, tasks, selected)
-                results = build_results(cfg, layout, tasks, merged, world_size=dist.world_size)
-                if cfg.judge is not None and mode != "generate":
-                    write_results(layout, results, _markdown(results))
-            except Exception as exc:  # noqa: BLE001
-                err = exc
-        dist.sync("aggregation", err)
-        return results
-    finally:
-        dist.close()
+            results = _aggregate(cfg, folder_cfg, layout, tasks, selected, mode=mode, new_work=new_work,
+                                 results_name=results_name, world_size=dist.world_size)
+    return results
 
 
-def _markdown(results: dict[str, Any]) -> str:
-    text = f"# MICON-Bench results\n\n{header_line(results)}\n\n{format_tables(results)}"
-    if note := judge_note(results):
-        text += f"\n**Note:** {note}\n"
-    return text
+def _aggregate(cfg: RunConfig, folder_cfg: RunConfig, layout: Layout, tasks: dict[str, Any],
+               selected: dict[str, list[tuple[int, str]]], *, mode: str, new_work: int, results_name: str | None,
+               world_size: int) -> dict[str, Any]:
+    """Merge and score. results.json covers what the folder holds (the widest selection run in it): a narrower
+    re-run that made nothing new leaves it as it is; ``results_name`` writes the narrower view under its own name."""
+    if results_name is None and folder_cfg.selection() != cfg.selection():
+        if new_work == 0 and layout.results_json.exists():
+            log.warning("results.json left as it is: it covers the wider selection run in %s earlier, and this run "
+                        "(%s) made nothing new; pass --results_name NAME to write this narrower view as NAME.json",
+                        layout.root, cfg.describe_selection())
+            return json.loads(layout.results_json.read_text("utf-8"))
+        wide_tasks, wide_selected = _load_tasks(folder_cfg, loaded=tasks)
+        if _complete(folder_cfg, layout, wide_tasks, wide_selected):
+            cfg, tasks, selected = folder_cfg, wide_tasks, wide_selected
+    merged = merge_samples(cfg, layout, tasks, selected, write=results_name is None)
+    results = build_results(cfg, layout, tasks, merged, world_size=world_size)
+    if cfg.judge is not None and mode != "generate":
+        write_results(layout, results, results_markdown(results), name=results_name or "results")
+    return results
 
 
-def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> None:
-    """Refuse a folder made by another configuration (naming what differs), or clear it on overwrite."""
+def _complete(cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]]) -> bool:
+    """Whether every selected case has its records (so the folder's whole selection can be scored)."""
+    try:
+        merge_samples(cfg, layout, tasks, selected, write=False)
+    except IncompleteRunError:
+        return False
+    return True
+
+
+def _results_name(name: str | None) -> str | None:
+    """A results view name usable as a file stem (``results`` itself is the folder's own results)."""
+    if name is None or name == "results":
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or name.endswith((".json", ".md")):
+        raise ConfigError(f"--results_name {name!r}: use letters, digits, '_', '-' or '.', without an extension")
+    return name
+
+
+def _check_output_path(root: Path) -> None:
+    """One clear line when the run folder cannot be a folder (a file stands in its way)."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise ConfigError(f"output path {str(path)!r} is a file, not a folder; choose another --output_path")
+            return
+
+
+def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> RunConfig:
+    """Refuse a folder made by another configuration (naming what differs), or clear it on overwrite.
+
+    Returns the folder's configuration as now recorded: its selection is the widest run in it (the union of
+    the tasks, the wider limit), so a narrower re-run never narrows what ``micon aggregate`` covers. A folder
+    holding no record yet takes a new configuration without complaint.
+    """
     refuse_secrets(cfg.model_args, "--model_args")  # every path, before any comparison or write
     refuse_secrets(cfg.judge_args, "--judge_args")
     stored = load_run_config(layout.root)
+    if stored is not None and not _has_records(layout):
+        log.info("%s holds no records yet: its configuration is replaced", layout.root)
+        stored = None
     if stored is not None:
         problems: list[str] = []
         if mode in ("run", "generate"):
@@ -257,11 +325,13 @@ def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> N
                       layout.results_md, *layout.root.glob("samples_*.jsonl")]:
                 p.unlink(missing_ok=True)
     if mode == "aggregate":
-        return
+        return cfg
     data = cfg.to_dict()
-    if cfg.judge is None and stored is not None:  # `micon generate` after a judged run keeps the judge
+    if stored is not None:
         keep = stored.get("config", {})
-        data.update(judge=keep.get("judge"), judge_args=keep.get("judge_args", {}))
+        if cfg.judge is None:  # `micon generate` after a judged run keeps the judge
+            data.update(judge=keep.get("judge"), judge_args=keep.get("judge_args", {}))
+        data.update(RunConfig.from_dict(keep).widest_selection(cfg))
     written = RunConfig.from_dict(data)
     layout.root.mkdir(parents=True, exist_ok=True)
     import micon_tasks
@@ -272,6 +342,12 @@ def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> N
         "judge_identity": written.judge_identity(),
         "micon_version": micon_tasks.__version__,
     })
+    return written
+
+
+def _has_records(layout: Layout) -> bool:
+    shards = layout.root / "shards"
+    return shards.is_dir() and any(p.stat().st_size > 0 for p in shards.glob("*.jsonl"))
 
 
 def _stored_config(layout: Layout) -> RunConfig:
@@ -281,12 +357,12 @@ def _stored_config(layout: Layout) -> RunConfig:
     return RunConfig.from_dict(stored["config"])
 
 
-def _load_tasks(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, list[tuple[int, str]]]]:
-    from micon_tasks.task import load_task
-
+def _load_tasks(cfg: RunConfig, loaded: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, list[tuple[int, str]]]]:
+    """The selected tasks (``loaded`` ones reused) and their selected (index, case id) pairs."""
     tasks, selected = {}, {}
     for name in cfg.tasks:
-        task = load_task(name, cfg.source, dataset_path=cfg.dataset_path, checkpoints_from=cfg.checkpoints_from)
+        task = (loaded or {}).get(name) or load_task(name, cfg.source, dataset_path=cfg.dataset_path,
+                                                     checkpoints_from=cfg.checkpoints_from)
         ids = task.case_ids[: cfg.limit_count(len(task))]
         seen: set[str] = set()
         for cid in ids:
@@ -298,14 +374,10 @@ def _load_tasks(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, list[tuple[in
 
 
 def _load_adapter(cfg: RunConfig) -> Any:
-    from adapters import load_adapter
-
     return load_adapter(cfg.model, cfg.model_args)
 
 
 def _load_judge(cfg: RunConfig) -> Any:
-    from micon_tasks.judges import load_judge
-
     return load_judge(cfg.judge, dict(cfg.judge_args))
 
 

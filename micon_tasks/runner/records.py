@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 def dumps_record(record: dict[str, Any]) -> str:
     """One record as one line: sorted keys and no NaN, so equal records are equal bytes."""
     return json.dumps(record, sort_keys=True, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _utf8(text: str) -> bytes:
+    """UTF-8 bytes of a JSON line; a lone surrogate (a judge reply can carry one) is written as its JSON
+    escape ``\\udc80``, which reads back as the same string, instead of crashing the write."""
+    return text.encode("utf-8", errors="backslashreplace")
 
 
 def _valid_prefix(data: bytes) -> tuple[int, list[dict[str, Any]], list[int]]:
@@ -98,7 +105,7 @@ class RecordWriter:
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably: write, flush, fsync."""
-        self._fh.write((dumps_record(record) + "\n").encode("utf-8"))
+        self._fh.write(_utf8(dumps_record(record) + "\n"))
         self._fh.flush()
         os.fsync(self._fh.fileno())
 
@@ -119,6 +126,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared like any file
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -132,8 +140,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise
 
 
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back at once, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, _utf8(text))
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:

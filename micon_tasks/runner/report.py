@@ -10,17 +10,17 @@ from typing import Any
 
 from micon_tasks.types import DIMENSIONS
 
-__all__ = ["PAPER_COLUMNS", "format_tables", "header_line", "judge_note"]
+__all__ = ["column_title", "format_tables", "header_line", "judge_note", "suite_table", "results_markdown"]
 
-#: Paper column titles of the six built-in tasks, in the paper's order.
-PAPER_COLUMNS = {
-    "object_composition": "Object",
-    "spatial_composition": "Spatial",
-    "attribute_disentanglement": "Attribute",
-    "component_transfer": "Component",
-    "fgbg_composition": "FG/BG",
-    "story_generation": "Story",
-}
+def column_title(task: str) -> str:
+    """A task's column title in its suite's table (the suite card's ``columns``), else its name."""
+    import registry
+
+    for name in registry.suites.list():
+        card = registry.suites.get(name)
+        if task in card["tasks"]:
+            return (card.get("columns") or {}).get(task, task)
+    return task
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -54,8 +54,9 @@ def format_tables(results: dict[str, Any]) -> str:
     """Markdown: the paper-style summary row, then per-task details."""
     tasks = results.get("results") or {}
     bench = results.get("benchmark") or {}
-    names = list(results.get("n-samples", tasks).keys())
-    titles = [PAPER_COLUMNS.get(t, t) for t in names]
+    other = {t for b in (results.get("suites") or {}).values() if b.get("kind") != "checkpoints" for t in b["tasks"]}
+    names = [t for t in results.get("n-samples", tasks) if t not in other]
+    titles = [column_title(t) for t in names]
     model = results.get("model_name_sanitized") or results["config"]["model"]
     errors = (bench.get("n_cases", 0) - bench.get("n_cases_clean", 0)) if bench else 0
     summary = _table(
@@ -92,3 +93,27 @@ def judge_note(results: dict[str, Any]) -> str | None:
     if (results["config"].get("judge_args") or {}).get("pretrained") == TINY_JUDGE_NAME:
         return TINY_JUDGE_WARNING
     return None
+
+
+def suite_table(block: dict[str, Any], *, model: str) -> str:
+    """A suite block's ``table`` as markdown, one row per model, under the suite's title."""
+    table = block.get("table") or {}
+    rows = [[model, *(_num(v) if isinstance(v, (int, float)) or v is None else str(v) for v in row)]
+            for row in table.get("rows", [])]
+    return f"## {block.get('title') or block.get('kind')}\n\n{_table(['Model', *table.get('columns', [])], rows)}\n"
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """results.md: the run line, MICON's tables for checkpoint-scored tasks, then each other suite's part."""
+    import registry
+
+    model = results.get("model_name_sanitized") or results["config"]["model"]
+    parts = [f"# micon-bench results\n\n{header_line(results)}\n"]
+    if results.get("benchmark") is not None:
+        parts.append(format_tables(results))
+    for block in (results.get("suites") or {}).values():
+        if block.get("kind") != "checkpoints":
+            parts.append(registry.scoring_kinds.get(block["kind"]).markdown(block, model=model))
+    if note := judge_note(results):
+        parts.append(f"**Note:** {note}\n")
+    return "\n".join(parts)

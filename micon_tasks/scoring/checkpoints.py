@@ -1,4 +1,4 @@
-"""Evaluation-by-Checkpoint arithmetic: case scores and their aggregation (PROTOCOL 4).
+"""The ``checkpoints`` scoring kind (MICON-Bench): Evaluation-by-Checkpoint case scores and aggregation.
 
 Deterministic and judge-agnostic. Two rules differ on purpose from the authors' scripts:
 every case counts (a judge error scores as a fail, a missing image scores 0) and every failure is
@@ -9,10 +9,11 @@ counted and reported, so a reader can see whether failures moved a number (``sco
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from micon_tasks.scoring.base import ScoringKind
+from micon_tasks.scoring.common import bootstrap_stderr, mean, task_seed
 from micon_tasks.types import CaseScore, Checkpoint, JudgeResult
 
 __all__ = [
@@ -21,7 +22,10 @@ __all__ = [
     "STORY_ANSWER_SET_WEIGHT",
     "score_case",
     "aggregate",
+    "aggregate_benchmark",
     "bootstrap_stderr",
+    "dimension_order",
+    "CheckpointsKind",
 ]
 
 HARD_CAP = 0.4  # a failed hard checkpoint caps the dimension it affects at this pass rate
@@ -29,7 +33,7 @@ STORY_DIMENSION_WEIGHT = 40.0  # story case = 40 x mean dimension score (0..1) .
 STORY_ANSWER_SET_WEIGHT = 6.0  # ... + 6 x answer-set score (0..10)
 
 
-def _dimensions_of(checkpoints: Sequence[Checkpoint]) -> list[str]:
+def dimension_order(checkpoints: Sequence[Checkpoint]) -> list[str]:
     """The task's dimensions in first-seen order (A, B, C, ... as the checkpoint set lists them)."""
     out: list[str] = []
     for cp in checkpoints:
@@ -45,6 +49,7 @@ def score_case(
     case_id: str,
     story: bool,
     failure_reason: str | None = None,
+    hard_cap: float = HARD_CAP,
 ) -> CaseScore:
     """Score one case from its judge verdicts.
 
@@ -52,11 +57,12 @@ def score_case(
     ``failure_reason`` must then say why, and the case scores 0 with that reason. A verdict in
     ``error`` (or a checkpoint with no verdict) counts as a fail and makes the case not clean; for
     the story task an unreadable answer-set score counts 0 and is one more error.
-    ``CaseScore.reason`` is set only for cases that never reached the judge.
+    ``CaseScore.reason`` is set only for cases that never reached the judge. ``hard_cap`` is the pass rate
+    a failed hard checkpoint caps its dimension at (the task card's ``scoring.hard_cap``).
     """
     if not checkpoints:
         raise ValueError(f"case {case_id!r}: the checkpoint set is empty")
-    dims = _dimensions_of(checkpoints)
+    dims = dimension_order(checkpoints)
     ids = [cp.id for cp in checkpoints]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -114,7 +120,7 @@ def score_case(
     dimensions = {}
     for d in dims:
         rate = passed[d] / total[d]
-        dimensions[d] = min(rate, HARD_CAP) if d in capped else rate
+        dimensions[d] = min(rate, hard_cap) if d in capped else rate
     mean_dim = sum(dimensions.values()) / len(dimensions)
 
     answer_set_score: float | None = None
@@ -141,29 +147,6 @@ def score_case(
     )
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
-def bootstrap_stderr(values: Sequence[float], *, iters: int = 1000, seed: int = 0) -> float | None:
-    """Standard error of the mean by the bootstrap (seeded, so reruns print the same figure)."""
-    if not values:
-        return None
-    if len(values) == 1 or iters <= 1:
-        return 0.0
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    arr = np.asarray(values, dtype=float)
-    idx = rng.integers(0, len(arr), size=(iters, len(arr)))
-    return float(arr[idx].mean(axis=1).std(ddof=1))
-
-
-def _task_seed(seed: int, task: str) -> int:
-    # A stable per-task seed (str hash is salted per process; crc32 is not).
-    return (seed * 1_000_003 + zlib.crc32(task.encode("utf-8"))) % (2**32)
-
-
 def _summarise(
     task: str, cases: Sequence[CaseScore], dims: Sequence[str] | None, iters: int, seed: int
 ) -> dict[str, Any]:
@@ -184,17 +167,17 @@ def _summarise(
             if d not in c.dimensions:
                 raise ValueError(f"task {task!r}, case {c.case_id!r}: no score for dimension {d!r}")
             vals.append(c.dimensions[d])
-        dim_means[d] = _mean(vals)
+        dim_means[d] = mean(vals)
     scores = [c.score for c in cases]
     clean = [c.score for c in cases if c.clean]
     return {
-        "score": _mean(scores),
-        "stderr": bootstrap_stderr(scores, iters=iters, seed=_task_seed(seed, task)),
+        "score": mean(scores),
+        "stderr": bootstrap_stderr(scores, iters=iters, seed=task_seed(seed, task)),
         "n_cases": len(cases),
         "n_cases_clean": len(clean),
         "n_checkpoint_errors": sum(c.n_checkpoint_errors for c in cases),
         "n_failed": sum(1 for c in cases if c.failed),
-        "score_clean": _mean(clean),
+        "score_clean": mean(clean),
         "dimensions": dim_means,
     }
 
@@ -220,7 +203,12 @@ def aggregate(
     for task, cases in scores.items():
         dims = list(task_dimensions[task]) if task_dimensions and task in task_dimensions else None
         tasks[task] = _summarise(task, list(cases), dims, bootstrap_iters, seed)
+    return {"tasks": tasks, "benchmark": aggregate_benchmark(tasks, scores)}
 
+
+def aggregate_benchmark(tasks: Mapping[str, dict[str, Any]], scores: Mapping[str, Sequence[CaseScore]]) -> dict[str, Any]:
+    """The benchmark figures (``avg``, ``macro_avg``, clean variants, stderrs, counts, dimensions) from the
+    per-task summaries and their case scores."""
     all_cases = [c for cases in scores.values() for c in cases]
     n_total = len(all_cases)
     scored = {t: r for t, r in tasks.items() if r["n_cases"]}
@@ -242,14 +230,14 @@ def aggregate(
             bench_dims[d] = bench_dims.get(d, 0.0) + m * r["n_cases"]
             dim_weights[d] = dim_weights.get(d, 0) + r["n_cases"]
 
-    benchmark = {
-        "avg": _mean([c.score for c in all_cases]),
+    return {
+        "avg": mean([c.score for c in all_cases]),
         "avg_stderr": avg_stderr,
-        "macro_avg": _mean(task_scores),
+        "macro_avg": mean(task_scores),
         "macro_avg_stderr": macro_stderr,
-        "avg_clean": _mean([c.score for c in all_cases if c.clean]),
+        "avg_clean": mean([c.score for c in all_cases if c.clean]),
         # Mean of per-task clean scores; a task with no clean case is left out (and says so in n_tasks_clean).
-        "macro_avg_clean": _mean(clean_task_scores),
+        "macro_avg_clean": mean(clean_task_scores),
         "n_tasks": len(scored),
         "n_tasks_clean": len(clean_task_scores),
         "n_cases": n_total,
@@ -258,4 +246,46 @@ def aggregate(
         "n_failed": sum(r["n_failed"] for r in tasks.values()),
         "dimensions": {d: bench_dims[d] / dim_weights[d] for d in sorted(bench_dims)},
     }
-    return {"tasks": tasks, "benchmark": benchmark}
+
+
+class CheckpointsKind(ScoringKind):
+    """MICON-Bench: pass/fail checkpoints per dimension, hard caps, the story hybrid (PROTOCOL 4)."""
+
+    name = "checkpoints"
+
+    def score_case(self, task: Any, result: JudgeResult | None, *, case_id: str,
+                   failure_reason: str | None = None) -> CaseScore:
+        scoring = task.config.scoring
+        return score_case(task.checkpoints, result, case_id=case_id, story=scoring.story_hybrid,
+                          failure_reason=failure_reason, hard_cap=scoring.hard_cap)
+
+    def summarise_task(self, task: Any, scores: list[CaseScore], *, seed: int) -> dict[str, Any]:
+        return _summarise(task.name, scores, dimension_order(task.checkpoints), 1000, seed)
+
+    def summarise_suite(self, suite: dict[str, Any], blocks: dict[str, dict[str, Any]],
+                        scores: dict[str, list[CaseScore]], *, seed: int) -> dict[str, Any]:
+        bench = aggregate_benchmark(blocks, scores)
+        names = list(blocks)
+        titles = suite.get("columns") or {}
+        return {
+            "kind": self.name,
+            "title": suite.get("title", suite.get("group")),
+            "tasks": names,
+            "headline": {"name": "avg", "value": bench["avg"], "stderr": bench["avg_stderr"]},
+            "views": {
+                "macro_avg": {"value": bench["macro_avg"], "stderr": bench["macro_avg_stderr"]},
+                "avg_clean": {"value": bench["avg_clean"]},
+                "macro_avg_clean": {"value": bench["macro_avg_clean"]},
+            },
+            "counts": {k: bench[k] for k in ("n_tasks", "n_cases", "n_cases_clean", "n_checkpoint_errors", "n_failed")},
+            "dimensions": bench["dimensions"],
+            "table": {
+                "columns": [*(titles.get(n, n) for n in names), "Avg", "Macro avg"],
+                "rows": [[*(blocks[n]["score"] for n in names), bench["avg"], bench["macro_avg"]]],
+            },
+        }
+
+    def markdown(self, suite_block: dict[str, Any], *, model: str) -> str:
+        from micon_tasks.runner.report import suite_table  # the one markdown table helper
+
+        return suite_table(suite_block, model=model)

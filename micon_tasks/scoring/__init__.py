@@ -1,0 +1,45 @@
+"""Scoring: each task card names a scoring kind (``scoring.kind``); the kind scores cases and summarises
+tasks and suites. Built in: ``checkpoints`` (MICON-Bench, Evaluation-by-Checkpoint). Suites add theirs by
+registering a :class:`ScoringKind` instance in ``registry.scoring_kinds``.
+
+The checkpoint arithmetic is re-exported here (``from micon_tasks.scoring import score_case, aggregate``).
+"""
+
+from __future__ import annotations
+
+from micon_tasks.scoring.base import ScoringKind
+from micon_tasks.scoring.checkpoints import (
+    HARD_CAP,
+    STORY_ANSWER_SET_WEIGHT,
+    STORY_DIMENSION_WEIGHT,
+    CheckpointsKind,
+    aggregate,
+    aggregate_benchmark,
+    dimension_order,
+    score_case,
+)
+from micon_tasks.scoring.common import bootstrap_stderr, mean, task_seed
+from registry import scoring_kinds
+
+__all__ = [
+    "ScoringKind",
+    "CheckpointsKind",
+    "HARD_CAP",
+    "STORY_DIMENSION_WEIGHT",
+    "STORY_ANSWER_SET_WEIGHT",
+    "score_case",
+    "aggregate",
+    "aggregate_benchmark",
+    "bootstrap_stderr",
+    "dimension_order",
+    "mean",
+    "task_seed",
+    "get_kind",
+]
+
+scoring_kinds.add("checkpoints", CheckpointsKind())
+
+
+def get_kind(name: str) -> ScoringKind:
+    """The registered scoring kind ``name`` (an unknown name lists the known ones)."""
+    return scoring_kinds.get(name)

@@ -1,0 +1,32 @@
+"""Arithmetic every scoring kind shares: means that tolerate empty lists, seeded bootstrap errors."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+__all__ = ["mean", "bootstrap_stderr", "task_seed"]
+
+
+def mean(values: Sequence[float]) -> float | None:
+    """The plain mean, or None for no values (never 0: an empty task has no score)."""
+    return sum(values) / len(values) if values else None
+
+
+def bootstrap_stderr(values: Sequence[float], *, iters: int = 1000, seed: int = 0) -> float | None:
+    """Standard error of the mean by the bootstrap (seeded, so reruns print the same figure)."""
+    if not values:
+        return None
+    if len(values) == 1 or iters <= 1:
+        return 0.0
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(values, dtype=float)
+    idx = rng.integers(0, len(arr), size=(iters, len(arr)))
+    return float(arr[idx].mean(axis=1).std(ddof=1))
+
+
+def task_seed(seed: int, task: str) -> int:
+    """A stable per-task seed (str hash is salted per process; crc32 is not)."""
+    return (seed * 1_000_003 + zlib.crc32(task.encode("utf-8"))) % (2**32)

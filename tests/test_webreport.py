@@ -175,7 +175,7 @@ def test_dar_maps_and_other_suites_are_shown(runs, tmp_path):
     res = json.loads((run / "results.json").read_text())
     res["suites"] = {"omnicontext": {"kind": "rubric", "title": "OmniContext", "tasks": ["omni_single"],
                                      "headline": {"name": "Overall", "value": 5.5, "stderr": 0.2}, "views": {"PF": 6.0},
-                                     "counts": {"n_cases": 3}, "table": {"columns": ["Model", "Overall"], "rows": [["m", 5.5]]}}}
+                                     "counts": {"n_cases": 3}, "table": {"columns": ["Overall"], "rows": [[5.5]]}}}
     (run / "results.json").write_text(json.dumps(res))
     data = h.embedded_data(build_report([run], tmp_path / "rep").index)
     cards = {c["id"]: c for c in data["runs"][0]["cards"]}
@@ -184,7 +184,9 @@ def test_dar_maps_and_other_suites_are_shown(runs, tmp_path):
     assert cards[second["case_id"]]["maps"] == {"unavailable": "the adapter exposes no attention"}
     titles = [t["title"] for t in data["runs"][0]["scores"]["tables"]]
     assert titles == ["MICON-Bench", "OmniContext"]
-    assert data["runs"][0]["scores"]["tables"][1]["rows"] == [["m", 5.5]]
+    suite = data["runs"][0]["scores"]["tables"][1]
+    assert suite["columns"] == ["Model", "Overall"] and suite["rows"] == [[data["runs"][0]["name"], 5.5]]
+    assert suite["views"] == {"PF": {"value": 6.0, "stderr": None}}
 
 
 def test_thumbnails_are_made_once(runs, built):

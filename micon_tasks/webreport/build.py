@@ -65,6 +65,7 @@ def _checkpoints(runs: list[Run]) -> tuple[dict[str, dict[str, CheckpointInfo]],
     import registry
     from micon_tasks.checkpoints import checkpoint_identity
     from micon_tasks.runner.config import fingerprint
+    from micon_tasks.runner.report import column_title
 
     out: dict[str, dict[str, CheckpointInfo]] = {}
     meta: dict[str, dict[str, Any]] = {}
@@ -80,10 +81,10 @@ def _checkpoints(runs: list[Run]) -> tuple[dict[str, dict[str, CheckpointInfo]],
                 obj = registry.get_task(task)(source="sample", checkpoints_from=run.config.get("checkpoints_from"))
             except Exception as exc:  # an unknown task or unreadable checkpoint file: verdicts show bare ids
                 out[task] = {}
-                meta[task] = {"dims": [], "note": f"checkpoint questions unavailable: {exc}"}
+                meta[task] = {"title": task, "dims": [], "note": f"checkpoint questions unavailable: {exc}"}
                 continue
             out[task] = {c.id: (c.dimension, c.question, c.hard, c.caps) for c in obj.checkpoints}
-            meta[task] = {"dims": list(dict.fromkeys(c.dimension for c in obj.checkpoints)),
+            meta[task] = {"title": column_title(task), "dims": list(dict.fromkeys(c.dimension for c in obj.checkpoints)),
                           "kind": getattr(getattr(obj.config, "scoring", None), "kind", "checkpoints")}
             recorded = (((run.results or {}).get("tasks") or {}).get(task) or {}).get("checkpoints_sha256")
             if recorded and recorded != fingerprint(checkpoint_identity(obj.checkpoints)):

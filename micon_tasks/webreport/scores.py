@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from micon_tasks.runner.report import PAPER_COLUMNS
+from micon_tasks.runner.report import column_title
 from micon_tasks.types import DIMENSIONS
 from micon_tasks.webreport.refs import describe_location
 from micon_tasks.webreport.runs import Run
@@ -47,7 +47,7 @@ def _micon_table(run: Run) -> dict[str, Any] | None:
     others = _other_suite_tasks(results)
     tasks = [t for t in (results.get("n-samples") or per_task) if t in per_task and t not in others]
     errors = (bench.get("n_cases") or 0) - (bench.get("n_cases_clean") or 0)
-    columns = ["Model", *(PAPER_COLUMNS.get(t, t) for t in tasks), "Avg", "Macro avg", "Errors"]
+    columns = ["Model", *(column_title(t) for t in tasks), "Avg", "Macro avg", "Errors"]
     row = [run.name, *(per_task[t].get("score") for t in tasks), bench.get("avg"), bench.get("macro_avg"),
            f"{errors}/{bench.get('n_cases', 0)}"]
     keys = [None, *(f"results.{t}.score" for t in tasks), "benchmark.avg", "benchmark.macro_avg", None]
@@ -62,12 +62,24 @@ def _micon_table(run: Run) -> dict[str, Any] | None:
     }
 
 
-def _suite_table(group: str, block: dict[str, Any]) -> dict[str, Any]:
+def _view(value: Any) -> dict[str, Any] | None:
+    """A suite view as {"value", "stderr"} (blocks hold either a number or such a dict)."""
+    if isinstance(value, dict) and "value" in value:
+        return {"value": value.get("value"), "stderr": value.get("stderr")}
+    if isinstance(value, (int, float, str)) or value is None:
+        return {"value": value, "stderr": None}
+    return None
+
+
+def _suite_table(run: Run, group: str, block: dict[str, Any]) -> dict[str, Any]:
+    """A suite's own table, one row per run as in results.md (the Model column first)."""
     table = block.get("table") or {}
-    views = {k: v for k, v in (block.get("views") or {}).items() if isinstance(v, (int, float, str)) or v is None}
+    views = {k: v for k, v in ((k, _view(v)) for k, v in (block.get("views") or {}).items()) if v is not None}
     return {"title": block.get("title") or group, "group": group, "kind": block.get("kind"),
-            "columns": list(table.get("columns") or []), "rows": [list(r) for r in table.get("rows") or []],
-            "headline": block.get("headline") or {}, "counts": block.get("counts") or {}, "views": views}
+            "columns": ["Model", *(table.get("columns") or [])],
+            "rows": [[run.name, *row] for row in table.get("rows") or []],
+            "headline": block.get("headline") or {}, "counts": block.get("counts") or {}, "views": views,
+            "dimensions": block.get("dimensions") if block.get("kind") == "checkpoints" else None}
 
 
 def _details(run: Run) -> list[dict[str, Any]]:
@@ -113,6 +125,6 @@ def run_scores(run: Run) -> dict[str, Any]:
         tables.append(micon)
     for group, block in _suites(results).items():
         if block.get("kind") != "checkpoints" or micon is None:
-            tables.append(_suite_table(group, block))
+            tables.append(_suite_table(run, group, block))
     return {"tables": tables, "details": _details(run), "provenance": _provenance(run),
             "headline": headline(run), "dim_names": DIMENSIONS}

@@ -6,9 +6,7 @@
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const num = (x, d = 2) => (x === null || x === undefined || x === "" ? "-" : typeof x === "number" ? x.toFixed(d) : esc(x));
   const pct = (x) => (typeof x === "number" ? (100 * x).toFixed(1) : "-");
-  const PAPER = { object_composition: "Object", spatial_composition: "Spatial", attribute_disentanglement: "Attribute",
-    component_transfer: "Component", fgbg_composition: "FG/BG", story_generation: "Story" };
-  const taskTitle = (t) => PAPER[t] || t;
+  const taskTitle = (t) => (D.tasks[t] && D.tasks[t].title) || t;
   const DIMS = (D.runs[0] && D.runs[0].scores.dim_names) || {};
   const dimTitle = (d) => (DIMS[d] ? `${d} ${DIMS[d]}` : d);
   const charts = [];
@@ -34,7 +32,8 @@
     }
     const c = t.counts || {};
     const counts = Object.keys(c).length ? `<p class="muted">${Object.entries(c).map(([k, v]) => `${esc(k)}: ${esc(v)}`).join(" · ")}</p>` : "";
-    const views = t.views && Object.keys(t.views).length ? `<p class="muted">${Object.entries(t.views).map(([k, v]) => `${esc(k)}: ${num(v)}`).join(" · ")}</p>` : "";
+    const views = t.views && Object.keys(t.views).length ? `<p class="muted">${Object.entries(t.views).map(([k, v]) =>
+      `${esc(k)}: ${num(v.value)}${v.stderr != null ? ` ± ${num(v.stderr)}` : ""}`).join(" · ")}</p>` : "";
     return `<h4>${esc(t.title)}</h4>${line}<table class="scores-table" data-run="${run}" data-title="${esc(t.title)}">${head}${rows}</table>${counts}${views}`;
   }
   function detailsHtml(details) {

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from micon_tasks.runner.pipeline import _include
 from micon_tasks.webreport.cases import CardBuilder, CheckpointInfo, case_key
 from micon_tasks.webreport.compare import compare_runs
 from micon_tasks.webreport.refs import TaskData, describe_location, read_task_data
@@ -74,10 +75,6 @@ def _checkpoints(runs: list[Run]) -> tuple[dict[str, dict[str, CheckpointInfo]],
             if task in out:
                 continue
             try:
-                if run.config.get("include_path"):
-                    from micon_tasks.task import include_path
-
-                    include_path(run.config["include_path"])
                 obj = registry.get_task(task)(source="sample", checkpoints_from=run.config.get("checkpoints_from"))
             except Exception as exc:  # an unknown task or unreadable checkpoint file: verdicts show bare ids
                 out[task] = {}
@@ -109,9 +106,9 @@ def _task_data(runs: list[Run], selected: list[dict[str, list[dict[str, Any]]]],
             elif loc and chosen[task][1] and loc.get("location") != chosen[task][1].get("location"):
                 notices.append(f"task {task}: run {run.name} read {describe_location(loc)}; the references shown are "
                                f"from {describe_location(chosen[task][1])} (run {chosen[task][0].name})")
-    for task, (run, loc) in chosen.items():
+    for task, (_, loc) in chosen.items():
         wanted = {str(r.get("case_id")) for sel in selected for r in sel.get(task, [])}
-        out[task] = read_task_data(task, loc, wanted, include_path=run.config.get("include_path"))
+        out[task] = read_task_data(task, loc, wanted)
     return out
 
 
@@ -155,6 +152,8 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, max_cas
             run.name = f"{run.root.parent.name}/{run.name}"
     out = Path(out_dir).resolve()
     _prepare(out, runs)
+    for path in dict.fromkeys(r.config["include_path"] for r in runs if r.config.get("include_path")):
+        _include(path)  # the runs' own task cards, registered as the runner does
     notices: list[str] = []
     checkpoints, task_meta = _checkpoints(runs)
     selected = [_selected(r, max_cases) for r in runs]

@@ -107,8 +107,7 @@ def _hub_snapshot(location: dict[str, Any], config: Any) -> Path:
                          f"(the report never downloads; {type(exc).__name__})") from None
 
 
-def read_task_data(task: str, location: dict[str, Any] | None, wanted: set[str],
-                   include_path: str | None = None) -> TaskData:
+def read_task_data(task: str, location: dict[str, Any] | None, wanted: set[str]) -> TaskData:
     """References and texts of the ``wanted`` cases of ``task``, or why they are unavailable."""
     import registry
     from micon_tasks.data.raw import find_raw_root
@@ -117,10 +116,6 @@ def read_task_data(task: str, location: dict[str, Any] | None, wanted: set[str],
     if not location or not location.get("location"):
         return TaskData({}, "the run did not record where its data came from")
     try:
-        if include_path:
-            from micon_tasks.task import include_path as register_include
-
-            register_include(include_path)
         config = registry.get_task(task).config
     except (MiconError, KeyError, ValueError) as exc:
         return TaskData({}, f"task {task!r} has no task card here ({exc})")

@@ -112,6 +112,13 @@ def _task_data(runs: list[Run], selected: list[dict[str, list[dict[str, Any]]]],
     return out
 
 
+def _judge_label(run: Run) -> str | None:
+    """The judge as the page names it: backend and model (``openai: Qwen/Qwen3-VL-32B-Instruct``)."""
+    model = ((run.results or {}).get("judge") or {}).get("model")
+    backend = run.config.get("judge")
+    return f"{backend}: {model}" if backend and model else backend
+
+
 def _render(out: Path, payload: dict[str, Any]) -> Path:
     import jinja2
 
@@ -183,7 +190,7 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, max_cas
         "notices": notices,
         "tasks": {t: {**task_meta.get(t, {}), "cps": checkpoints.get(t, {})} for t in checkpoints},
         "runs": [{"name": r.name, "root": str(r.root), "model": r.model, "dar": r.dar is not None,
-                  "judge": r.config.get("judge"), "notices": r.notices, "task_notices": r.task_notices,
+                  "judge": _judge_label(r), "notices": r.notices, "task_notices": r.task_notices,
                   "scores": run_scores(r), "cards": cards} for r, cards in zip(runs, run_cards)],
         "cases": shared,
         "compare": comparisons,

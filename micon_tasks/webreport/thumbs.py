@@ -73,8 +73,10 @@ def _make_one(source: Path | bytes, folder: str, size: int) -> _Answer:
             width, height = im.size
             if not target.exists():
                 im.draft("RGB", (size, size))  # JPEG decodes at a reduced scale; a no-op for PNG
-                im = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P") else "RGB")
-                im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+                if im.mode not in ("RGB", "RGBA"):  # converting costs a full-size copy: only when needed
+                    im = im.convert("RGBA" if im.mode in ("LA", "P", "PA") else "RGB")
+                # a box reduce to about the target size, then Lanczos: 4x cheaper than reducing_gap=2
+                im.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=1.0)
                 tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
                 im.save(tmp, "WEBP", quality=80, method=2)
                 os.replace(tmp, target)

@@ -59,6 +59,7 @@ def page(browser, report):
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.goto(report["index"].as_uri())
     pg.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    pg.wait_for_selector("body[data-compare-done]", timeout=30_000)
     pg.evaluate("() => Promise.all(Array.from(document.images).map(i => { i.loading = 'eager'; return i.decode().catch(() => null); }))")
     yield {"page": pg, "requests": requests, "errors": errors}
     pg.close()
@@ -143,6 +144,7 @@ def test_run_against_run_list_is_ordered_by_score_change(page, report):
     highlighted = first.locator("li.cp.flip").evaluate_all("els => els.map(e => e.dataset.cp)")
     assert sorted(highlighted) == sorted(cmp_flips(report, rows[0][0]))
     pg.select_option("#c-order", "loss")
+    pg.wait_for_selector("body[data-compare-done]")
     deltas = pg.evaluate("() => Array.from(document.querySelectorAll('#compare-list .cmp')).map(e => Number(e.dataset.delta))")
     assert deltas == sorted(deltas)
     pg.select_option("#c-order", "gain")

@@ -1,7 +1,9 @@
 /* micon report: builds the page from the JSON embedded in index.html (no network, no fetch). */
 "use strict";
 (function () {
+  const mark = (name) => performance.mark(`micon:${name}`);  // phases of opening, read by benchmarks/report_scale.py
   const D = JSON.parse(document.getElementById("report-data").textContent);
+  mark("parsed");
   const $ = (id) => document.getElementById(id);
   const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
   const num = (x, d = 2) => (x === null || x === undefined || x === "" ? "-" : typeof x === "number" ? x.toFixed(d) : esc(x));
@@ -162,6 +164,7 @@
   const cardsEl = $("cards");
   cardsEl.innerHTML = D.runs.map((r, i) => r.cards.map((c) => cardHtml(c, i)).join("")).join("");
   const allCards = Array.from(cardsEl.children);
+  mark("gallery");
   const opts = (el, items) => (el.innerHTML += items.map(([v, t]) => `<option value="${esc(v)}">${esc(t)}</option>`).join(""));
   opts($("f-run"), D.runs.length > 1 ? [["", "all runs"], ...D.runs.map((r, i) => [String(i), r.name])] : [["", D.runs[0].name]]);
   opts($("f-task"), Object.keys(D.tasks).map((t) => [t, taskTitle(t)]));
@@ -207,12 +210,17 @@
     cmpCharts = charts.splice(before);
     renderRows(c, A, B);
   }
+  // The run-against-run list sits below every gallery card: its first rows are built at once, the rest
+  // in the background right after (a new order or comparison restarts it). body[data-compare-done] says when.
+  const CHUNK = 150;
+  let rowsToken = 0;
   function renderRows(c, A, B) {
     const order = $("c-order").value, onlyFlip = $("c-flipped").checked;
     const key = { gain: (r) => -(r.delta ?? -Infinity), loss: (r) => r.delta ?? Infinity, abs: (r) => -Math.abs(r.delta ?? 0) }[order];
     const rows = (order === "gain" ? c.rows : [...c.rows].sort((x, y) => key(x) - key(y))).filter((r) => !onlyFlip || r.flips.length);
     const ca = CARDS[c.a], cb = CARDS[c.b];
-    $("compare-list").innerHTML = rows.map((r) => {
+    const sign = (x) => (x == null ? "" : x > 0 ? "pos" : x < 0 ? "neg" : "");
+    const rowHtml = (r) => {
       const flips = new Set(r.flips.map((f) => f[0]));
       const side = (run, ri, card) => `<div class="side"><h4>${esc(run.name)}: ${num(card.s, 1)}</h4><div class="imgs">${gensHtml(card, run.name)}</div>${card.fail ? `<p class="fail-reason">${esc(card.fail)}</p>` : ""}${cpsHtml(card, ri, flips)}</div>`;
       return `<article class="cmp" data-k="${esc(r.k)}" data-delta="${r.delta ?? ""}"><header><span class="cid">${esc(r.id)}</span><span class="tag">${esc(taskTitle(r.t))}</span>` +
@@ -220,8 +228,20 @@
         `<div class="imgs">${refsHtml(D.cases[r.k])}</div>` +
         (r.flips.length ? `<p class="flip">Flipped: ${r.flips.map((f) => `${esc(f[0])} ${esc(f[1] ?? "none")} → ${esc(f[2] ?? "none")}`).join("; ")}</p>` : "") +
         `<div class="pair">${side(A, c.a, ca[r.k])}${side(B, c.b, cb[r.k])}</div></article>`;
-    }).join("");
-    function sign(x) { return x == null ? "" : x > 0 ? "pos" : x < 0 ? "neg" : ""; }
+    };
+    const token = ++rowsToken, list = $("compare-list");
+    delete document.body.dataset.compareDone;
+    list.innerHTML = rows.slice(0, CHUNK).map(rowHtml).join("");
+    let i = CHUNK;
+    const more = () => {
+      if (token !== rowsToken) return;
+      if (i < rows.length) {
+        list.insertAdjacentHTML("beforeend", rows.slice(i, i + CHUNK).map(rowHtml).join(""));
+        i += CHUNK;
+        setTimeout(more);
+      } else document.body.dataset.compareDone = String(rows.length);
+    };
+    more();
   }
   if (D.compare.length) {
     $("compare").hidden = false;
@@ -254,7 +274,9 @@
   window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", redraw);
 
   scoreCharts();
+  mark("charts");
   if (D.compare.length) compareView();
+  mark("compare");
   applyFilters();
   document.body.dataset.ready = "1";
   // the first frame painted after every card was added (what the scale benchmark times)

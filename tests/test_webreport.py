@@ -218,3 +218,46 @@ def test_nothing_is_written_outside_the_report_folder(runs, tmp_path):
     assert "report:" in res.stdout and (tmp_path / "rep" / "index.html").is_file()
     assert list(home.iterdir()) == [] and list(cwd.iterdir()) == []
     assert {k: h.tree_state(v) for k, v in runs.items()} == before
+
+
+def test_references_from_a_published_folder_and_an_uncached_hub_dataset(runs, tmp_path):
+    """Parquet references are shown from their bytes; a Hub dataset is read from the local cache only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import registry
+
+    run = _copy(runs["base"], tmp_path)
+    recs = [r for r in h.records(run) if r["task"] == "object_composition"]
+    sample = registry.get_task("object_composition").config
+    pub = tmp_path / "pub" / "data" / sample.config_name
+    pub.mkdir(parents=True)
+    rows = []
+    for r in recs:
+        roles = [x["role"] for x in r["refs"]]
+        files = [Path(__file__).resolve().parents[1] / "micon_tasks" / "sample" / "object_composition" / "refs"
+                 / f"{r['case_id']}_{role}.png" for role in roles]
+        rows.append({"case_id": r["case_id"], "ref_roles": roles, "prompt": "from parquet", "goal": "parquet goal",
+                     "refs": [{"bytes": f.read_bytes(), "path": f.name} for f in files]})
+    pq.write_table(pa.Table.from_pylist(rows), pub / "test-00000.parquet")
+    res = json.loads((run / "results.json").read_text())
+    res["tasks"]["object_composition"]["dataset"] = {"kind": "folder", "location": str(tmp_path / "pub")}
+    res["tasks"]["story_generation"]["dataset"] = {"kind": "hub", "location": "nobody/not-cached", "revision": None}
+    (run / "results.json").write_text(json.dumps(res))
+    data = h.embedded_data(build_report([run], tmp_path / "rep").index)
+    for r in recs:
+        shared = data["cases"][f"object_composition/{r['case_id']}"]
+        assert [x["label"] for x in shared["refs"]] == [x["role"] for x in r["refs"]]
+        assert all((tmp_path / "rep" / x["th"]).is_file() and "full" not in x for x in shared["refs"])
+        assert shared["goal"] == "parquet goal"
+    story = [k for k in data["cases"] if k.startswith("story_generation/")]
+    assert story and all("not in the local Hub cache" in data["cases"][k]["refs_note"] for k in story)
+
+
+def test_a_run_without_results_json_still_builds(runs, tmp_path):
+    run = _copy(runs["base"], tmp_path)
+    (run / "results.json").unlink()
+    data = h.embedded_data(build_report([run], tmp_path / "rep").index)
+    assert any("results.json is missing" in n for n in data["runs"][0]["notices"])
+    assert data["runs"][0]["scores"]["tables"] == [] and len(data["runs"][0]["cards"]) == len(h.records(runs["base"]))
+    assert all("refs" in data["cases"][c["k"]] for c in data["runs"][0]["cards"])  # data location from the config

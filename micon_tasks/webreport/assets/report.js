@@ -153,7 +153,7 @@
   }
   function cardHtml(card, run) {
     const sh = D.cases[card.k] || {};
-    const bad = card.fail ? "failed" : card.ne > 0 ? "errors" : card.clean === false ? "errors" : "clean";
+    const bad = card.fail ? "failed" : card.ne > 0 || card.clean === false ? "errors" : card.s == null ? "unscored" : "clean";
     return `<article class="card" data-run="${run}" data-task="${esc(card.t)}" data-id="${esc(card.id)}" data-score="${card.s ?? ""}" data-fd=" ${esc(card.fd.join(" "))} " data-status="${bad}">` +
       `<header><span class="cid">${esc(card.id)}</span><span class="tag">${esc(taskTitle(card.t))}</span><span class="tag">${esc(D.runs[run].name)}</span><span class="score">${num(card.s, 1)}</span></header>` +
       `<div class="imgs"><div class="refs">${refsHtml(sh)}</div><span class="arrow">→</span><div class="gens">${gensHtml(card, "generated")}</div></div>` +

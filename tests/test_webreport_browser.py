@@ -177,3 +177,10 @@ def test_full_size_view_and_screenshots(page, browser, report):
     dark.screenshot(path=str(ARTEFACTS / "report_dark.png"))
     dark.close()
     assert (ARTEFACTS / "report_gallery.png").stat().st_size > 10_000
+
+
+def test_a_missing_browser_fails_the_tests_instead_of_skipping_them(monkeypatch, tmp_path):
+    monkeypatch.delenv("MICON_CHROMIUM", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no chromium on PATH
+    with pytest.raises(pytest.fail.Exception, match="no Chromium"):
+        _chromium()

@@ -161,13 +161,16 @@ def test_missing_images_records_and_data_are_said_where_they_are_missing(runs, t
     assert attr and all("is not there any more" in data["cases"][c["k"]]["refs_note"] for c in attr)
 
 
-def test_dar_maps_and_other_suites_are_shown(runs, tmp_path):
+def test_dar_maps_several_images_and_other_suites_are_shown(runs, tmp_path):
     run = _copy(runs["base"], tmp_path)
     path = run / "samples_object_composition.jsonl"
     lines = path.read_text().splitlines()
     first, second = json.loads(lines[0]), json.loads(lines[1])
     (run / "maps" / "object_composition" / first["case_id"]).mkdir(parents=True)
     shutil.copyfile(run / first["image"]["path"], run / "maps" / "object_composition" / first["case_id"] / "RA.png")
+    extra = first["image"]["path"].replace(".png", "__1.png")  # num_images = 2: image 1 beside image 0
+    shutil.copyfile(run / first["image"]["path"], run / extra)
+    first["images"] = [first["image"], {**first["image"], "path": extra, "sha256": "0" * 64}]
     first["dar_maps"] = {"RA": {"png": f"maps/object_composition/{first['case_id']}/RA.png",
                                 "npz": f"maps/object_composition/{first['case_id']}/RA.npz", "grid": [4, 4]}}
     second["dar_maps"] = {"unavailable": "the adapter exposes no attention"}
@@ -182,6 +185,9 @@ def test_dar_maps_and_other_suites_are_shown(runs, tmp_path):
     maps = cards[first["case_id"]]["maps"]["maps"]
     assert maps[0]["label"] == "RA" and maps[0]["grid"] == [4, 4] and (tmp_path / "rep" / maps[0]["th"]).is_file()
     assert cards[second["case_id"]]["maps"] == {"unavailable": "the adapter exposes no attention"}
+    imgs = cards[first["case_id"]]["imgs"]
+    assert [i["label"] for i in imgs] == ["#0", "#1"] and "note" not in imgs[0]
+    assert "differs from the one the run recorded" in imgs[1]["note"]  # its recorded sha256 is wrong
     titles = [t["title"] for t in data["runs"][0]["scores"]["tables"]]
     assert titles == ["MICON-Bench", "OmniContext"]
     suite = data["runs"][0]["scores"]["tables"][1]

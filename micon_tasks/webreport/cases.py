@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from micon_tasks.runner.generate import record_images
 from micon_tasks.webreport.refs import CaseData, TaskData
 from micon_tasks.webreport.runs import Run, inside
 from micon_tasks.webreport.thumbs import ThumbMaker, ThumbSource
@@ -136,9 +137,7 @@ class CardBuilder:
         return card
 
     def _generated(self, run: Run, record: dict[str, Any], notes: list[str]) -> list[dict[str, Any]]:
-        entries = record.get("images")
-        if not isinstance(entries, list) or not entries:
-            entries = [record["image"]] if record.get("image") else []
+        entries = record_images(record)
         out = []
         for k, entry in enumerate(entries):
             rel, sha = (entry.get("path"), entry.get("sha256")) if isinstance(entry, dict) else (entry, None)

@@ -141,6 +141,7 @@ def test_run_against_run_list_is_ordered_by_score_change(page, report):
     first = pg.locator("#compare-list .cmp").first
     assert first.locator("p.flip").count() == (1 if cmp_flips(report, rows[0][0]) else 0)
     first.locator("details.cpl summary").first.click()  # the checkpoint list is built when opened
+    first.locator("details.cpl ul.cps").first.wait_for()  # (the toggle event comes a moment after the click)
     highlighted = first.locator("li.cp.flip").evaluate_all("els => els.map(e => e.dataset.cp)")
     assert sorted(highlighted) == sorted(cmp_flips(report, rows[0][0]))
     pg.select_option("#c-order", "loss")

@@ -222,7 +222,8 @@
     const sign = (x) => (x == null ? "" : x > 0 ? "pos" : x < 0 ? "neg" : "");
     const rowHtml = (r) => {
       const flips = new Set(r.flips.map((f) => f[0]));
-      const side = (run, ri, card) => `<div class="side"><h4>${esc(run.name)}: ${num(card.s, 1)}</h4><div class="imgs">${gensHtml(card, run.name)}</div>${card.fail ? `<p class="fail-reason">${esc(card.fail)}</p>` : ""}${cpsHtml(card, ri, flips)}</div>`;
+      const side = (run, ri, card) => `<div class="side"><h4>${esc(run.name)}: ${num(card.s, 1)}</h4><div class="imgs">${gensHtml(card, run.name)}</div>${card.fail ? `<p class="fail-reason">${esc(card.fail)}</p>` : ""}` +
+        `${card.ans ? `<p class="tag">answer-set score: ${card.ans.status === "error" ? "unreadable" : num(card.ans.score, 1) + " / 10"}</p>` : ""}${cpsHtml(card, ri, flips)}</div>`;
       return `<article class="cmp" data-k="${esc(r.k)}" data-delta="${r.delta ?? ""}"><header><span class="cid">${esc(r.id)}</span><span class="tag">${esc(taskTitle(r.t))}</span>` +
         `<span class="score delta ${sign(r.delta)}">${r.delta == null ? "-" : (r.delta > 0 ? "+" : "") + r.delta.toFixed(1)}</span></header>` +
         `<div class="imgs">${refsHtml(D.cases[r.k])}</div>` +

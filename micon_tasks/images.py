@@ -53,3 +53,27 @@ def to_rgb(image: Any) -> Any:
         scaled = np.clip(np.nan_to_num(arr) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(scaled, mode="L").convert("RGB")
     return image.convert("RGB")
+
+
+def open_lazy(data: bytes) -> Any:
+    """A PIL image over encoded bytes that decodes only when its pixels are touched, and remembers the bytes.
+
+    Why: the judge stage sends references and generated images as they are stored (PNG/JPEG); decoding and
+    re-encoding 4 images of 1024 x 1024 per case would cost more than the judge's own time.
+    ``encoded_source`` gives the bytes back while the image is untouched.
+    """
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.info[_SOURCE] = data
+    return image
+
+
+def encoded_source(image: Any) -> tuple[bytes, str] | None:
+    """(encoded bytes, format such as "PNG" or "JPEG") of an image made by ``open_lazy``, else None."""
+    data = getattr(image, "info", {}).get(_SOURCE)
+    fmt = getattr(image, "format", None)
+    return (data, fmt) if data is not None and fmt else None
+
+
+_SOURCE = "micon_encoded_source"

@@ -23,7 +23,7 @@ import registry
 from micon_tasks.checkpoints import build_checkpoints, read_qa_file
 from micon_tasks.config import TaskConfig, read_yaml
 from micon_tasks.errors import CaseValidationError, ConfigError
-from micon_tasks.images import to_rgb
+from micon_tasks.images import open_lazy, to_rgb
 from micon_tasks.types import AnswerSet, Case, CaseScore, Checkpoint, JudgeResult
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ class Task:
         self.dataset_path = dataset_path
         self.revision = revision
         self._dataset = dataset
+        self._undecoded: datasets.Dataset | None = None  # the dataset with its references left encoded
         self._location: dict[str, Any] | None = None
         cfg = self.config
         qa_file = checkpoints_from or cfg.checkpoints_from
@@ -178,11 +179,22 @@ class Task:
         except ValueError:
             raise KeyError(f"task {self.name!r} has no case {case_id!r}") from None
 
-    def row_to_case(self, row: dict[str, Any]) -> Case:
+    def lazy_case(self, index: int) -> Case:
+        """The case with references that decode only when their pixels are touched (``images.open_lazy``):
+        a judge then sends the stored bytes as they are, and nothing is decoded that nobody looks at."""
+        if self._undecoded is None:
+            from datasets import Image, List
+
+            self._undecoded = self.dataset.cast_column("refs", List(Image(decode=False)))
+        row = self._undecoded[index]
+        row["refs"] = [open_lazy(ref["bytes"]) for ref in row["refs"]]
+        return self.row_to_case(row, decode=False)
+
+    def row_to_case(self, row: dict[str, Any], *, decode: bool = True) -> Case:
         refs = []
         for role, im in zip(row["ref_roles"], row["refs"]):
             try:
-                refs.append(to_rgb(im))
+                refs.append(to_rgb(im) if decode else im)
             except Exception as exc:
                 raise CaseValidationError(self.name, row["case_id"], f"refs.{role}", f"cannot decode image: {exc}") from None
         ans = row.get("answer_set")

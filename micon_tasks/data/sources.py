@@ -13,11 +13,12 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from micon_tasks.data.raw import find_raw_root, read_raw_task
-from micon_tasks.errors import DataSourceError
+from micon_tasks.errors import DataSourceError, MiconError
 from micon_tasks.images import decode_fully
 
 if TYPE_CHECKING:
@@ -105,38 +106,75 @@ def raw_to_dataset(root: Path, config: TaskConfig, *, use_cache: bool = True) ->
     import datasets
 
     target = cache_dir() / "converted" / f"{config.task}-{_fingerprint(root, config)}"
-    if use_cache and (target / "dataset_info.json").is_file():
+    if use_cache and (target / _DONE).is_file():
         log.debug("task %r: reusing converted dataset %s", config.task, target)
-        return datasets.load_from_disk(str(target))
+        return _open_converted(target)
     cases = read_raw_task(root, task=config.task, folder=config.official_folder, answer_set_file=config.answer_set_file)
-    columns: dict[str, list[Any]] = {name: [] for name in features()}
-    for case in cases:
-        rec = case.record
-        for name in columns:
-            if name == "refs":
-                columns[name].append(
-                    [
-                        {"bytes": _image_bytes(p, task=config.task, case_id=rec["case_id"], field=f"refs.{role}"), "path": rel}
-                        for p, role, rel in zip(rec["refs"], rec["ref_roles"], rec["ref_paths"])
-                    ]
-                )
-            else:
-                columns[name].append(rec.get(name))
-    ds = datasets.Dataset.from_dict(columns, features=features())
-    if not use_cache:
-        return ds
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # our own log line says what is going on
     try:
-        ds.save_to_disk(str(tmp))
-        if target.exists():
-            shutil.rmtree(tmp)
-        else:
+        # Streamed to an Arrow file a few cases at a time: the decoded benchmark is never held in memory.
+        log.info("task %r: converting %d cases of %s (every reference is decoded once; cached)", config.task,
+                 len(cases), root)
+        try:
+            ds = datasets.Dataset.from_generator(
+                _converted_rows, gen_kwargs={"records": [c.record for c in cases], "task": config.task},
+                features=features(), cache_dir=str(tmp / "build"), writer_batch_size=_WINDOW,
+            )
+        except datasets.exceptions.DatasetGenerationError as exc:  # our own error (a broken image) inside
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, MiconError):
+                raise cause from None
+            raise
+        if not use_cache:
+            return ds
+        files = sorted(Path(f["filename"]) for f in ds.cache_files)
+        del ds
+        (tmp / "data").mkdir()
+        for n, file in enumerate(files):  # moved, not copied: the Arrow files are the cache
+            file.rename(tmp / "data" / f"part-{n:05d}.arrow")
+        shutil.rmtree(tmp / "build", ignore_errors=True)
+        (tmp / _DONE).write_text(CONVERTER_VERSION, "utf-8")
+        if not target.exists():
             tmp.rename(target)  # atomic: a half-written cache is never picked up
-    except BaseException:
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return datasets.load_from_disk(str(target))
+    return _open_converted(target)
+
+
+_DONE = "converted.ok"  # written last: a conversion folder without it is incomplete and never read
+
+
+def _open_converted(target: Path) -> datasets.Dataset:
+    """The cached conversion, memory-mapped from its Arrow file(s)."""
+    import datasets
+
+    parts = [datasets.Dataset.from_file(str(p)) for p in sorted((target / "data").glob("part-*.arrow"))]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+_WINDOW = 16  # cases decoded (in parallel threads) and written per step of a conversion
+
+
+def _converted_rows(records: list[dict[str, Any]], task: str) -> Iterator[dict[str, Any]]:
+    """The dataset rows of a raw task, in order; each reference decoded fully on the way (Pillow releases the
+    GIL while decoding, so the threads use every core)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = list(features())
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="micon-decode") as pool:
+        for start in range(0, len(records), _WINDOW):
+            window = records[start : start + _WINDOW]
+            futures = [[pool.submit(_image_bytes, p, task=task, case_id=rec["case_id"], field=f"refs.{role}")
+                        for p, role in zip(rec["refs"], rec["ref_roles"])] for rec in window]
+            for rec, refs in zip(window, futures):
+                row = {name: rec.get(name) for name in names}
+                row["refs"] = [{"bytes": f.result(), "path": rel} for f, rel in zip(refs, rec["ref_paths"])]
+                yield row
 
 
 # -- published (parquet) layout -------------------------------------------------------------------

@@ -17,10 +17,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from PIL import Image
-
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import MiconError
+from micon_tasks.images import open_lazy
 from micon_tasks.judges.base import JudgeRequest, endpoint_host
 from micon_tasks.runner.config import RunConfig, fingerprint
 from micon_tasks.runner.generate import record_images, valid_generations
@@ -168,11 +167,6 @@ def _chunk_size(judge: Any) -> int:
     return batch if isinstance(batch, int) and batch > 0 else 8
 
 
-def _open(path: Any) -> Any:
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
-
 class JudgeStage:
     """Judging as a :class:`~micon_tasks.runner.stages.Stage`: generated, not yet judged cases only.
 
@@ -216,8 +210,8 @@ class JudgeStage:
         per_image = task.scoring_kind.per_image
         requests, owners = [], []
         for index, cid in chunk:
-            case = task[index]
-            images = [_open(self.layout.root / image["path"]) for image in record_images(gens[cid])]
+            case = task.lazy_case(index)  # stored bytes travel to the judge as they are; nothing is decoded here
+            images = [open_lazy((self.layout.root / image["path"]).read_bytes()) for image in record_images(gens[cid])]
             groups = [[im] for im in images] if per_image else [images]
             for group in groups:
                 requests.append(JudgeRequest(task=task.name, case=case, image=group[0], checkpoints=list(task.checkpoints),

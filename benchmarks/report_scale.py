@@ -1,9 +1,9 @@
 """``micon report`` at the full benchmark's size: build time cold and warm, page-open time in Chromium.
 
-Makes (once, deterministically, under --workdir, never committed) a raw-layout dataset with the
-paper's case counts (1043 cases: 200/200/100/240/200/103) and synthetic references, then two finished
-runs of those cases through the real pipeline: ``collage`` and ``first_ref`` at --gen_size, judged by
-the loopback fake judge (each run its own verdicts). About 2,500 references + 2 x 1043 generated
+Makes (once, deterministically, under --workdir, never committed) the synthetic full-size benchmark of
+``benchmarks/synthetic_benchmark.py`` (1043 cases, 2518 photograph-like reference PNGs), then two
+finished runs of those cases through the real pipeline: ``collage`` and ``first_ref`` at --gen_size,
+judged by the loopback fake judge (each run its own verdicts). 2518 references + 2 x 1043 generated
 images, all distinct. Then it times, each in a fresh process:
 
 - the cold build (an empty REPORT_DIR: every thumbnail made), target < 180 s on 2 cores;
@@ -11,107 +11,43 @@ images, all distinct. Then it times, each in a fresh process:
 - opening index.html in headless Chromium until every card is in the DOM and the first frame after
   that is painted, target < 3 s.
 
-    python benchmarks/report_scale.py [--workdir out/bench-report] [--ref_size 768] [--gen_size 1024]
+    python benchmarks/report_scale.py [--workdir out/bench-report] [--ref_size 1024] [--gen_size 1024]
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
-COUNTS = {  # task -> (official folder, cases, references per case)
-    "object_composition": ("object_composition", 200, (2, 3)),
-    "spatial_composition": ("spatial_geometric_constraints", 200, (2, 3)),
-    "attribute_disentanglement": ("attribute_style_decoupling", 100, (3, 3)),
-    "component_transfer": ("local_element_transfer", 240, (2, 3)),
-    "fgbg_composition": ("foreground_background_composition", 200, (2, 2)),
-    "story_generation": ("story_infer", 103, (2, 3)),
-}
-
-
-def _picture(seed: int, size: int) -> bytes:
-    """A deterministic picture with gradients and shapes (PNG), so decoding and resizing do real work."""
-    from PIL import Image, ImageDraw
-
-    rng = random.Random(seed)
-    im = Image.linear_gradient("L").resize((size, size)).rotate(rng.randrange(360)).convert("RGB")
-    draw = ImageDraw.Draw(im)
-    for _ in range(12):
-        x, y, r = rng.randrange(size), rng.randrange(size), rng.randrange(size // 16, size // 4)
-        fill = tuple(rng.randrange(256) for _ in range(3))
-        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x - r, y - r, x + r, y + r), fill=fill)
-    buf = io.BytesIO()
-    im.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _write_picture(args: tuple[str, int, int]) -> None:
-    path, seed, size = args
-    Path(path).write_bytes(_picture(seed, size))
-
-
-def make_dataset(root: Path, ref_size: int) -> int:
-    """The raw layout; returns the number of reference images."""
-    import yaml
-
-    jobs, story = [], []
-    for t_index, (task, (folder, n, (lo, hi))) in enumerate(COUNTS.items()):
-        (root / folder / "cases").mkdir(parents=True, exist_ok=True)
-        (root / folder / "refs").mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            cid = f"{folder}_{i + 1:04d}"
-            refs = {}
-            for r in range(lo if i % 2 else hi):
-                role = "R" + "ABC"[r]
-                rel = f"{folder}/refs/{cid}_{role}.png"
-                jobs.append((str(root / rel), t_index * 100_000 + i * 10 + r, ref_size))
-                refs[role] = rel
-            card = {"case_id": cid, "task_type": folder, "refs": refs,
-                    "generation_prompt": f"Put the subject of image 1 into the scene of image 2 (case {i + 1} of {task}).",
-                    "goal": "One coherent picture holding every referenced subject.",
-                    "constraints_hard": ["Every referenced subject is recognisable."],
-                    "constraints_soft": ["Consistent lighting."]}
-            (root / folder / "cases" / f"{cid}.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
-            if task == "story_generation":
-                story.append({"case_id": cid, "background_summary": "Frames of a short story.",
-                              "positive_candidates": ["the story goes on"], "negative_candidates": ["an unrelated scene"]})
-    (root / "story_infer" / "simple_candidate_template.json").write_text(json.dumps({"cases": story}))
-    with ProcessPoolExecutor() as pool:
-        list(pool.map(_write_picture, jobs, chunksize=32))
-    return len(jobs)
-
 
 def make_runs(work: Path, ref_size: int, gen_size: int) -> list[Path]:
+    from synthetic_benchmark import build
     from test_webreport_helpers import salted_reply
 
     from micon_tasks import evaluate
     from micon_tasks.runner.pipeline import find_model_dir
 
-    data = work / "data"
-    if not (work / "data.done").exists():
-        shutil.rmtree(data, ignore_errors=True)
+    data = work / f"data-{ref_size}"
+    if not (data / "done").exists():
         t = time.perf_counter()
-        n_refs = make_dataset(data, ref_size)
-        (work / "data.done").write_text(str(n_refs))
+        build(data, size=ref_size, workers=len(os.sched_getaffinity(0)))
+        n_refs = sum(1 for _ in data.glob("*/refs/*.png"))
+        (data / "done").write_text(str(n_refs))
         print(f"dataset: {n_refs} references of {ref_size}x{ref_size} px in {time.perf_counter() - t:.0f} s")
     runs = []
     from fake_judge_server import FakeJudgeServer
 
     for model in ("collage", "first_ref"):
-        out = work / "runs" / model
+        out = work / f"runs-{ref_size}-{gen_size}" / model
         if not (out / "done").exists():
             t = time.perf_counter()
             with FakeJudgeServer(salted_reply(model)) as srv:
@@ -162,7 +98,7 @@ def open_page(index: Path, chromium: str) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=str(ROOT / "out" / "bench-report"), help="kept between runs (data, runs, report)")
-    ap.add_argument("--ref_size", type=int, default=768, help="reference image side, px (default 768)")
+    ap.add_argument("--ref_size", type=int, default=1024, help="reference image side, px (default 1024)")
     ap.add_argument("--gen_size", type=int, default=1024, help="generated image side, px (default 1024)")
     ap.add_argument("--chromium", default=os.environ.get("MICON_CHROMIUM") or shutil.which("chromium"))
     args = ap.parse_args()
@@ -170,7 +106,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("MICON_CACHE_DIR", str(work / "cache"))
     runs = make_runs(work, args.ref_size, args.gen_size)
-    images = sum(1 for r in runs for _ in (r / "images").rglob("*.png")) + int((work / "data.done").read_text())
+    images = sum(1 for r in runs for _ in (r / "images").rglob("*.png")) + int((work / f"data-{args.ref_size}" / "done").read_text())
     report = work / "report"
     shutil.rmtree(report, ignore_errors=True)
     print(f"report of {len(runs)} runs x 1043 cases, {images} source images "

@@ -144,6 +144,7 @@ def test_missing_images_records_and_data_are_said_where_they_are_missing(runs, t
     (run / "samples_fgbg_composition.jsonl").unlink()
     res = json.loads((run / "results.json").read_text())
     res["tasks"]["attribute_disentanglement"]["dataset"] = {"kind": "folder", "location": str(tmp_path / "gone")}
+    res["tasks"]["story_generation"]["checkpoints_sha256"] = "0" * 16  # as if the set changed since the run
     (run / "results.json").write_text(json.dumps(res))
     lines = (run / "samples_component_transfer.jsonl").read_text().splitlines()
     rec = json.loads(lines[0])
@@ -157,6 +158,8 @@ def test_missing_images_records_and_data_are_said_where_they_are_missing(runs, t
     assert any("image file missing" in n and gone["image"]["path"] in n for n in cards[gone["case_id"]]["notes"])
     assert any("outside the run folder" in n for n in cards[rec["case_id"]]["notes"])
     assert any("samples_fgbg_composition.jsonl is missing" in n for n in data["runs"][0]["task_notices"]["fgbg_composition"])
+    assert "checkpoint set changed since this run" in data["tasks"]["story_generation"]["note"]
+    assert "note" not in data["tasks"]["object_composition"]
     attr = [c for c in data["runs"][0]["cards"] if c["t"] == "attribute_disentanglement"]
     assert attr and all("is not there any more" in data["cases"][c["k"]]["refs_note"] for c in attr)
 

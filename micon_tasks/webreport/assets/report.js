@@ -15,7 +15,8 @@
 
   // -- header ------------------------------------------------------------------------------------
   $("meta").textContent = `Generated ${D.generated}` + (D.max_cases ? ` · gallery limited to the first ${D.max_cases} cases of each task (--max_cases)` : "");
-  const notes = [...D.notices, ...D.runs.flatMap((r) => r.notices.map((n) => `${r.name}: ${n}`))];
+  const notes = [...D.notices, ...D.runs.flatMap((r) => r.notices.map((n) => `${r.name}: ${n}`)),
+    ...Object.entries(D.tasks).filter(([, t]) => t.note).map(([name, t]) => `task ${name}: ${t.note}`)];
   $("notices").innerHTML = notes.map((n) => `<li>${esc(n)}</li>`).join("");
 
   // -- scores ------------------------------------------------------------------------------------

@@ -162,6 +162,7 @@ def test_missing_images_records_and_data_are_said_where_they_are_missing(runs, t
     assert "note" not in data["tasks"]["object_composition"]
     attr = [c for c in data["runs"][0]["cards"] if c["t"] == "attribute_disentanglement"]
     assert attr and all("is not there any more" in data["cases"][c["k"]]["refs_note"] for c in attr)
+    assert any(n.startswith("task attribute_disentanglement: references unavailable") for n in data["notices"])
 
 
 def test_dar_maps_several_images_and_other_suites_are_shown(runs, tmp_path):

@@ -109,6 +109,8 @@ def _task_data(runs: list[Run], selected: list[dict[str, list[dict[str, Any]]]],
     for task, (_, loc) in chosen.items():
         wanted = {str(r.get("case_id")) for sel in selected for r in sel.get(task, [])}
         out[task] = read_task_data(task, loc, wanted)
+        if out[task].unavailable and wanted:
+            notices.append(f"task {task}: references unavailable: {out[task].unavailable}")
     return out
 
 

@@ -1,24 +1,35 @@
-"""What the provider-API adapters share: the endpoint, the key from the environment, timeout and retries.
+"""What the provider-API adapters share: the endpoint, the key from the environment, the retry policy.
 
 The key is read once from the variables named by ``api_key_env`` (several names may be given, comma or
-semicolon separated, or as a list) and lives only in the client; it never reaches ``model_info()``,
-logs or errors (``adapters.retry.redact``).
+semicolon separated, or as a list; each must look like a variable name) and lives only in the client;
+it never reaches ``model_info()``, logs or errors (``micon_tasks.secrets`` scrubs it). Calls follow the
+project's one retry policy (``micon_tasks.retry``): ``timeout`` bounds each whole attempt, at most
+``max_retries`` more attempts, waits capped at ``max_wait``. The async client lives on the adapter's own
+event loop for the adapter's life.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
-from adapters.base import ModelAdapter
-from adapters.retry import RetryPolicy, api_key_from_env
+from adapters.base import GenerationError, ModelAdapter
+from adapters.retry import api_key_from_env
+from micon_tasks.aio import BackgroundLoop
+from micon_tasks.errors import ConfigError
+from micon_tasks.retry import REMOVED_RETRY_ARGS, RetryPolicy, retry_async
+from micon_tasks.secrets import endpoint_problem
 
 __all__ = ["ApiAdapter"]
+
+T = TypeVar("T")
 
 
 class ApiAdapter(ModelAdapter):
     """Base of the API adapters; subclasses pass their own ``api_key_env`` default and build ``client``."""
 
     supports_dar = False  # the provider runs the model: DAR cannot reach its attention
+    removed_args: ClassVar[dict[str, str]] = REMOVED_RETRY_ARGS
 
     def __init__(
         self,
@@ -27,13 +38,27 @@ class ApiAdapter(ModelAdapter):
         api_key_env: str | list[str] = "",
         timeout: float = 300.0,
         max_retries: int = 4,
-        backoff: float = 2.0,
-        max_backoff: float = 60.0,
+        max_wait: float = 60.0,
     ):
+        if base_url is not None and endpoint_problem(base_url):
+            raise ConfigError(f"adapter {self.name!r}: base_url {endpoint_problem(base_url)}")
         self.base_url = base_url
         self.api_key_env = api_key_env
-        self.timeout = float(timeout)
-        self.retry = RetryPolicy(int(max_retries), float(backoff), float(max_backoff))
-        names = api_key_env if isinstance(api_key_env, (list, tuple)) else str(api_key_env).replace(";", ",").split(",")
-        self._api_key = api_key_from_env([n.strip() for n in names if n.strip()], self.name)
+        self.retry = RetryPolicy(int(max_retries), float(timeout), float(max_wait))
+        self.timeout = self.retry.timeout
+        self._api_key = api_key_from_env(api_key_env, self.name)
+        self._loop = BackgroundLoop(f"micon-{self.name}")
         self._client: Any = None
+
+    def _classify(self, exc: BaseException) -> tuple[GenerationError, float | None] | None:
+        raise NotImplementedError
+
+    def call(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Await ``attempt()`` on the adapter's loop under the retry policy; a GenerationError at the end."""
+        return self._loop.run(retry_async(attempt, self._classify, self.retry))
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        closer = getattr(client, "close", None) or getattr(getattr(client, "aio", None), "aclose", None)
+        result = closer() if callable(closer) else None
+        self._loop.close(result if hasattr(result, "__await__") else None)

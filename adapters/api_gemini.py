@@ -12,8 +12,9 @@ from typing import Any
 
 from adapters.api_base import ApiAdapter
 from adapters.base import GenerationError
-from adapters.retry import call_with_retries, is_transport_error, redact
+from adapters.retry import is_transport_error
 from micon_tasks.png import png_bytes
+from micon_tasks.secrets import scrub
 from registry import register_adapter
 
 __all__ = ["NanoBananaAdapter"]
@@ -58,6 +59,7 @@ class NanoBananaAdapter(ApiAdapter):
             from google import genai
             from google.genai import types
 
+            # SDK retries off (no retry_options): our policy decides and honours Retry-After
             options = types.HttpOptions(base_url=self.base_url, timeout=int(self.timeout * 1000))
             # vertexai=False: environment switches must not silently route to another service
             self._client = genai.Client(api_key=self._api_key, vertexai=False, http_options=options)
@@ -74,10 +76,8 @@ class NanoBananaAdapter(ApiAdapter):
             response_modalities=["IMAGE"], image_config=image_config, seed=seed, **gen_kwargs
         )
         contents = [types.Content(role="user", parts=parts)]
-        response = call_with_retries(
-            lambda: self.client.models.generate_content(model=self.model, contents=contents, config=config),
-            self._classify,
-            self.retry,
+        response = self.call(
+            lambda: self.client.aio.models.generate_content(model=self.model, contents=contents, config=config)
         )
         return self._decode(response)
 
@@ -128,7 +128,7 @@ class NanoBananaAdapter(ApiAdapter):
         if not isinstance(exc, errors.APIError):
             return None
         code = int(exc.code or 0)
-        message = redact(str(exc.message or exc.status or ""), [self._api_key])
+        message = scrub(str(exc.message or exc.status or ""), [self._api_key])
         if code == 429:
             return GenerationError(f"Gemini rate limit (429 {exc.status}): {message}", reason="rate_limited",
                                    provider_reason=message, retryable=True), None

@@ -13,8 +13,9 @@ from typing import Any
 
 from adapters.api_base import ApiAdapter
 from adapters.base import GenerationError
-from adapters.retry import call_with_retries, redact
 from micon_tasks.png import png_bytes
+from micon_tasks.retry import retry_after_seconds
+from micon_tasks.secrets import scrub
 from registry import register_adapter
 
 __all__ = ["GPTImageAdapter"]
@@ -56,11 +57,11 @@ class GPTImageAdapter(ApiAdapter):
 
     @property
     def client(self) -> Any:
+        """The async client, built on the adapter's loop on first use; SDK retries off (our policy decides)."""
         if self._client is None:
             import openai
 
-            # SDK retries off: our RetryPolicy decides, and a test can count requests.
-            self._client = openai.OpenAI(
+            self._client = openai.AsyncOpenAI(
                 api_key=self._api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
             )
         return self._client
@@ -75,7 +76,7 @@ class GPTImageAdapter(ApiAdapter):
         if self.input_fidelity:
             params["input_fidelity"] = self.input_fidelity
         params.update(gen_kwargs)  # seed: the endpoint takes none, so runs are not reproducible by design
-        response = call_with_retries(lambda: self.client.images.edit(**params), self._classify, self.retry)
+        response = self.call(lambda: self.client.images.edit(**params))
         return self._decode(response)
 
     def _decode(self, response: Any):
@@ -95,7 +96,7 @@ class GPTImageAdapter(ApiAdapter):
     def _classify(self, exc: BaseException) -> tuple[GenerationError, float | None] | None:
         import openai
 
-        if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError)):
+        if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, TimeoutError)):
             return GenerationError(f"OpenAI connection failed: {type(exc).__name__}", reason="provider_error",
                                    retryable=True), None
         if not isinstance(exc, openai.APIStatusError):
@@ -104,8 +105,8 @@ class GPTImageAdapter(ApiAdapter):
         body = exc.body if isinstance(exc.body, dict) else {}
         err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
         code = err.get("code") or err.get("type")
-        message = redact(str(err.get("message") or exc.message), [self._api_key])
-        retry_after = _retry_after(exc)
+        message = scrub(str(err.get("message") or exc.message), [self._api_key])
+        retry_after = retry_after_seconds(getattr(exc, "response", None) and exc.response.headers)
         if status == 429 and code != "insufficient_quota":
             return GenerationError(f"OpenAI rate limit (429): {message}", reason="rate_limited",
                                    provider_reason=message, retryable=True), retry_after
@@ -116,11 +117,3 @@ class GPTImageAdapter(ApiAdapter):
         return GenerationError(f"OpenAI error {status} ({code}): {message}", reason="provider_error",
                                provider_reason=message, retryable=retryable), retry_after
 
-
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -136,6 +136,10 @@ class ModelAdapter:
     last_dar_stats: DARStats | None = None
 
     # -- public API -----------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check at start-up, cheaply and without loading weights, that this adapter can work (its code
+        imports, its weights are resolvable); raise a ConfigError in one line if not. Default: nothing to check."""
+
     def generate(
         self, refs: Sequence[Image], prompt: str, *, dar: Any = None, seed: int | None = None, **gen_kwargs: Any
     ) -> Image:

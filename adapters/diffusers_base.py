@@ -14,32 +14,10 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from adapters.base import GenerationError, ModelAdapter, seed_everything
+from micon_tasks.devices import check_dtype_name, resolve_device, resolve_dtype
 from micon_tasks.errors import ConfigError
 
-__all__ = ["DiffusersAdapter", "resolve_dtype", "resolve_device"]
-
-_DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
-           "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
-
-
-def resolve_dtype(name: str | None, device: str) -> Any:
-    """A torch dtype from its name; ``auto``/None gives bfloat16 on CUDA and float32 on the CPU."""
-    import torch
-
-    if name is None or str(name).lower() == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    key = _DTYPES.get(str(name).lower())
-    if key is None:
-        raise ConfigError(f"unknown dtype {name!r}; use one of: auto, {', '.join(sorted(set(_DTYPES.values())))}")
-    return getattr(torch, key)
-
-
-def resolve_device(name: str | None) -> str:
-    import torch
-
-    if name is None or str(name).lower() == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(name)
+__all__ = ["DiffusersAdapter"]
 
 
 class DiffusersAdapter(ModelAdapter):
@@ -67,6 +45,7 @@ class DiffusersAdapter(ModelAdapter):
         if not pretrained:
             raise ConfigError(f"adapter {self.name!r} needs pretrained=<Hub id or local folder>")
         self.pretrained = str(pretrained)
+        check_dtype_name(dtype, what=f"adapter {self.name!r} dtype")  # a typo fails before any download
         self.dtype_name = dtype
         self.device_name = device
         self.steps = int(steps)
@@ -80,6 +59,24 @@ class DiffusersAdapter(ModelAdapter):
         self._pipe: Any = None
 
     # -- loading ----------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """diffusers imports and has the pipeline class; the weights are a local folder, cached, or reachable
+        (offline runs: cached). One line naming the argument if not; nothing is loaded."""
+        import importlib.util
+
+        if importlib.util.find_spec("diffusers") is None:
+            raise ConfigError(f"adapter {self.name!r} needs diffusers: pip install 'micon-bench[diffusers]'")
+        import diffusers
+
+        if not hasattr(diffusers, self.pipeline_class):
+            raise ConfigError(f"adapter {self.name!r}: this diffusers ({diffusers.__version__}) has no "
+                              f"{self.pipeline_class}; upgrade diffusers")
+        from micon_tasks.weights import weights_problem
+
+        problem = weights_problem(self.pretrained, "model_index.json", self.revision, offline=self.local_files_only)
+        if problem:
+            raise ConfigError(f"adapter {self.name!r} cannot get pretrained={self.pretrained}: {problem}")
+
     @property
     def pipe(self) -> Any:
         """The pipeline, loaded on first use (so building an adapter to list or inspect it is cheap)."""
@@ -91,7 +88,7 @@ class DiffusersAdapter(ModelAdapter):
         import diffusers
 
         self.device = resolve_device(self.device_name)
-        self.torch_dtype = resolve_dtype(self.dtype_name, self.device)
+        self.torch_dtype = resolve_dtype(self.dtype_name, self.device, what=f"adapter {self.name!r} dtype")
         cls = getattr(diffusers, self.pipeline_class)
         from diffusers.utils import deprecation_utils
 
@@ -151,7 +148,14 @@ class DiffusersAdapter(ModelAdapter):
         images = getattr(output, "images", None)
         if not images:
             raise GenerationError(f"{self.name}: the pipeline returned no image", reason="no_image")
+        if getattr(dar_context, "maps", None) is not None:  # DARConfig(record_maps=True)
+            images[0].info["dar_maps"] = self.dar_maps(dar_context.maps.result(), refs)
         return images[0]
+
+    def dar_maps(self, maps: Any, refs: list[Any]) -> Any:
+        """The recorded DAR maps, one per reference in ``refs`` order (adapters that merge references into
+        one model input split the map here)."""
+        return maps
 
     def generation_settings(self) -> dict[str, Any]:
         return {"steps": self.steps, "guidance_scale": self.guidance_scale, "height": self.height,

@@ -113,6 +113,13 @@ class FluxKontextAdapter(DiffusersAdapter):
         """The conditioning image: references left to right, scaled to at most ``condition_area``."""
         return resize_to_area(stitch_horizontal(refs), self.condition_area, multiple=16)
 
+    def dar_maps(self, maps: Any, refs: list[Any]) -> Any:
+        """The canvas's one map, cut into the panels (each reference scaled to the canvas height)."""
+        from dar.maps import split_columns
+
+        height = max(r.height for r in refs)
+        return split_columns(maps, [max(1, round(r.width * height / r.height)) for r in refs])
+
     def pipeline_kwargs(self, refs: list[Any], prompt: str) -> dict[str, Any]:
         return {
             "image": self.canvas(refs),

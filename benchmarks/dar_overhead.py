@@ -7,6 +7,7 @@ fp32 on the CPU and bf16 on a GPU when present. The target is DAR/SDPA <= 1.10 o
 
     python benchmarks/dar_overhead.py                 # CPU (and GPU if present), table of shapes
     python benchmarks/dar_overhead.py --device cpu --shapes full --repeats 5
+    python benchmarks/dar_overhead.py --compile        # also the torch.compile'd analysis (DARConfig(compile=True))
 
 "naive" materialises the full Lq x Lk logits, reads the sampled rows' probabilities from it, reweights
 the reference columns and applies softmax and V: what DAR avoids. Peak extra memory is what a call
@@ -22,6 +23,7 @@ import statistics
 import sys
 import time
 import weakref
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -120,11 +122,15 @@ def timed(fn, device) -> float:
     return time.perf_counter() - t0
 
 
-def bench(lq, lk, device, dtype, repeats, with_naive, config):
+def bench(lq, lk, device, dtype, repeats, with_naive, config, with_compiled=False):
     q, k, v, ref = make_inputs(lq, lk, device, dtype)
+    eager = replace(config, compile=False)
     fns = {"sdpa": lambda: F.scaled_dot_product_attention(q, k, v),
-           "dar": lambda: dar_attention(q, k, v, ref, config),
-           "analysis": lambda: dar_weights(q, k, ref, config)}
+           "dar": lambda: dar_attention(q, k, v, ref, eager),
+           "analysis": lambda: dar_weights(q, k, ref, eager)}
+    if with_compiled:
+        fns["dar_compiled"] = lambda: dar_attention(q, k, v, ref, replace(config, compile=True))
+        fns["analysis_compiled"] = lambda: dar_weights(q, k, ref, replace(config, compile=True))
     if with_naive:
         fns["naive"] = lambda: naive_dar(q, k, v, ref, config)
     with torch.inference_mode():
@@ -134,7 +140,7 @@ def bench(lq, lk, device, dtype, repeats, with_naive, config):
         for _ in range(repeats):  # interleaved, so load drifts hit every variant alike
             for name, fn in fns.items():
                 times[name].append(timed(fn, device))
-        memory = {name: extra_memory_mb(fn, device) for name, fn in fns.items()}
+        memory = {name: extra_memory_mb(fn, device) for name, fn in fns.items() if "compiled" not in name}
     med = {name: statistics.median(ts) for name, ts in times.items()}
     best = {name: min(ts) for name, ts in times.items()}
     return med, best, memory
@@ -166,6 +172,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-naive", action="store_true", help="skip the full-matrix variant (needs Lq*Lk*H*4 bytes)")
     parser.add_argument("--check", action="store_true", help="also check correctness on each device first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the torch.compile'd analysis (the first call per shape compiles: not timed)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -181,7 +189,8 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, B=1 H=8 D=64 m={config.num_queries}; "
           f"times are medians of {args.repeats} interleaved runs, '(min)' is the ratio of the fastest runs")
     header = (f"{'device':<6} {'dtype':<9} {'Lq':>5} {'Lk':>6} {'sdpa ms':>9} {'dar ms':>9} {'dar/sdpa':>8} {'(min)':>8} "
-              f"{'analysis ms':>11} {'naive ms':>9} {'naive/sdpa':>10} {'sdpa MB':>8} {'dar MB':>8} {'naive MB':>9}")
+              f"{'analysis ms':>11} {'naive ms':>9} {'naive/sdpa':>10} {'sdpa MB':>8} {'dar MB':>8} {'naive MB':>9}"
+              + (f" {'compiled: dar ms':>16} {'dar/sdpa':>8} {'analysis ms':>11}" if args.compile else ""))
     print(header)
     print("-" * len(header))
     for device, dtype in devices:
@@ -189,14 +198,16 @@ def main(argv=None) -> int:
         if args.check:
             check(device, dtype)
         for lq, lk in shapes:
-            med, best, mem = bench(lq, lk, device, dtype, args.repeats, not args.no_naive, config)
+            med, best, mem = bench(lq, lk, device, dtype, args.repeats, not args.no_naive, config, args.compile)
             naive_ms = f"{med['naive'] * 1e3:9.1f}" if "naive" in med else f"{'-':>9}"
             naive_ratio = f"{med['naive'] / med['sdpa']:10.2f}" if "naive" in med else f"{'-':>10}"
             naive_mb = f"{mem['naive']:9.1f}" if "naive" in mem else f"{'-':>9}"
             print(f"{device.type:<6} {str(dtype).replace('torch.', ''):<9} {lq:>5} {lk:>6} {med['sdpa'] * 1e3:9.1f} "
                   f"{med['dar'] * 1e3:9.1f} {med['dar'] / med['sdpa']:8.3f} {best['dar'] / best['sdpa']:8.3f} "
                   f"{med['analysis'] * 1e3:11.1f} "
-                  f"{naive_ms} {naive_ratio} {mem['sdpa']:8.1f} {mem['dar']:8.1f} {naive_mb}", flush=True)
+                  f"{naive_ms} {naive_ratio} {mem['sdpa']:8.1f} {mem['dar']:8.1f} {naive_mb}"
+                  + (f" {med['dar_compiled'] * 1e3:16.1f} {med['dar_compiled'] / med['sdpa']:8.3f} "
+                     f"{med['analysis_compiled'] * 1e3:11.1f}" if args.compile else ""), flush=True)
         if device.type == "cuda":
             print(f"(cuda device: {name})")
     return 0

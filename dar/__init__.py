@@ -13,14 +13,17 @@ See docs/dar.md for the formula, the options and their defaults, and the hooks.
 from __future__ import annotations
 
 from .config import DARConfig
-from .op import dar_attention
 from .stats import DARStats
 
 __all__ = ["DARConfig", "DARStats", "dar_attention", "enable", "disable", "references", "denoising_step"]
 
 
 def __getattr__(name: str):
-    # Hooks import transformers/diffusers; keep ``import dar`` light until they are needed.
+    # The op and the hooks import torch; keep ``import dar`` (and dar.layouts) light until they are needed.
+    if name == "dar_attention":
+        from .op import dar_attention
+
+        return dar_attention
     if name in ("enable", "disable"):
         from . import hooks
 

@@ -12,11 +12,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["DARConfig", "SAMPLING_MODES", "NORMALIZE_MODES", "CFG_BRANCHES"]
+__all__ = ["DARConfig", "SAMPLING_MODES", "NORMALIZE_MODES", "CFG_BRANCHES", "THRESHOLD_MODES", "COMPILE_MODES"]
 
 SAMPLING_MODES = ("strided", "random")
 NORMALIZE_MODES = ("joint", "per_ref")
 CFG_BRANCHES = ("all", "cond")
+THRESHOLD_MODES = ("fixed", "quantile")
+COMPILE_MODES = ("auto", True, False)
 
 
 def _real(name: str, value) -> float:
@@ -39,6 +41,14 @@ class DARConfig:
     half-open fraction range [lo, hi) of the denoising schedule, step i of N is active when
     lo <= i/N < hi), ``cfg_branches`` ("all" or "cond": only the conditional branch is rebalanced;
     rows without reference keys are always left alone).
+
+    Beyond the paper: ``thresholds`` ("fixed": tau_high/tau_low on r^, the paper's rule; "quantile": boost
+    the top ``q_high`` fraction and damp the bottom ``q_low`` fraction of each normalisation group, i.e. of
+    a row's reference keys, or of each reference with ``normalize="per_ref"``); ``compile`` (the analysis
+    as a ``torch.compile``d function: "auto" on CUDA, True everywhere, False never; eager is the fallback);
+    ``reuse_steps`` (k: recompute the weights every k denoising steps per layer and reuse them between;
+    1 = every step); ``record_maps`` (the hooks record mean r^ and w per reference token for
+    :mod:`dar.maps`; with gamma 0 this diagnoses a model without changing its output).
     """
 
     gamma: float = 0.15
@@ -51,6 +61,12 @@ class DARConfig:
     layers: tuple[int, ...] | None = None
     steps: tuple[float, float] = field(default=(0.0, 1.0))
     cfg_branches: Literal["all", "cond"] = "all"
+    thresholds: Literal["fixed", "quantile"] = "fixed"
+    q_high: float = 0.3
+    q_low: float = 0.3
+    compile: Literal["auto"] | bool = "auto"
+    reuse_steps: int = 1
+    record_maps: bool = False
 
     def __post_init__(self) -> None:
         gamma = _real("gamma", self.gamma)
@@ -82,9 +98,28 @@ class DARConfig:
         if not 0.0 <= lo < hi <= 1.0:
             raise ValueError(f"DARConfig.steps must satisfy 0 <= lo < hi <= 1, got {self.steps!r}")
         object.__setattr__(self, "steps", (lo, hi))
+        self._check_extensions()
         object.__setattr__(self, "gamma", gamma)
         object.__setattr__(self, "tau_high", high)
         object.__setattr__(self, "tau_low", low)
+
+    def _check_extensions(self) -> None:
+        if self.thresholds not in THRESHOLD_MODES:
+            raise ValueError(f"DARConfig.thresholds must be one of {THRESHOLD_MODES}, got {self.thresholds!r}")
+        q_high, q_low = _real("q_high", self.q_high), _real("q_low", self.q_low)
+        if not (0.0 <= q_high <= 1.0 and 0.0 <= q_low <= 1.0 and q_high + q_low <= 1.0):
+            raise ValueError(f"DARConfig quantiles must satisfy 0 <= q_high, q_low and q_high + q_low <= 1, got "
+                             f"q_high={self.q_high!r}, q_low={self.q_low!r}")
+        object.__setattr__(self, "q_high", q_high)
+        object.__setattr__(self, "q_low", q_low)
+        if isinstance(self.compile, str) and self.compile.lower() in ("true", "false"):  # from an arg string
+            object.__setattr__(self, "compile", self.compile.lower() == "true")
+        if not any(self.compile is mode or (isinstance(mode, str) and self.compile == mode) for mode in COMPILE_MODES):
+            raise ValueError(f"DARConfig.compile must be 'auto', True or False, got {self.compile!r}")
+        if isinstance(self.reuse_steps, bool) or not isinstance(self.reuse_steps, int) or self.reuse_steps < 1:
+            raise ValueError(f"DARConfig.reuse_steps must be an integer >= 1, got {self.reuse_steps!r}")
+        if not isinstance(self.record_maps, bool):
+            raise ValueError(f"DARConfig.record_maps must be True or False, got {self.record_maps!r}")
 
     def layer_active(self, index: int | None) -> bool:
         """Whether the attention layer with this index is rebalanced (unknown index: only when all are)."""

@@ -36,9 +36,18 @@ class ForwardState:
     cond_rows: torch.Tensor | None = None
     step: float | None = None
     sampled: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, compare=False)
-    has_refs: bool = True  # whether ref_mask has any True (computed on the CPU by the diffusers hook)
+    has_refs: bool = True  # whether ref_mask has any True (computed on the CPU by the hook)
     stats: Any = field(default=None, compare=False, repr=False)  # the enabling handle's DARStats
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # per-shape masks, reused by layers
+    # set by the layout hooks (dar.routing); see dar.layouts.Placement
+    conditional: bool = True
+    reason: str | None = None  # pass-through reason for every call of this forward
+    outside_layers: str | None = None  # pass-through reason for calls outside the hooked attention modules
+    strict: str | None = None  # a layout name: a call on another sequence raises instead of passing
+    step_index: int | None = None
+    branch: int = 0
+    placement: Any = field(default=None, compare=False, repr=False)  # the layout's Placement (maps)
+    hook: Any = field(default=None, compare=False, repr=False)  # the installation (reuse cache, maps)
 
 
 _STATE: ContextVar[ForwardState | None] = ContextVar("dar_forward_state", default=None)

@@ -132,7 +132,9 @@ def rebalance_weights(scores: torch.Tensor, ref_mask: torch.Tensor, config: DARC
 
     r_hat is the min-max normalised score over a row's reference keys (all jointly, or per reference id
     with ``normalize="per_ref"``); it is NaN for non-reference keys and for groups whose max equals their
-    min. w is 1 + gamma where r_hat >= tau_high, 1 - gamma where r_hat <= tau_low, and 1 elsewhere.
+    min. w is 1 + gamma where r_hat >= tau_high, 1 - gamma where r_hat <= tau_low, and 1 elsewhere; with
+    ``thresholds="quantile"`` the two thresholds come from each group's own ranks (see
+    :func:`_quantile_thresholds`).
     """
     scores = scores.float()
     if config.normalize == "per_ref":
@@ -156,10 +158,35 @@ def rebalance_weights(scores: torch.Tensor, ref_mask: torch.Tensor, config: DARC
     span = high - low
     defined = ref_mask & (span > 0)
     r_hat = torch.where(defined, (scores - low) / torch.where(defined, span, 1.0), float("nan"))
+    if config.thresholds == "quantile":
+        high, low = _quantile_thresholds(r_hat, defined, flat, batch * n_groups, config)
+        boost, damp = r_hat >= high, r_hat <= low
+        boost, damp = boost & ~damp, damp & ~boost  # a key meeting both (ties) is left alone
+    else:
+        boost, damp = r_hat >= config.tau_high, r_hat <= config.tau_low
     w = torch.ones_like(scores)
-    w = torch.where(defined & (r_hat >= config.tau_high), 1.0 + config.gamma, w)
-    w = torch.where(defined & (r_hat <= config.tau_low), 1.0 - config.gamma, w)
+    w = torch.where(defined & boost, 1.0 + config.gamma, w)
+    w = torch.where(defined & damp, 1.0 - config.gamma, w)
     return w, r_hat
+
+
+def _quantile_thresholds(r_hat: torch.Tensor, defined: torch.Tensor, flat: torch.Tensor, n_groups: int,
+                         config: DARConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-key thresholds (B, Lk) of ``thresholds="quantile"``: in a group of n defined keys, boost those at
+    or above the floor(q_high * n)-th largest r^ and damp those at or below the floor(q_low * n)-th smallest
+    (inclusive, so ties at a threshold move together; a count of 0 boosts or damps nothing)."""
+    n = torch.zeros(n_groups, device=r_hat.device).scatter_add_(0, flat.flatten(), defined.flatten().float())
+    # sort every key by (group, r^) once; undefined keys go to the end of the order
+    key = torch.where(defined, r_hat, torch.inf).double() + flat.double() * 4.0  # r^ in [0, 1]: groups apart
+    order = key.flatten().argsort()
+    ranked = r_hat.flatten()[order]
+    start = torch.zeros(n_groups, dtype=torch.long, device=r_hat.device)
+    start[1:] = n.long().cumsum(0)[:-1]
+    k_high, k_low = (n.double() * config.q_high).floor().long(), (n.double() * config.q_low).floor().long()
+    size = ranked.numel()
+    high = torch.where(k_high > 0, ranked[(start + n.long() - k_high).clamp(0, size - 1)], torch.inf)
+    low = torch.where(k_low > 0, ranked[(start + k_low - 1).clamp(0, size - 1)], -torch.inf)
+    return high.gather(0, flat.flatten()).view_as(r_hat), low.gather(0, flat.flatten()).view_as(r_hat)
 
 
 def _check_shapes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor | None) -> None:
@@ -193,7 +220,7 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     if attn_mask is not None and is_causal:
         raise ValueError("dar_attention: pass either attn_mask or is_causal=True, not both (as for SDPA)")
     batch, heads, length_q, dim = query.shape
-    kv_heads, length_k = key.shape[1], key.shape[2]
+    length_k = key.shape[2]
     ref = _rows(ref_mask, batch, length_k, "ref_mask", ("bool",))
     if ref is None:
         raise ValueError("dar_attention: ref_mask is required (use torch.zeros(Lk, dtype=torch.bool) for none)")
@@ -202,7 +229,7 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
         raise ValueError("dar_attention: normalize='per_ref' needs ref_ids (which reference each key belongs to)")
     ref = ref if ref.device == query.device else _to_device(ref, query.device)
     scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
-    if config.gamma == 0.0:
+    if config.gamma == 0.0 and not config.record_maps:  # record_maps: the scores are wanted, the weights stay 1
         ones = torch.ones_like(scores)
         return ones, torch.full_like(scores, float("nan"))
     if sampled is None:
@@ -210,33 +237,49 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     positions, valid = sampled
     if positions.shape[0] != batch or valid.shape != positions.shape:
         raise ValueError(f"dar_attention: sampled positions of shape {tuple(positions.shape)} do not match batch {batch}")
-    width, groups = positions.shape[1], heads // kv_heads
+    ids = None if ids is None else _to_device(ids, query.device)
     # (no "any reference key?" shortcut on accelerators: it would cost a device sync per layer)
-    if width > 0 and (ref.device.type != "cpu" or bool(ref.any())):
+    if positions.shape[1] > 0 and (ref.device.type != "cpu" or bool(ref.any())):
         factor = dim ** -0.5 if scale is None else scale
-        picked = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
-        picked = (picked.float() * factor).reshape(batch, kv_heads, groups * width, dim)  # row g*M + i
-        # The only score block, m x Lk per head, laid out (B, Hkv, Lk, G*M): keys on rows is the faster
-        # product on the CPU, and every reduction below is over keys (dim -2) or rows (dim -1).
-        logits = key.float() @ picked.transpose(-1, -2)
         bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)  # (B', Hm, M, Lk)
-        if bias is not None:
-            bias = bias.to(query.device)
-            if bias.shape[1] == heads:
-                bias = bias.reshape(bias.shape[0], kv_heads, groups, width, length_k).permute(0, 1, 4, 2, 3)
-            else:
-                bias = bias.transpose(-1, -2).unsqueeze(-2).expand(bias.shape[0], 1, length_k, groups, width)
-            logits.add_(bias.reshape(bias.shape[0], bias.shape[1], length_k, groups * width))
-        # Softmax rows summed over queries and heads, in place: r = sum_rows exp(l - max) / Z. A fully masked
-        # row (max = -inf) or a padding slot gets row weight 0, so it contributes nothing.
-        top = logits.amax(dim=-2, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        logits.sub_(top).exp_()
-        total = logits.sum(dim=-2, keepdim=True)  # (B, Hkv, 1, G*M)
-        slots = valid[:, None, None, :].expand(batch, 1, groups, width).reshape(batch, 1, 1, groups * width)
-        row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * slots
-        scores = (logits @ row_weight.transpose(-1, -2)).sum(dim=(1, 3))  # (B, Lk)
-    return rebalance_weights(scores, ref, config, None if ids is None else _to_device(ids, query.device))
+        bias = None if bias is None else bias.to(query.device)
+        from .compiled import analysis
+
+        return analysis(config, query.device)(query, key, positions, valid, bias, factor, ref, ids, config)
+    return rebalance_weights(scores, ref, config, ids)
+
+
+def _scores(query: torch.Tensor, key: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor,
+            bias: torch.Tensor | None, factor: float) -> torch.Tensor:
+    """r: the sampled queries' softmax probabilities summed over queries and heads, per key (B, Lk) float32."""
+    batch, heads, _, dim = query.shape
+    kv_heads, length_k = key.shape[1], key.shape[2]
+    width, groups = positions.shape[1], heads // kv_heads
+    picked = query.gather(2, positions[:, None, :, None].expand(batch, heads, width, dim))
+    picked = (picked.float() * factor).reshape(batch, kv_heads, groups * width, dim)  # row g*M + i
+    # The only score block, m x Lk per head, laid out (B, Hkv, Lk, G*M): keys on rows is the faster
+    # product on the CPU, and every reduction below is over keys (dim -2) or rows (dim -1).
+    logits = key.float() @ picked.transpose(-1, -2)
+    if bias is not None:
+        if bias.shape[1] == heads:
+            bias = bias.reshape(bias.shape[0], kv_heads, groups, width, length_k).permute(0, 1, 4, 2, 3)
+        else:
+            bias = bias.transpose(-1, -2).unsqueeze(-2).expand(bias.shape[0], 1, length_k, groups, width)
+        logits.add_(bias.reshape(bias.shape[0], bias.shape[1], length_k, groups * width))
+    # Softmax rows summed over queries and heads, in place: r = sum_rows exp(l - max) / Z. A fully masked
+    # row (max = -inf) or a padding slot gets row weight 0, so it contributes nothing.
+    top = logits.amax(dim=-2, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    logits.sub_(top).exp_()
+    total = logits.sum(dim=-2, keepdim=True)  # (B, Hkv, 1, G*M)
+    slots = valid[:, None, None, :].expand(batch, 1, groups, width).reshape(batch, 1, 1, groups * width)
+    row_weight = torch.where(total > 0, 1.0 / total, torch.zeros_like(total)) * slots
+    return (logits @ row_weight.transpose(-1, -2)).sum(dim=(1, 3))
+
+
+def eager_analysis(query, key, positions, valid, bias, factor, ref, ids, config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores, then weights: the eager reference of the compiled analysis (:mod:`dar.compiled`)."""
+    return rebalance_weights(_scores(query, key, positions, valid, bias, factor), ref, config, ids)
 
 
 def dar_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, ref_mask: torch.Tensor,

@@ -29,7 +29,7 @@ _FILESYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.E
                                 errno.EEXIST, errno.EISDIR})
 
 #: Modules adding subcommands through ``add_cli(subparsers)`` (each sets ``func`` on its parser).
-COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.webreport")
+COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.sweep", "micon_tasks.webreport")
 
 
 def _limit(text: str) -> int | float:
@@ -65,11 +65,18 @@ def _add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
     p.add_argument("--limit", "-L", type=_limit, default=None, help="cases per task (N, or a fraction below 1)")
 
 
+def _add_checkpoints_from(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoints_from", nargs="+", default=None, metavar="TASK=FILE|FOLDER",
+                   help="official .qa.txt templates replacing built-in checkpoint sets: task=FILE pairs, or a folder "
+                        "holding them by their official names (object_composition.qa.txt, ...); one FILE only with "
+                        "one task. Relative paths start from the current folder")
+
+
 def _add_run_args(p: argparse.ArgumentParser, *, judge: bool) -> None:
     p.add_argument("--model", "-M", required=True, help="adapter name (micon ls adapters)")
     p.add_argument("--model_args", "-a", default=None, help="k=v,... or JSON, e.g. pretrained=...,dtype=bfloat16")
     _add_data_args(p)
-    p.add_argument("--checkpoints_from", default=None, help="an official .qa.txt checkpoint file replacing the built-in set")
+    _add_checkpoints_from(p)
     p.add_argument("--output_path", "-o", required=True, help="output folder; the run goes to <output_path>/<model>[__dar]/")
     p.add_argument("--dar", action="store_true", help="apply DAR with the paper's defaults")
     p.add_argument("--dar_args", default=None, help="DAR settings (turn DAR on), e.g. gamma=0.2,tau_high=0.8")
@@ -81,8 +88,13 @@ def _add_run_args(p: argparse.ArgumentParser, *, judge: bool) -> None:
                    help="images per case, each from its own seed (default: the task card's, 1 for MICON)")
     _add_results_name(p)
     if judge:
-        p.add_argument("--judge", default=None, help="judge backend (micon ls judges); default: openai at localhost:8000")
-        p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://localhost:8000/v1")
+        p.add_argument("--judge", default=None, help="judge backend (micon ls judges); default: openai, i.e. a local "
+                       "OpenAI-compatible server at http://localhost:8000/v1 serving the paper's judge "
+                       "(Qwen3-VL-32B-Instruct); $OPENAI_BASE_URL overrides that endpoint, --judge_args base_url=... "
+                       "overrides both. Suites needing different judges take one each: "
+                       "--judge micon=openai,xversebench=xversebench")
+        p.add_argument("--judge_args", default=None, help="k=v,... or JSON, e.g. base_url=http://HOST:8000/v1,concurrency=32; "
+                       "with one judge per suite, suite=k=v items, e.g. micon=concurrency=32,xversebench=device=cuda:0")
         p.add_argument("--predict_only", "-x", action="store_true", help="generate only (same as micon generate)")
     _common(p)
 
@@ -95,6 +107,9 @@ def _add_results_name(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="micon", description="MICON-Bench evaluation harness (multi-image context generation).")
+    import micon_tasks
+
+    parser.add_argument("--version", action="version", version=f"micon {micon_tasks.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run_args(sub.add_parser("run", help="generate, judge and aggregate"), judge=True)
     _add_run_args(sub.add_parser("generate", help="generate images only (run --predict_only)"), judge=False)
@@ -115,11 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ls", help="list tasks, groups, adapters or judges")
     p.add_argument("what", choices=("tasks", "groups", "adapters", "judges"))
+    p.add_argument("--include_path", default=None, help="a folder of extra YAML task cards to list too")
     _common(p)
 
     p = sub.add_parser("validate", help="load and schema-check tasks, print counts")
     _add_data_args(p)
-    p.add_argument("--checkpoints_from", default=None)
+    _add_checkpoints_from(p)
     _common(p)
 
     for module_name in COMMAND_MODULES:
@@ -146,8 +162,9 @@ def cmd_run(args: argparse.Namespace, *, predict_only: bool) -> int:
     predict_only = predict_only or getattr(args, "predict_only", False)
     if not predict_only:
         judge = args.judge or DEFAULT_JUDGE
-        judge_args = parse_args_string(args.judge_args, what="--judge_args")
-        if args.judge is None:
+        per_suite = "=" in judge  # micon=openai,xversebench=xversebench: --judge_args in the suite=key=value form
+        judge_args = args.judge_args if per_suite else parse_args_string(args.judge_args, what="--judge_args")
+        if args.judge is None and not per_suite:
             judge_args = {**DEFAULT_JUDGE_ARGS, **judge_args}
     results = evaluate(
         model=args.model, model_args=args.model_args, tasks=_tasks_arg(args.tasks), judge=judge, judge_args=judge_args,
@@ -169,11 +186,11 @@ def _print_results(results: dict[str, Any] | None, *, generated_only: bool = Fal
         n = sum(v["effective"] for v in results["n-samples"].values())
         print(f"generated {n} cases into {out_dir} (judge them with: micon judge {out_dir} --judge ...)")
         return
-    from micon_tasks.runner.report import format_tables, header_line, judge_note
+    from micon_tasks.runner.report import header_line, judge_note, suite_sections
 
     print(header_line(results))
     print()
-    print(format_tables(results))
+    print("\n".join(suite_sections(results)))
     if note := judge_note(results):
         print(f"NOTE: {note}\n")
     print(f"results: {out_dir}/results.json, {out_dir}/results.md, samples: {out_dir}/samples_<task>.jsonl")
@@ -195,9 +212,28 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _include(args: argparse.Namespace) -> int:
+    """Index ``--include_path`` (if given): every card that cannot be used is one error line (status 2)."""
+    if not getattr(args, "include_path", None):
+        return 0
+    import warnings
+
+    from micon_tasks.task import include_path
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # each problem is printed below, once
+        report = include_path(args.include_path)
+    for file, msg in report.errors:
+        print(f"micon: error: include_path {file}: {msg}", file=sys.stderr)
+    if args.command == "validate" and (report.tasks or report.groups):
+        print(f"include_path {args.include_path}: tasks {report.tasks or '-'}, groups {report.groups or '-'}")
+    return 2 if report.errors else 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     import registry
 
+    status = _include(args)
     if args.what == "tasks":
         for name in registry.list_tasks():
             aliases = [a for a in getattr(registry.get_task(name).config, "aliases", ()) if a != name]
@@ -209,33 +245,29 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print("\n".join(registry.list_adapters()))
     else:
         print("\n".join(registry.list_judges()))
-    return 0
+    return status
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     import registry
+    from micon_tasks.checkpoints import resolve_checkpoints_from
     from micon_tasks.data.checks import decode_references
-    from micon_tasks.task import include_path, load_task
+    from micon_tasks.task import load_task
 
-    status = 0
-    if args.include_path:
-        report = include_path(args.include_path)
-        for file, msg in report.errors:
-            print(f"micon: error: include_path {file}: {msg}", file=sys.stderr)
-            status = 2
-        if report.tasks or report.groups:
-            print(f"include_path {args.include_path}: tasks {report.tasks or '-'}, groups {report.groups or '-'}")
+    status = _include(args)
     names = registry.expand_task_names(_tasks_arg(args.tasks))
+    qa_files = resolve_checkpoints_from(args.checkpoints_from, names)
     total = 0
     print(f"{'task':<28} {'cases':>6} {'refs':>6} {'checkpoints':>12} {'hard':>5}")
     for name in names:
-        task = load_task(name, args.source, dataset_path=args.dataset_path, checkpoints_from=args.checkpoints_from)
+        task = load_task(name, args.source, dataset_path=args.dataset_path, checkpoints_from=qa_files)
         n = len(task)  # loads and schema-checks every case (raises on the first invalid one)
         if args.limit is not None:
             from micon_tasks.runner.config import RunConfig
 
             n = RunConfig(model="-", tasks=[name], limit=args.limit).limit_count(n)
-        decode_references(task.dataset.select(range(n)), task=name)  # every pixel, not only the headers
+        if not getattr(task, "decoded_on_load", False):  # a raw folder's conversion decoded every pixel already
+            decode_references(task.dataset, task=name, limit=n)  # every pixel, not only the headers
         n_refs = sum(len(r) for r in task.dataset["ref_roles"][:n])
         hard = sum(1 for c in task.checkpoints if c.hard)
         print(f"{name:<28} {n:>6} {n_refs:>6} {len(task.checkpoints):>12} {hard:>5}")
@@ -248,7 +280,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["run", *argv]  # lm-eval habit: `micon --model ...` means `micon run --model ...`
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -276,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             return cmd_validate(args)
         return int(args.func(args) or 0)  # subcommands registered by other modules (publish)
-    except (MiconError, registry.UnknownNameError) as exc:
+    except (MiconError, registry.UnknownNameError, registry.RegistryLoadError) as exc:
         print(f"micon: error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:

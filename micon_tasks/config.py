@@ -1,8 +1,9 @@
-"""Task configs in lm-eval's YAML dialect: ``task:``, ``include:``, ``class:``, ``group:``.
+"""Task configs in lm-eval's YAML dialect: ``task:``, ``include:``, ``class:``, ``group:`` (docs/tasks.md).
 
 A task card holds a task's data source, its checkpoint set and its scoring in one file. Shared
 templates are named without a ``.yaml`` suffix (``_micon_template_yaml``) and pulled in with
-``include:`` (paths relative to the including file; local keys win; cycles are an error).
+``include:`` (paths relative to the including file, else a built-in card's file name; local keys win;
+cycles are an error). The task index (micon_tasks/index.py) finds the cards and builds the tasks.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 import yaml
 
 from micon_tasks.errors import ConfigError
+from micon_tasks.yaml_cards import describe_yaml_error, load_card_text
 
-__all__ = ["ScoringConfig", "TaskConfig", "read_yaml", "load_config_file"]
+__all__ = ["ScoringConfig", "TaskConfig", "read_yaml"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ class TaskConfig:
     description: str = ""
     scoring: ScoringConfig = ScoringConfig()
     answer_set_file: str | None = None
-    checkpoints_from: str | None = None  # an official .qa.txt file replacing `checkpoints`
+    checkpoints_from: str | None = None  # an official .qa.txt file replacing `checkpoints` (relative to the card)
+    official_template: str | None = None  # the authors' template file name (a --checkpoints_from folder holds it)
     num_images: int = 1  # images generated per case (each from its own seed), scored by the kind's rule
     generation: dict[str, Any] = field(default_factory=dict)  # generation defaults the card asks for (width, height)
     tag: tuple[str, ...] = ()
@@ -126,28 +129,43 @@ def _as_list(value: Any) -> list[Any]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def read_yaml(path: str | Path, *, _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML mapping with ``include:`` resolved (safe_load only)."""
+def read_yaml(path: str | Path, *, search: tuple[Path, ...] = (), _stack: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a card with ``include:`` resolved (strict safe loading: no aliases, no repeated keys).
+
+    An include is looked up beside the including file first, then by file name in the ``search`` folders
+    (the built-in card folders), so ``include: spatial_composition.yaml`` names a built-in card. What a
+    card names is its own: ``aliases`` are never inherited through an include.
+    """
     path = Path(path).resolve()
     if path in _stack:
         chain = " -> ".join(str(p) for p in (*_stack, path))
         raise ConfigError(f"include cycle: {chain}")
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
+        data = load_card_text(path.read_text("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid YAML: {describe_yaml_error(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a task config must be a YAML mapping, not {type(data).__name__}")
     merged: dict[str, Any] = {}
     for inc in _as_list(data.get("include")):
-        merged.update(read_yaml(path.parent / inc, _stack=(*_stack, path)))
+        if not isinstance(inc, str) or not inc:
+            raise ConfigError(f"{path}: field 'include' must name files, got {inc!r}")
+        included = read_yaml(_find_include(path, inc, search), search=search, _stack=(*_stack, path))
+        merged.update({k: v for k, v in included.items() if k != "aliases"})
     merged.update({k: v for k, v in data.items() if k != "include"})
     return merged
 
 
-def load_config_file(path: str | Path) -> TaskConfig:
-    return TaskConfig.from_dict(read_yaml(path), source=str(path))
+def _find_include(path: Path, name: str, search: tuple[Path, ...]) -> Path:
+    local = path.parent / name
+    if local.exists() or Path(name).is_absolute():
+        return local
+    for folder in search:
+        if (folder / name).is_file():
+            return folder / name
+    where = ", ".join(str(f) for f in (path.parent, *search))
+    raise ConfigError(f"{path}: include {name!r} is neither beside the card nor a built-in card (looked in {where})")

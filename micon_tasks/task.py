@@ -4,32 +4,32 @@
     len(task); case = task[0]; [c.case_id for c in task]; task.checkpoints; task.dataset
 
 A task is declared by a YAML card (data source, checkpoints, scoring) plus, where it needs behaviour of
-its own, a Python subclass. Users add task variants without Python through ``include_path`` folders of
-YAML cards in lm-eval's dialect (``task:``, ``class:``, ``include:``, ``group:``).
+its own, a Python subclass. The task index (micon_tasks/index.py) reads the cards and registers the tasks;
+users add variants without Python through ``include_path`` folders of cards in lm-eval's dialect
+(``task:``, ``class:``, ``include:``, ``group:``; docs/tasks.md).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import registry
-from micon_tasks.checkpoints import build_checkpoints, read_qa_file
-from micon_tasks.config import TaskConfig, read_yaml
+from micon_tasks.checkpoints import build_checkpoints, read_qa_file, resolve_checkpoints_from
+from micon_tasks.config import TaskConfig
 from micon_tasks.errors import CaseValidationError, ConfigError
 from micon_tasks.images import open_lazy, to_rgb
+from micon_tasks.index import IncludeReport, _class_name, include_path, task_index  # noqa: F401 - _class_name: suites
 from micon_tasks.types import AnswerSet, Case, CaseScore, Checkpoint, JudgeResult
 
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["Task", "load_task", "list_tasks", "include_path", "IncludeReport", "declare"]
+__all__ = ["Task", "MiconTask", "load_task", "list_tasks", "include_path", "IncludeReport", "declare", "register_yaml_group"]
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +57,24 @@ class Task:
         self.dataset_path = dataset_path
         self.revision = revision
         self._dataset = dataset
-        self._undecoded: datasets.Dataset | None = None  # the dataset with its references left encoded
+        self._undecoded: Any = None  # a RowReader over the dataset, references left encoded
         self._location: dict[str, Any] | None = None
         cfg = self.config
-        qa_file = checkpoints_from or cfg.checkpoints_from
+        # The caller's file is relative to the current folder; the card's own, to the card.
+        qa_file = Path(checkpoints_from).expanduser().absolute() if checkpoints_from else None
+        if qa_file is None and cfg.checkpoints_from:
+            qa_file = _relative_to(cfg.checkpoints_from, cfg.source_file)
         if cfg.scoring.kind != "checkpoints":  # rubric and metric tasks have no checkpoint set
             if checkpoints_from:
                 raise ConfigError(f"task {cfg.task!r} is scored by kind {cfg.scoring.kind!r}: it has no checkpoints "
                                   "for checkpoints_from to replace")
             self.checkpoints, self.checkpoints_source = [], None
         elif qa_file:
-            self.checkpoints: list[Checkpoint] = read_qa_file(_relative_to(qa_file, cfg.source_file), task=cfg.task)
-            self.checkpoints_source = str(qa_file)
+            self.checkpoints: list[Checkpoint] = read_qa_file(qa_file, task=cfg.task)
+            self.checkpoints_source = str(checkpoints_from or cfg.checkpoints_from)
         else:
             self.checkpoints = build_checkpoints(cfg.checkpoints, task=cfg.task)
-            self.checkpoints_source = "builtin" if _is_builtin(cfg) else str(cfg.source_file)
+            self.checkpoints_source = "builtin" if task_index().is_builtin(cfg.source_file) else str(cfg.source_file)
 
     # -- identity -------------------------------------------------------------------------------
     @property
@@ -101,8 +104,10 @@ class Task:
 
     @property
     def dimensions(self) -> list[str]:
-        """The dimension letters this task scores, in order."""
-        return sorted({cp.dimension for cp in self.checkpoints})
+        """The dimension letters this task scores, in the checkpoint set's order (the scorer's own rule)."""
+        from micon_tasks.scoring import dimension_order
+
+        return dimension_order(self.checkpoints)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} source={self.source!r}>"
@@ -116,6 +121,8 @@ class Task:
             where: dict[str, Any] = {}
             ds = load_source(self.config, self.source, dataset_path=self.dataset_path, revision=self.revision, location=where)
             self._validate(ds)
+            #: whether loading decoded every reference already (a raw folder's conversion does)
+            self.decoded_on_load = bool(where.pop("decoded", False))
             self._dataset, self._location = ds, where
         return self._dataset
 
@@ -182,11 +189,11 @@ class Task:
     def lazy_case(self, index: int) -> Case:
         """The case with references that decode only when their pixels are touched (``images.open_lazy``):
         a judge then sends the stored bytes as they are, and nothing is decoded that nobody looks at."""
-        if self._undecoded is None:
-            from datasets import Image, List
+        if self._undecoded is None:  # streamed, not memory-mapped: a run's memory stays flat (data/rows.py)
+            from micon_tasks.data.rows import RowReader
 
-            self._undecoded = self.dataset.cast_column("refs", List(Image(decode=False)))
-        row = self._undecoded[index]
+            self._undecoded = RowReader(self.dataset)
+        row = self._undecoded.row(index)
         row["refs"] = [open_lazy(ref["bytes"]) for ref in row["refs"]]
         return self.row_to_case(row, decode=False)
 
@@ -238,11 +245,24 @@ class Task:
 
 
 class MiconTask(Task):
-    """A MICON-Bench task driven entirely by its YAML card."""
+    """A MICON-Bench task driven entirely by its YAML card (the default class of a card without ``class:``)."""
 
 
-def _is_builtin(cfg: TaskConfig) -> bool:
-    return bool(cfg.source_file) and Path(cfg.source_file).resolve().parent == _BUILTIN_DIR
+def declare(card: str | Path):
+    """Class decorator binding a card to a class written for it, through the task index (for suites that
+    name their cards from code; a card may instead name its class with ``class: module:Class``). A relative
+    ``card`` is a built-in card of micon_tasks/tasks/."""
+
+    def wrap(cls: type[Task]) -> type[Task]:
+        path = Path(card) if Path(card).is_absolute() else Path(__file__).resolve().parent / "tasks" / card
+        return task_index().bind(cls, path)
+
+    return wrap
+
+
+def register_yaml_group(path: str | Path) -> str:
+    """Register a group card named from code, through the task index (see :func:`declare`)."""
+    return task_index().add_group_card(path)
 
 
 def _relative_to(path: str | Path, source_file: str | None) -> Path:
@@ -252,115 +272,6 @@ def _relative_to(path: str | Path, source_file: str | None) -> Path:
     return p
 
 
-_BUILTIN_DIR = Path(__file__).resolve().parent / "tasks"
-
-
-def declare(card: str | Path, *, override: bool = False):
-    """Class decorator: attach a YAML card to a Task subclass and register it under the card's names."""
-
-    def wrap(cls: type[Task]) -> type[Task]:
-        path = Path(card) if Path(card).is_absolute() else _BUILTIN_DIR / card
-        data = read_yaml(path)
-        cls.config = TaskConfig.from_dict(data, source=str(path))
-        registry.tasks.add(cls.config.task, cls, aliases=cls.config.aliases, override=override)
-        return cls
-
-    return wrap
-
-
-# -- include_path: YAML-only tasks and groups -------------------------------------------------------
-@dataclass
-class IncludeReport:
-    """What an include_path folder added, and every file that could not be used (never skipped silently)."""
-
-    tasks: list[str] = field(default_factory=list)
-    groups: list[str] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)
-
-
-def _resolve_class(spec: str | None, *, source: str) -> tuple[type[Task], TaskConfig | None]:
-    """``class:`` names a registered task (inheriting its card) or ``module:Class``; default MiconTask."""
-    if not spec:
-        return MiconTask, None
-    if ":" in spec or ("." in spec and spec not in registry.tasks):
-        module, _, attr = spec.replace(":", ".").rpartition(".")
-        try:
-            obj = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"{source}: class {spec!r} cannot be imported: {exc}") from None
-        if not (isinstance(obj, type) and issubclass(obj, Task)):
-            raise ConfigError(f"{source}: class {spec!r} is not a Task subclass")
-        return obj, getattr(obj, "config", None)
-    base = registry.get_task(spec)
-    return base, base.config
-
-
-def register_yaml_task(path: str | Path, *, override: bool = False) -> str:
-    """Register one YAML task card; returns its name."""
-    data = read_yaml(path)
-    base_cls, base_cfg = _resolve_class(data.get("class"), source=str(path))
-    if base_cfg is not None:
-        merged = {k: v for k, v in vars(base_cfg).items() if k not in ("source_file",)}
-        merged["aliases"] = ()  # a variant does not inherit its base's names
-        merged.update({k: v for k, v in data.items() if k not in ("class", "scoring")})
-        # A variant overrides only the scoring keys it names (the rest, e.g. story_hybrid, is inherited).
-        merged["scoring"] = {**base_cfg.scoring.to_card(), **(data.get("scoring") or {})}
-        data = merged
-    cfg = TaskConfig.from_dict(data, source=str(path))
-    cls = type(_class_name(cfg.task), (base_cls,), {"config": cfg, "__module__": __name__})
-    registry.tasks.add(cfg.task, cls, aliases=cfg.aliases, override=override)
-    return cfg.task
-
-
-def register_yaml_group(path: str | Path, data: dict[str, Any] | None = None, *, override: bool = False) -> str:
-    data = data if data is not None else read_yaml(path)
-    members = data.get("task")
-    if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-        raise ConfigError(f"{path}: group {data.get('group')!r} needs 'task' to be a list of task names")
-    registry.register_group(data["group"], members, override=override)
-    suite = data.get("suite")
-    if suite is not None:
-        if not isinstance(suite, dict):
-            raise ConfigError(f"{path}: group {data['group']!r}, field 'suite' must be a mapping")
-        registry.suites.add(data["group"], {**suite, "group": data["group"], "tasks": list(members)}, override=override)
-    return data["group"]
-
-
-def include_path(path: str | Path, *, override: bool = False) -> IncludeReport:
-    """Register every ``*.yaml`` under ``path`` (sorted): tasks first, then groups.
-
-    Files that fail to parse or validate are reported with a warning each and listed in the report.
-    """
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise ConfigError(f"include_path {str(root)!r} is not a folder")
-    report = IncludeReport()
-    group_files: list[tuple[Path, dict[str, Any]]] = []
-    for file in sorted(p for p in root.rglob("*.yaml") if "__pycache__" not in p.parts):
-        try:
-            data = read_yaml(file)
-            if "group" in data and isinstance(data.get("task"), list):
-                group_files.append((file, data))
-            elif isinstance(data.get("task"), str):
-                report.tasks.append(register_yaml_task(file, override=override))
-            else:
-                raise ConfigError(f"{file}: neither a task ('task: name') nor a group ('group:' + 'task: [...]')")
-        except Exception as exc:  # report and go on: one broken file must not hide the others
-            report.errors.append((str(file), str(exc)))
-    for file, data in group_files:
-        try:
-            report.groups.append(register_yaml_group(file, data, override=override))
-        except Exception as exc:
-            report.errors.append((str(file), str(exc)))
-    for file, msg in report.errors:
-        warnings.warn(f"include_path: {file} was not loaded: {msg}", stacklevel=2)
-    return report
-
-
-def _class_name(task: str) -> str:
-    return "".join(part.capitalize() for part in task.replace("-", "_").split("_")) or "YamlTask"
-
-
 # -- public entry points ------------------------------------------------------------------------
 def load_task(
     name: str,
@@ -368,18 +279,26 @@ def load_task(
     *,
     dataset_path: str | None = None,
     revision: str | None = None,
-    checkpoints_from: str | Path | None = None,
+    checkpoints_from: str | Path | Mapping[str, str] | Sequence[str] | None = None,
     include: str | Path | None = None,
 ) -> Task:
     """A Task by name or alias (``"spatial_composition"``, ``"spatial_geometric_constraints"``).
 
     ``source``: ``"hub"`` (default; ``dataset_path`` or ``$MICON_DATASET`` picks the repo), ``"sample"``,
-    or a local folder (raw layout or published parquet). ``include`` registers an include_path first.
+    or a local folder (raw layout or published parquet). ``include`` indexes an include_path first.
+    ``checkpoints_from``: an official ``.qa.txt`` file for this task, ``task=FILE`` pairs, a folder holding
+    the official templates by their official names, or a task -> file mapping (relative paths resolve
+    against the current folder).
     """
     if include is not None:
         include_path(include)
     cls = registry.get_task(name)
-    return cls(source, dataset_path=dataset_path, revision=revision, checkpoints_from=checkpoints_from)
+    task = cls.config.task
+    if isinstance(checkpoints_from, Mapping):
+        qa = {registry.tasks.canonical(k): v for k, v in checkpoints_from.items()}.get(task)
+    else:
+        qa = resolve_checkpoints_from(checkpoints_from, [task]).get(task)
+    return cls(source, dataset_path=dataset_path, revision=revision, checkpoints_from=qa)
 
 
 def list_tasks(pattern: str = "*") -> list[str]:

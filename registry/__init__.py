@@ -12,6 +12,7 @@ import difflib
 import fnmatch
 import importlib
 import importlib.metadata
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -20,6 +21,7 @@ from typing import Any
 __all__ = [
     "Registry",
     "UnknownNameError",
+    "RegistryLoadError",
     "tasks",
     "adapters",
     "judges",
@@ -47,19 +49,31 @@ class UnknownNameError(KeyError, ValueError):
         return str(self.args[0]) if self.args else ""
 
 
+class RegistryLoadError(ImportError):
+    """A built-in module of a registry failed to load: the installation is broken, so every lookup fails
+    the same way (never a silently partial registry)."""
+
+
 class Registry:
     """Maps canonical names (and aliases) to registered objects.
 
-    ``builtins`` are module names imported before the first lookup; ``entry_point_group`` names the
-    entry-point group whose plugins are loaded at the same moment. A plugin that fails to import gives
-    one warning and never breaks the built-ins. A name clash warns naming both sources; the first
-    registration (the built-in) wins unless the newcomer passes ``override=True``.
+    ``builtins`` are loaded before the first lookup: a module name (imported; it registers on import) or
+    ``"module:function"`` (imported, then the function is called: the task index's loader). A built-in that
+    fails makes every lookup raise :class:`RegistryLoadError` naming it. ``entry_point_group`` names the
+    entry-point group whose plugins are loaded at the same moment; a plugin that fails to import gives one
+    warning and never breaks the built-ins. ``folder_hook`` (``"module:function"``) receives a plugin whose
+    entry point names a folder (a str or path) instead of code. A name clash warns naming both sources; the
+    first registration (the built-in) wins unless the newcomer passes ``override=True``; registering again
+    from the same source (a card read again) replaces the entry without a word.
     """
 
-    def __init__(self, kind: str, builtins: Iterable[str] = (), entry_point_group: str | None = None):
+    def __init__(self, kind: str, builtins: Iterable[str] = (), entry_point_group: str | None = None,
+                 folder_hook: str | None = None):
         self.kind = kind
         self._builtins = tuple(builtins)
         self._group = entry_point_group
+        self._folder_hook = folder_hook
+        self._failure: str | None = None
         self._objects: dict[str, Any] = {}
         self._aliases: dict[str, str] = {}
         self._sources: dict[str, str] = {}
@@ -78,9 +92,12 @@ class Registry:
 
         return decorator
 
-    def add(self, name: str, obj: Any, *, aliases: Iterable[str] = (), override: bool = False) -> None:
-        source = self._current_source or _describe(obj)
+    def add(self, name: str, obj: Any, *, aliases: Iterable[str] = (), override: bool = False,
+            source: str | None = None) -> None:
+        source = source or self._current_source or _describe(obj)
         with self._lock:
+            if name in self._objects and self._sources.get(name) == source:  # the same card, read again
+                self.remove(name)
             if name in self._objects and self._objects[name] is not obj:
                 if not override:
                     warnings.warn(
@@ -133,6 +150,10 @@ class Registry:
     def source(self, name: str) -> str:
         return self._sources[self.canonical(name)]
 
+    def peek_source(self, name: str) -> str | None:
+        """Where ``name`` was registered from, without loading anything (None when unknown)."""
+        return self._sources.get(name)
+
     def list(self, pattern: str = "*", *, aliases: bool = False) -> list[str]:
         """Sorted canonical names matching a glob (``"*_composition"``); aliases too if asked."""
         self._ensure_loaded()
@@ -150,6 +171,8 @@ class Registry:
 
     # -- lazy loading ---------------------------------------------------------------------------
     def _ensure_loaded(self) -> None:
+        if self._failure is not None:
+            raise RegistryLoadError(self._failure)
         if self._loaded or self._loading:
             return
         with self._lock:
@@ -157,22 +180,30 @@ class Registry:
                 return
             self._loading = True
             try:
-                for module in self._builtins:
-                    importlib.import_module(module)
+                for spec in self._builtins:
+                    try:
+                        _call(spec)
+                    except Exception as exc:
+                        self._failure = (f"the built-in {self.kind} module {spec.partition(':')[0]!r} failed to load "
+                                         f"({type(exc).__name__}: {exc}); the installation is broken, reinstall micon-bench")
+                        raise RegistryLoadError(self._failure) from exc
                 if self._group:
                     self._load_entry_points()
             finally:
                 self._loading = False
-                self._loaded = True
+                self._loaded = self._failure is None
 
     def _load_entry_points(self) -> None:
         for ep in importlib.metadata.entry_points(group=self._group):
             self._current_source = f"plugin {ep.name!r} ({ep.value})"
             try:
                 obj = ep.load()
-                # An entry point may name a module (registering on import), a class, or a callable
-                # that registers; a class not yet registered is registered under the entry-point name.
-                if isinstance(obj, type) and obj not in self._objects.values():
+                # An entry point may name a module (registering on import), a class, a callable that
+                # registers, or a folder (str / path) handed to the folder hook (a folder of task cards);
+                # a class not yet registered is registered under the entry-point name.
+                if isinstance(obj, (str, os.PathLike)) and self._folder_hook:
+                    _call(self._folder_hook, obj, f"plugin {ep.name!r} ({ep.value})")
+                elif isinstance(obj, type) and obj not in self._objects.values():
                     self.add(ep.name, obj)
             except Exception as exc:  # a broken plugin must never break the built-ins
                 warnings.warn(
@@ -192,21 +223,31 @@ class Registry:
                 self._load_entry_points()
 
 
+def _call(spec: str, *args: Any) -> Any:
+    """Import ``module`` (``"module"``) or import and call ``module:function`` with ``args``."""
+    module, _, func = spec.partition(":")
+    mod = importlib.import_module(module)
+    return getattr(mod, func)(*args) if func else mod
+
+
 def _describe(obj: Any) -> str:
     module = getattr(obj, "__module__", None) or "?"
     return f"{module}.{getattr(obj, '__qualname__', type(obj).__name__)}"
 
 
-tasks = Registry("task", builtins=("micon_tasks.tasks",), entry_point_group="micon.tasks")
+# Tasks, groups and suites are filled by the task index (micon_tasks/index.py) from the cards: the built-in
+# card folders, entry-point plugins (a module, a Task class or a folder of cards) and --include_path folders.
+_CARDS = "micon_tasks.index:load_builtin_cards"
+tasks = Registry("task", builtins=(_CARDS,), entry_point_group="micon.tasks", folder_hook="micon_tasks.index:include_plugin")
 adapters = Registry("adapter", builtins=("adapters.builtin",), entry_point_group="micon.adapters")
-judges = Registry("judge", builtins=("micon_tasks.judges",), entry_point_group="micon.judges")
+judges = Registry("judge", builtins=("micon_tasks.judges", "micon_tasks.suites"), entry_point_group="micon.judges")
 # Groups: name -> ordered list of task names (``micon`` = the six tasks in the paper's order).
-groups = Registry("group", builtins=("micon_tasks.tasks",))
+groups = Registry("group", builtins=(_CARDS,))
 # Suites: groups whose card has a ``suite:`` block (name -> that block plus ``group`` and ``tasks``); each
 # suite gets its own block in results.json, and a run never averages across suites.
-suites = Registry("suite", builtins=("micon_tasks.tasks",))
+suites = Registry("suite", builtins=(_CARDS,))
 # Scoring kinds: a task card's ``scoring.kind`` -> the ScoringKind instance that scores and summarises it.
-scoring_kinds = Registry("scoring kind", builtins=("micon_tasks.scoring",), entry_point_group="micon.scoring_kinds")
+scoring_kinds = Registry("scoring kind", builtins=("micon_tasks.scoring", "micon_tasks.suites"), entry_point_group="micon.scoring_kinds")
 
 
 def register_task(name: str, aliases: Iterable[str] = (), *, override: bool = False) -> Callable:
@@ -221,8 +262,8 @@ def register_judge(name: str, aliases: Iterable[str] = (), *, override: bool = F
     return judges.register(name, aliases, override=override)
 
 
-def register_group(name: str, members: Iterable[str], *, override: bool = False) -> None:
-    groups.add(name, list(members), override=override)
+def register_group(name: str, members: Iterable[str], *, override: bool = False, source: str | None = None) -> None:
+    groups.add(name, list(members), override=override, source=source)
 
 
 def get_task(name: str) -> Any:

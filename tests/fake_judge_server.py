@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -144,6 +144,7 @@ class FakeJudgeServer:
         self.api_key = api_key  # when set, other keys get 401 (whose message echoes the key sent)
         # {"scenario", "kind", "auth", "time", "seed" (the request's seed field or None), "digest" (of its text)}
         self.requests: list[dict[str, Any]] = []
+        self.bodies: deque[dict[str, Any]] = deque(maxlen=64)  # the latest request bodies as sent
         self.counts: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -190,6 +191,7 @@ class FakeJudgeServer:
                 with outer._lock:
                     seen = outer.counts[digest]
                     outer.counts[digest] += 1
+                    outer.bodies.append(body)
                     outer.requests.append(
                         {
                             "scenario": m.group(1) if m else None,

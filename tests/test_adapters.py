@@ -21,7 +21,6 @@ from adapters import (
     resolve_dar,
 )
 from adapters.prompts import find_mentions, omnigen_prompt, panel_prompt, qwen_picture_prompt
-from adapters.retry import RetryPolicy, call_with_retries, redact
 from micon_tasks.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -221,24 +220,3 @@ def test_mentions_found_in_their_forms():
     )
     assert qwen_picture_prompt("image 1 with image 2", 2) == "Picture 1 with Picture 2"
     assert panel_prompt("Image 1 beside image 3", 3) == "The left panel beside the right panel"
-
-
-# -- retries -----------------------------------------------------------------------------------------------
-def test_retry_policy_and_loop():
-    policy = RetryPolicy(max_retries=2, backoff=1.0, max_backoff=3.0)
-    assert [policy.wait(i) for i in range(3)] == [1.0, 2.0, 3.0]
-    assert policy.wait(0, retry_after=10.0) == 3.0
-    waits: list[float] = []
-    calls = iter([GenerationError("busy", reason="rate_limited", retryable=True)] * 5)
-
-    def fn():
-        raise next(calls)
-
-    with pytest.raises(GenerationError, match="gave up after 3 attempts"):
-        call_with_retries(fn, lambda exc: None, policy, sleep=waits.append)
-    assert waits == [1.0, 2.0]
-    with pytest.raises(ZeroDivisionError):  # not the provider's doing: propagates untouched
-        call_with_retries(lambda: 1 / 0, lambda exc: None, policy, sleep=waits.append)
-    with pytest.raises(ConfigError):
-        RetryPolicy(max_retries=-1)
-    assert redact("key sk-abcdefghijklmnop here, tail ghijklmnop", ["sk-abcdefghijklmnop"]).count("[REDACTED]") == 2

@@ -39,13 +39,13 @@ OUT = Image.new("RGB", (32, 32), (10, 200, 30))
 @pytest.fixture
 def openai_key(monkeypatch):
     monkeypatch.setenv("MICON_TEST_OPENAI_KEY", KEY)
-    return "api_key_env=MICON_TEST_OPENAI_KEY,backoff=0,max_backoff=0"
+    return "api_key_env=MICON_TEST_OPENAI_KEY,max_wait=0"
 
 
 @pytest.fixture
 def gemini_key(monkeypatch):
     monkeypatch.setenv("MICON_TEST_GEMINI_KEY", KEY)
-    return "api_key_env=MICON_TEST_GEMINI_KEY,backoff=0,max_backoff=0"
+    return "api_key_env=MICON_TEST_GEMINI_KEY,max_wait=0"
 
 
 # -- gpt_image ------------------------------------------------------------------------------------
@@ -199,3 +199,12 @@ def test_nano_banana_bad_request_not_retried_and_key_redacted(gemini_key):
     assert KEY not in str(info.value) and KEY not in str(info.value.provider_reason)
     assert len(server.requests) == 1
     assert KEY not in repr(adapter.model_info())
+
+
+def test_api_key_env_holding_the_key_is_refused_without_echoing_it():
+    with pytest.raises(ConfigError) as info:
+        load_adapter("gpt_image", f"api_key_env={KEY}")
+    assert KEY not in str(info.value) and "environment variables" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_adapter("nano_banana", {"api_key_env": "http://user:PASS@h", "base_url": "http://user:PASS@h"})
+    assert "PASS" not in str(info.value)

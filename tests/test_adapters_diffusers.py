@@ -119,20 +119,16 @@ def test_dar_counts_are_reported_and_a_run_dar_never_reached_is_refused(adapters
 @pytest.mark.parametrize("name", list(SPECS))
 def test_dar_refuses_a_layout_that_matches_no_attention_call(adapters, refs, name, monkeypatch):
     """A token layout the hook misreads (here: one token too many) leaves every call unrouted: refused."""
-    real = dar.diffusers_hooks.layout_for
+    real = dar.diffusers_hooks.DiffusersLayout.locate
 
-    def misread(model):
-        layout, attribute, batched = real(model)
+    def off_by_one(self, call):
+        place = real(self, call)
+        pad = torch.zeros(place.ref_mask.shape[0], 1, dtype=torch.bool)
+        place.ref_mask, place.query_mask = torch.cat([place.ref_mask, pad], 1), torch.cat([place.query_mask, pad], 1)
+        place.ref_ids = torch.cat([place.ref_ids, torch.full_like(place.ref_ids[:, :1], -1)], 1)
+        return place
 
-        def off_by_one(module, args):
-            ref, query, ids = layout(module, args)
-            pad = torch.zeros(ref.shape[0], 1, dtype=torch.bool)
-            return (torch.cat([ref, pad], 1), torch.cat([query, pad], 1),
-                    torch.cat([ids, torch.full_like(ids[:, :1], -1)], 1))
-
-        return off_by_one, attribute, batched
-
-    monkeypatch.setattr(dar.diffusers_hooks, "layout_for", misread)
+    monkeypatch.setattr(dar.diffusers_hooks.DiffusersLayout, "locate", off_by_one)
     with pytest.raises(GenerationError, match="reached no attention call.*other_sequence") as err:
         adapters[name].generate(refs[:2], PROMPT, seed=3, dar=True)
     assert err.value.reason == "model_error"
@@ -190,3 +186,15 @@ def test_dreamomni2_applies_its_lora_to_kontext(saved, refs, tmp_path):
     assert _same(a, dream.generate(refs[:2], PROMPT, seed=5))
     assert not _same(a, kontext.generate(refs[:2], PROMPT, seed=5))
     assert dream.model_info()["lora"]["weights"] == str(tmp_path / "lora")
+
+
+def test_preflight_resolves_weights_without_loading(saved, tmp_path, monkeypatch):
+    adapter = load_adapter("omnigen", f"pretrained={saved['omnigen']},{BASE}")
+    adapter.preflight()  # a saved local pipeline: resolvable
+    assert adapter._pipe is None  # nothing was loaded
+    with pytest.raises(ConfigError, match="has no model_index.json"):
+        load_adapter("omnigen", f"pretrained={tmp_path / 'nowhere'},{BASE}").preflight()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"pretrained=some-org/not-cached.*Hub is offline") as err:
+        load_adapter("omnigen", f"pretrained=some-org/not-cached,{BASE}").preflight()
+    assert "\n" not in str(err.value)

@@ -65,7 +65,7 @@ def test_validate_reports_include_path_yaml_errors(tmp_path, capsys):
     (["--tasks", "object_compositon"], "Unknown task 'object_compositon'. Did you mean 'object_composition'"),
     (["--model", "colage"], "Unknown adapter 'colage'. Did you mean 'collage'"),
     (["--judge", "opnai"], "Unknown judge 'opnai'. Did you mean 'openai'"),
-    (["--model_args", "width"], "--model_args: expected key=value, got 'width'"),
+    (["--model_args", "width"], "--model_args: item 1 of 1 is not key=value"),
     (["--model_args", "colour=red"], "adapter 'collage' does not accept 'colour'; accepted arguments: height, width"),
     (["--judge_args", "{bad json"], "--judge_args: not valid JSON"),
     (["--dar"], "adapter 'collage' cannot apply DAR"),
@@ -222,3 +222,11 @@ def test_judge_with_a_secret_is_refused_without_echoing_it(tmp_path, capsys):
             assert SECRET not in captured.err + captured.out and "environment" in captured.err
     assert (tmp_path / "collage" / "run_config.json").read_bytes() == before  # nothing written
     assert SECRET not in "".join(p.read_text(errors="replace") for p in (tmp_path / "collage").rglob("*.json*"))
+
+
+def test_version_prints_and_exits(capsys):
+    import micon_tasks
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"micon {micon_tasks.__version__}"

@@ -15,6 +15,7 @@ from PIL import Image
 import dar
 import dar.diffusers_hooks
 import dar.hf
+import dar.routing
 from dar import DARConfig
 from micon_tasks.testing import tiny_pipelines as tp
 
@@ -43,8 +44,8 @@ class Spy:
         def spy(query, key, ref_mask, config, **kwargs):
             w, r_hat = real(query, key, ref_mask, config, **kwargs)
             qm = kwargs.get("query_mask")
-            self.calls.append(dict(layer=dar.context.current_layer(), step=dar.diffusers_hooks._STATE.get().step
-                                   if dar.diffusers_hooks._STATE.get() else None,
+            self.calls.append(dict(layer=dar.context.current_layer(), step=dar.context._STATE.get().step
+                                   if dar.context._STATE.get() else None,
                                    refs=ref_mask.sum(dim=-1).tolist(), queries=None if qm is None else qm.sum(-1).tolist(),
                                    changed=int((w != 1).sum()), lk=key.shape[2], lq=query.shape[2],
                                    mask=kwargs.get("attn_mask")))
@@ -78,9 +79,10 @@ def pipeline(request, tmp_path_factory):
 
 def _routing_snapshot(pipe):
     model = pipe.transformer
-    _, attribute, _ = dar.diffusers_hooks.layout_for(model)
+    layout = dar.layouts.layout_for(model)(model, DARConfig())
+    attribute = layout.attribute
     module = __import__(type(model).__module__, fromlist=["_"])
-    processors = [m.processor for m in dar.diffusers_hooks._attention_modules(model)]
+    processors = [m.processor for m in layout.attention_modules()]
     return (getattr(module, attribute), processors, len(model._forward_pre_hooks), len(model._forward_hooks))
 
 
@@ -88,7 +90,7 @@ def test_diffusers_hook_identity_change_and_restore(pipeline, monkeypatch):
     name, pipe, run, baseline = pipeline
     _, _, n_refs, per_ref, n_out = PIPELINES[name]
     before = _routing_snapshot(pipe)
-    spy = Spy(monkeypatch, dar.diffusers_hooks)
+    spy = Spy(monkeypatch, dar.routing)
     with dar.enable(pipe, DARConfig(gamma=0.0)) as zero:
         assert np.array_equal(run(), baseline)
     with dar.enable(pipe, DARConfig()) as handle:
@@ -120,7 +122,7 @@ def test_diffusers_hook_restores_on_exception(pipeline):
 
 def test_layer_and_step_options(monkeypatch):
     pipe = tp.tiny_flux2_klein()
-    spy = Spy(monkeypatch, dar.diffusers_hooks)
+    spy = Spy(monkeypatch, dar.routing)
     kwargs = {**tp.TINY_CALL_KWARGS["flux2_klein"], "num_inference_steps": 4, "guidance_scale": 1.0}
     with dar.enable(pipe, DARConfig(layers=(1,), steps=(0.5, 1.0))) as handle:
         pipe(prompt="x", image=REFS, output_type="np", generator=torch.Generator().manual_seed(0), **kwargs)
@@ -146,14 +148,15 @@ def test_stats_report_when_dar_reaches_nothing(monkeypatch):
     assert handle.stats.rebalanced == 0 and handle.stats.passed == {"layer_excluded": 4}
     assert "0 attention call(s) rebalanced" in handle.stats.describe()
     # a misread layout: one token too many, so no attention call has the located joint sequence
-    layout, attribute, batched = dar.diffusers_hooks._FAMILIES["Flux2Transformer2DModel"]
+    tokens = dar.diffusers_hooks.FluxLayout.tokens
 
-    def off_by_one(model, args):
-        ref, query, ids = layout(model, args)
+    def off_by_one(self, call):
+        ref, query, ids, grids = tokens(self, call)
         pad = torch.zeros(ref.shape[0], 1, dtype=torch.bool)
-        return torch.cat([ref, pad], 1), torch.cat([query, pad], 1), torch.cat([ids, -torch.ones_like(ids[:, :1])], 1)
+        return (torch.cat([ref, pad], 1), torch.cat([query, pad], 1),
+                torch.cat([ids, -torch.ones_like(ids[:, :1])], 1), grids)
 
-    monkeypatch.setitem(dar.diffusers_hooks._FAMILIES, "Flux2Transformer2DModel", (off_by_one, attribute, batched))
+    monkeypatch.setattr(dar.diffusers_hooks.FluxLayout, "tokens", off_by_one)
     with dar.enable(pipe, DARConfig()) as handle:
         pipe(prompt="x", image=REFS, output_type="np", **kwargs)
     assert handle.stats.rebalanced == 0 and handle.stats.passed == {"other_sequence": 4}
@@ -164,7 +167,7 @@ def test_stats_report_when_dar_reaches_nothing(monkeypatch):
     with dar.enable(pipe, DARConfig()) as handle:
         routed = flux2_module.dispatch_attention_fn
         q = torch.randn(1, 4, 2, 8)
-        with dar.context._scoped(dar.diffusers_hooks._STATE, dar.context.ForwardState(
+        with dar.context._scoped(dar.context._STATE, dar.context.ForwardState(
                 config=DARConfig(), ref_mask=torch.ones(1, 4, dtype=torch.bool), query_mask=torch.ones(4, dtype=torch.bool),
                 stats=handle.stats)):
             routed(q, q, q, dropout_p=0.5)
@@ -173,7 +176,7 @@ def test_stats_report_when_dar_reaches_nothing(monkeypatch):
 
 
 def test_cond_branch_only(monkeypatch):
-    spy = Spy(monkeypatch, dar.diffusers_hooks)
+    spy = Spy(monkeypatch, dar.routing)
     pipe = tp.tiny_flux2_klein()  # guidance 4: a conditional then an unconditional forward per step
     with dar.enable(pipe, DARConfig(cfg_branches="cond", layers=(0,))) as handle:
         pipe(prompt="x", image=REFS, output_type="np", **tp.TINY_CALL_KWARGS["flux2_klein"])

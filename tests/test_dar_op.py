@@ -96,12 +96,19 @@ def reference_dar(q, k, v, ref_mask, cfg, attn_mask=None, scale=None, is_causal=
             lo, hi = min(r[j] for j in members), max(r[j] for j in members)
             if hi <= lo:
                 continue
-            for j in members:
-                x = (r[j] - lo) / (hi - lo)
+            values = {j: (r[j] - lo) / (hi - lo) for j in members}
+            t_high, t_low = cfg.tau_high, cfg.tau_low
+            if cfg.thresholds == "quantile":  # the k-th largest / smallest of the group, k = floor(q * n)
+                ordered, n = sorted(values.values()), len(values)
+                k_high, k_low = math.floor(n * cfg.q_high), math.floor(n * cfg.q_low)
+                t_high = ordered[n - k_high] if k_high else math.inf
+                t_low = ordered[k_low - 1] if k_low else -math.inf
+            for j, x in values.items():
                 r_hat_all[b, j] = x
-                if x >= cfg.tau_high:
+                up, down = x >= t_high, x <= t_low
+                if up and not down:
                     weights[b, j] = 1 + cfg.gamma
-                elif x <= cfg.tau_low:
+                elif down and not up:
                     weights[b, j] = 1 - cfg.gamma
         for h in range(H):
             for i in range(Lq):
@@ -194,13 +201,27 @@ def _scenario(name):
         keep = torch.rand(2, 1, 12, 20, generator=torch.Generator().manual_seed(90)) > 0.2
         keep[..., 0] = True
         kw["attn_mask"] = keep
+    elif name == "quantile":
+        q, k, v = _inputs(14, H=4, Hk=2)
+        ref = torch.zeros(2, 20, dtype=torch.bool)
+        ref[0, 2:18], ref[1, 5:16] = True, True
+        cfg = DARConfig(num_queries=5, thresholds="quantile", q_high=0.25, q_low=0.4, gamma=0.2)
+    elif name == "quantile_per_ref":
+        q, k, v = _inputs(15, H=2, Hk=2)
+        ref = torch.zeros(20, dtype=torch.bool)
+        ref[1:19] = True
+        ids = torch.full((2, 20), -1)
+        ids[:, 1:8], ids[:, 8:19] = 3, 5
+        kw["ref_ids"] = ids
+        kw["attn_mask"] = torch.rand(2, 1, 12, 20, generator=torch.Generator().manual_seed(150)) > 0.15
+        cfg = DARConfig(num_queries=4, thresholds="quantile", normalize="per_ref", q_high=0.3, q_low=0.3)
     else:
         raise KeyError(name)
     return q, k, v, ref, cfg, kw
 
 
 SCENARIOS = ["gqa", "padding", "causal", "row_spans", "per_ref", "random", "float_mask_per_query", "gqa_masks",
-             "gqa_shared_mask"]
+             "gqa_shared_mask", "quantile", "quantile_per_ref"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -309,7 +330,24 @@ def test_per_ref_normalises_each_reference_separately():
         dar_attention(q, k, v, torch.arange(20) < 5, DARConfig(normalize="per_ref"))
 
 
+def test_quantile_thresholds_count_and_ties():
+    cfg = DARConfig(gamma=0.2, thresholds="quantile", q_high=0.2, q_low=0.4)
+    scores = torch.tensor([[9.0, 1.0, 5.0, 3.0, 7.0, 2.0, 8.0, 4.0, 6.0, 0.0, 100.0]])
+    ref = torch.tensor([[True] * 10 + [False]])
+    w, _ = rebalance_weights(scores, ref, cfg)
+    # 10 reference keys: the top 2 boosted, the bottom 4 damped, the non-reference key left alone
+    assert w[0].tolist() == pytest.approx([1.2, 0.8, 1, 0.8, 1, 0.8, 1.2, 1, 1, 0.8, 1])
+    ties = torch.tensor([[1.0, 1.0, 1.0, 2.0]])  # the 2nd largest ties with the smallest: those keys left alone
+    w, _ = rebalance_weights(ties, torch.ones(1, 4, dtype=torch.bool), replace(cfg, q_high=0.5, q_low=0.5))
+    assert w[0].tolist() == pytest.approx([1, 1, 1, 1.2])
+    w, _ = rebalance_weights(scores, ref, replace(cfg, q_high=0.0, q_low=0.0))
+    assert torch.equal(w, torch.ones_like(w))
+
+
 BAD_CONFIGS = [
+    ({"thresholds": "otsu"}, "thresholds"), ({"q_high": 0.7, "q_low": 0.4}, "q_high"), ({"q_low": -0.1}, "q_low"),
+    ({"compile": "yes"}, "compile"), ({"reuse_steps": 0}, "reuse_steps"), ({"reuse_steps": 1.5}, "reuse_steps"),
+    ({"record_maps": "sometimes"}, "record_maps"),
     ({"gamma": 1.0}, "gamma"), ({"gamma": -0.1}, "gamma"), ({"gamma": float("nan")}, "gamma"),
     ({"tau_low": 0.7, "tau_high": 0.7}, "tau"), ({"tau_low": -0.1}, "tau"), ({"tau_high": 1.5}, "tau"),
     ({"num_queries": 0}, "num_queries"), ({"num_queries": 2.5}, "num_queries"),

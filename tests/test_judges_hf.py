@@ -115,7 +115,7 @@ def _count_generate_calls(judge):
 
 def test_sampled_reply_does_not_depend_on_batch_mates(tiny_path):
     """Determinism rule at temperature > 0: a case's sampled reply is the same alone and inside any batch."""
-    args = {"pretrained": tiny_path, "device": "cpu", "temperature": 1.0, "max_new_tokens": 8, "batch_size": 4}
+    args = {"pretrained": tiny_path, "device": "cpu", "temperature": 1.0, "max_new_tokens": 8, "batch_size": 4, "reask": 0}
     judge = load_judge("hf", args)
     calls = _count_generate_calls(judge)
     target = _case_req("c7", story=True)
@@ -149,7 +149,7 @@ def test_sampling_leaves_torch_global_rng_alone(tiny_path):
 
 
 def test_greedy_generation_stays_batched(tiny_path):
-    judge = load_judge("hf", pretrained=tiny_path, device="cpu", max_new_tokens=4, batch_size=4)
+    judge = load_judge("hf", pretrained=tiny_path, device="cpu", max_new_tokens=4, batch_size=4, reask=0)
     calls = _count_generate_calls(judge)
     res = judge.judge_batch([_case_req(f"c{i}") for i in range(4)] + [_case_req("s", story=True)])
     assert calls == [4, 2] and len(res) == 5
@@ -192,3 +192,45 @@ def test_the_tiny_judge_name_builds_once_and_judges_from_python(fresh_cache):
     assert {v.status for v in result.verdicts} <= {"pass", "fail"}
     assert (fresh_cache / "models" / "micon-tiny-random" / "config.json").exists()
     assert judge.provenance()["model"] == "micon-tiny-random"  # the name, not this machine's cache path
+
+
+def test_preflight_and_load_fail_in_one_line(tmp_path, monkeypatch):
+    from micon_tasks.judges.base import JudgeUnreachableError
+
+    with pytest.raises(JudgeUnreachableError, match="has no config.json"):
+        load_judge("hf", pretrained=str(tmp_path / "missing")).preflight()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(JudgeUnreachableError, match="not in the Hugging Face cache and the Hub is offline"):
+        load_judge("hf", pretrained="some-org/not-cached-vlm").preflight()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    judge = load_judge("hf", pretrained=str(broken), device="cpu")
+    judge.preflight()  # resolvable: a local folder with a config
+    with pytest.raises(JudgeUnreachableError, match="cannot load judge model") as err:
+        judge.load()
+    assert "\n" not in str(err.value)
+    loads = []
+    monkeypatch.setattr(judge, "_load", lambda: loads.append(1))
+    (res,) = judge.judge_batch(requests()[:1])  # the failure is remembered: no reload per batch
+    assert loads == [] and all("cannot load judge model" in v.error for v in res.verdicts)
+
+
+def test_missing_pretrained_is_one_line():
+    from micon_tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="judge 'hf' needs the argument 'pretrained'"):
+        load_judge("hf")
+
+
+def test_prompt_options_fit_references_for_the_model(tiny_path):
+    judge = load_judge("hf", pretrained=tiny_path, device="cpu", image_format="jpeg", max_image_pixels=1024)
+    from micon_tasks.judges.kinds import request_kind
+
+    req = requests()[0]
+    (p,) = request_kind("checkpoints").render(req, judge)
+    p.options = {"max_ref_pixels": 256, "ref_multiple": 16}
+    sizes = [im.size for im in judge._images(p)]
+    assert sizes == [(16, 16), (16, 16), (32, 32)]  # refs to 256 px in multiples of 16; output within 1024
+    assert judge.provenance()["images"]["format"] == "jpeg"

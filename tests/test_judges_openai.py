@@ -21,6 +21,7 @@ from tests.fake_judge_server import (
     Reply,
     checkpoint_ids_in,
     good_reply,
+    prompt_kind,
     prompt_text,
     sampling_reply,
     scripted,
@@ -33,7 +34,7 @@ CPS = [
     Checkpoint("G_check_1", "G", "Is the image free of artefacts?"),
 ]
 IDS = [c.id for c in CPS]
-FAST = {"retry_base_delay": 0.01, "retry_max_delay": 0.05, "timeout": 5.0}
+FAST = {"max_wait": 0.05, "timeout": 5.0, "reask": 0}  # re-asks have their own tests
 
 
 def make_request(case_id: str, scenario: str | None = None, *, story: bool = False, color: str = "green") -> JudgeRequest:
@@ -72,13 +73,10 @@ MALFORMED = {
     "truncated_fence": results_map(lambda ids: "```json\n" + json.dumps(GOOD_OBJ(ids))[:-5]),
     "wrong_top_key": results_map(lambda ids: json.dumps({"results": GOOD_OBJ(ids)["checkpoint_results"]})),
     "nested_under_result": results_map(lambda ids: json.dumps({"result": GOOD_OBJ(ids)})),
-    "string_one": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "1"} for i in ids}})),
-    "string_true": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "true"} for i in ids}})),
     "string_yes": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "yes"} for i in ids}})),
     "pass_two": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 2} for i in ids}})),
     "pass_half": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 0.5} for i in ids}})),
     "pass_null": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": None} for i in ids}})),
-    "bare_int_entries": results_map(lambda ids: json.dumps({"checkpoint_results": {i: 1 for i in ids}})),
     "wrong_inner_key": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"passed": 1} for i in ids}})),
     "results_list": results_map(lambda ids: json.dumps({"checkpoint_results": [{"id": i, "pass": 1} for i in ids]})),
     "lowercase_ids": results_map(lambda ids: json.dumps({"checkpoint_results": {i.lower(): {"pass": 1} for i in ids}})),
@@ -107,6 +105,15 @@ SALVAGED = {
     "prose_around": results_map(lambda ids: "Here is my grading:\n" + json.dumps(GOOD_OBJ(ids)) + "\nHope this helps."),
     "fence_and_prose": results_map(lambda ids: "Sure.\n```\n" + json.dumps(GOOD_OBJ(ids), indent=2) + "\n```\nDone."),
     "json_bools": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": True} for i in ids}})),
+}
+
+# Unambiguous non-standard encodings: read as pass, flagged salvaged (the case stays clean).
+ENCODED = {
+    "string_one": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "1"} for i in ids}})),
+    "string_true": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "TRUE"} for i in ids}})),
+    "string_pass": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": "Pass"} for i in ids}})),
+    "float_one": results_map(lambda ids: json.dumps({"checkpoint_results": {i: {"pass": 1.0} for i in ids}})),
+    "bare_int_entries": results_map(lambda ids: json.dumps({"checkpoint_results": {i: 1 for i in ids}})),
 }
 
 
@@ -164,9 +171,9 @@ def test_wrong_key_401_is_final_and_never_leaks(server_factory, monkeypatch):
 
 def test_malformed_replies_are_errors_never_dropped(server_factory):
     assert len(MALFORMED) >= 20
-    srv = server_factory(scripted({**MALFORMED, **SALVAGED}))
-    judge = judge_for(srv, max_retries=2)
-    names = list(MALFORMED) + list(SALVAGED)
+    srv = server_factory(scripted({**MALFORMED, **SALVAGED, **ENCODED}))
+    judge = judge_for(srv, max_retries=2, reask=0)
+    names = list(MALFORMED) + list(SALVAGED) + list(ENCODED)
     reqs = [make_request(f"case_{n}", n) for n in names]
     res = judge.judge_batch(reqs)
     assert len(res) == len(reqs)
@@ -180,7 +187,9 @@ def test_malformed_replies_are_errors_never_dropped(server_factory):
             assert cs.score == 0.0 and not cs.clean and cs.n_checkpoint_errors == 4
         else:
             assert statuses == {"pass"}, (name, [(v.status, v.error) for v in r.verdicts])
-        assert srv.scenario_count(name) == 1, name  # a bad reply is not retried (it would be the same)
+            assert all(v.salvaged for v in r.verdicts) == (name in ENCODED), name
+            assert score_case(CPS, r, case_id=name, story=False).clean, name
+        assert srv.scenario_count(name) == 1, name  # reask=0: a bad reply is not asked again
     by_name = dict(zip(names, res))
     assert "truncated" in by_name["truncated"].verdicts[0].error
     assert "finish_reason=length" in by_name["length_cut"].verdicts[0].error
@@ -191,11 +200,15 @@ def test_malformed_replies_are_errors_never_dropped(server_factory):
 def test_partial_reply_marks_only_missing_checkpoints(server_factory):
     def partial(body, seen):
         ids = checkpoint_ids_in(prompt_text(body))
-        return Reply(content=json.dumps({"checkpoint_results": {ids[0]: {"pass": 0}, ids[1]: {"pass": 1}, ids[2]: {"pass": "1"}}}))
+        return Reply(content=json.dumps({"checkpoint_results": {ids[0]: {"pass": 0}, ids[1]: {"pass": 1}, ids[2]: {"pass": "yes"}}}))
 
     srv = server_factory(scripted({"partial": partial}))
-    (res,) = judge_for(srv).judge_batch([make_request("c", "partial")])
+    (res,) = judge_for(srv, reask=2).judge_batch([make_request("c", "partial")])
     assert [v.status for v in res.verdicts] == ["fail", "pass", "error", "error"]
+    # asked twice more (the default reask=2), each answer as bad: every attempt's reply is kept
+    assert srv.scenario_count("partial") == 3
+    tries = res.details["reask"]["attempts"]["checkpoints"]
+    assert [t["attempt"] for t in tries] == [0, 1, 2] and res.details["reask"]["used"] == {"checkpoints": 0}
     assert "missing" in res.verdicts[3].error and "'pass'" in res.verdicts[2].error
     cs = score_case(CPS, res, case_id="c", story=False)
     # A: 1/2 capped at 0.4 (hard A_check_1 failed); B: 0 (error); G: 0 (missing)
@@ -217,9 +230,10 @@ def test_story_answer_set_unreadable_is_error_not_a_stand_in(server_factory):
     res = judge_for(srv).judge_batch([make_request(k, k, story=True) for k in cases])
     for name, r in zip(cases, res):
         assert all(v.status == "pass" for v in r.verdicts)
-        if name == "s_ok_float":
-            assert r.answer_set_score == 8.0 and r.answer_set_status == "pass"
-        else:
+        if name in ("s_ok_float", "s_str", "s_frac"):  # numbers in 0..10 are read as they are ("7" flagged)
+            assert r.answer_set_score == {"s_ok_float": 8.0, "s_str": 7.0, "s_frac": 7.5}[name]
+            assert r.answer_set_status == "pass" and r.details.get("answer_set_salvaged", False) == (name == "s_str")
+        else:  # outside 0..10 or unreadable: an error, never clamped, never a stand-in
             assert r.answer_set_score is None and r.answer_set_status == "error", name
             assert r.details["answer_set_error"], name
             cs = score_case(CPS, r, case_id=name, story=True)
@@ -436,7 +450,7 @@ def test_bad_judge_args_name_the_accepted_ones():
 
 def test_unencodable_image_is_an_error_for_its_case_only(server_factory):
     class Broken:
-        width, height, mode = 8, 8, "RGB"
+        width, height, mode, size = 8, 8, "RGB", (8, 8)
 
         def save(self, *a, **k):
             raise OSError("cannot write this image")
@@ -459,7 +473,7 @@ def test_per_checkpoint_mode_one_failed_call_marks_only_its_checkpoint(server_fa
         if "== The checkpoint ==\nB_check_1 " in text:
             return Reply(status=400)
         if "== The checkpoint ==\nG_check_1 " in text:
-            return Reply(content='{"pass": "1"}')
+            return Reply(content='{"pass": "maybe"}')
         return good_reply(body, seen, value=0)
 
     srv = server_factory(scripted({"mixed": responder}))
@@ -467,3 +481,226 @@ def test_per_checkpoint_mode_one_failed_call_marks_only_its_checkpoint(server_fa
     assert [v.status for v in res.verdicts] == ["fail", "fail", "error", "error"]
     assert "HTTP 400" in res.verdicts[2].error and "'pass'" in res.verdicts[3].error
     assert len(srv.requests) == 4
+
+
+# -- re-ask after an unreadable reply ---------------------------------------------------------------------
+def test_reask_recovers_a_bad_first_reply_and_keeps_every_attempt(server_factory):
+    def bad_then_good(body, seen):
+        text = prompt_text(body)
+        if "could not be used" not in text and prompt_kind(text) == "checkpoints":  # the first request: cut off
+            return Reply(content='{"checkpoint_results": {"A_check_1": {"pass": 1', finish_reason="length")
+        return good_reply(body, seen)
+
+    srv = server_factory(scripted({"flaky": bad_then_good}))
+    judge = judge_for(srv, reask=2)
+    (res,) = judge.judge_batch([make_request("f", "flaky", story=True)])
+    assert all(v.status == "pass" for v in res.verdicts) and res.answer_set_score == 7.0
+    first, second = [r for r in srv.requests if r["kind"] == "checkpoints"]
+    assert first["seed"] != second["seed"]  # each re-ask its own seed
+    # the first request keeps today's seed and text; the re-ask quotes the parse error back
+    from micon_tasks.judges.base import request_seed
+
+    assert first["seed"] == request_seed(None, "story_generation", "f", "checkpoints")
+    assert second["seed"] == request_seed(None, "story_generation", "f", "checkpoints", 1)
+    tries = res.details["reask"]["attempts"]["checkpoints"]
+    assert [t["attempt"] for t in tries] == [0, 1] and tries[0]["raw"].startswith('{"checkpoint_results"')
+    assert tries[0]["n_errors"] == 4 and tries[1]["n_errors"] == 0
+    assert res.details["reask"]["used"] == {"checkpoints": 1} and res.provenance["attempts"] == 3
+    texts = [r for r in srv.requests if r["kind"] == "checkpoints"]
+    assert len(texts) == 2 and srv.scenario_count("flaky") == 3  # 2 checkpoint calls + 1 answer set
+
+
+def test_reask_quotes_the_error_and_never_reasks_a_transport_failure(server_factory):
+    seen_texts = []
+
+    def record(body, seen):
+        seen_texts.append(prompt_text(body))
+        return Reply(content="no json here")
+
+    srv = server_factory(scripted({"prose": record, "down": lambda b, n: Reply(status=400)}))
+    judge = judge_for(srv, reask=1)
+    prose, down = judge.judge_batch([make_request("p", "prose"), make_request("d", "down")])
+    assert srv.scenario_count("prose") == 2 and srv.scenario_count("down") == 1
+    assert 'could not be used: "no JSON object with' in seen_texts[1]
+    assert all(v.status == "error" for v in prose.verdicts) and prose.details["reask"]["used"] == {"checkpoints": 0}
+    assert "reask" not in down.details
+
+
+# -- images: once per request set, at the size the judge needs; per-prompt options ------------------------
+def test_each_image_is_encoded_once_per_request_set(server_factory, monkeypatch):
+    import micon_tasks.judges.images as images
+
+    calls = []
+    real = images.encode
+    monkeypatch.setattr(images, "encode", lambda im, spec: calls.append(id(im)) or real(im, spec))
+    srv = server_factory()
+    judge = judge_for(srv, request_mode="checkpoint")
+    reqs = [make_request("s1", story=True), make_request("s2", story=True)]
+    res = judge.judge_batch(reqs)
+    assert all(v.status == "pass" for r in res for v in r.verdicts)
+    # 5 prompts per case (4 checkpoints + answer set), 3 images each: every image encoded once
+    assert len(srv.requests) == 10 and len(calls) == 6 and len(set(calls)) == 6
+
+
+def test_max_image_pixels_and_format_shape_what_is_sent(server_factory):
+    import base64
+    import io
+
+    srv = server_factory()
+    req = make_request("big")
+    req.image = Image.new("RGB", (400, 100), "green")
+    judge_for(srv, max_image_pixels=10_000, image_format="png").judge_batch([req])
+    urls = [p["image_url"]["url"] for p in srv.bodies[-1]["messages"][0]["content"] if p["type"] == "image_url"]
+    assert all(u.startswith("data:image/png;base64,") for u in urls)
+    sent = Image.open(io.BytesIO(base64.b64decode(urls[-1].split(",", 1)[1])))
+    assert sent.size == (200, 50)  # 40,000 px scaled to 10,000, aspect kept
+    prov = judge_for(srv).provenance()
+    assert prov["images"] == {"format": "jpeg", "max_pixels": 1024 * 1024, "multiple": None, "jpeg_quality": 95,
+                              "stored_sent_as_is": True}
+    with pytest.raises(ConfigError, match="image_format"):
+        judge_for(srv, image_format="gif")
+
+
+def test_prompt_options_reach_the_request(server_factory):
+    import base64
+    import io
+
+    from micon_tasks.judges.kinds import RequestKind, register_request_kind, request_kind
+
+    base = request_kind("checkpoints")
+
+    def render(req, judge):
+        prompts = base.render(req, judge)
+        for p in prompts:
+            p.options = {"image_format": "png", "max_ref_pixels": 256, "ref_multiple": 16, "temperature": None}
+        return prompts
+
+    register_request_kind(RequestKind("options_test", render, base.assemble))
+    srv = server_factory()
+    req = make_request("o")
+    req.kind = "options_test"
+    (res,) = judge_for(srv).judge_batch([req])
+    assert all(v.status == "pass" for v in res.verdicts)
+    body = srv.bodies[-1]
+    assert "temperature" not in body  # None: left to the server's default
+    urls = [p["image_url"]["url"] for p in body["messages"][0]["content"] if p["type"] == "image_url"]
+    sizes = [Image.open(io.BytesIO(base64.b64decode(u.split(",", 1)[1]))).size for u in urls]
+    assert sizes == [(16, 16), (16, 16), (20, 20)]  # references fitted to 256 px in multiples of 16; output as is
+
+
+def test_encoding_releases_the_gil_and_gives_the_same_bytes_as_in_memory():
+    import io
+    import threading
+
+    from micon_tasks.judges.images import ImageSpec, encode
+
+    img = Image.effect_noise((512, 512), 40).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=95)
+    assert encode(img, ImageSpec()) == buf.getvalue()
+    # While two threads encode, this thread still gets to run promptly (Pillow encodes to a file
+    # descriptor without holding the GIL; into a BytesIO its JPEG encoder holds it for the whole image).
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            encode(img, ImageSpec())
+
+    workers = [threading.Thread(target=spin) for _ in range(2)]
+    for w in workers:
+        w.start()
+    lags = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        time.sleep(0.001)
+        lags.append(time.perf_counter() - t0 - 0.001)
+    stop.set()
+    for w in workers:
+        w.join()
+    assert sorted(lags)[len(lags) // 2] < 0.008
+
+
+def test_one_long_lived_client_serves_every_batch(server_factory):
+    srv = server_factory()
+    judge = judge_for(srv)
+    judge.judge_batch([make_request("a")])
+    client = judge._client
+    judge.judge_batch([make_request("b")])
+    assert client is not None and judge._client is client  # not a new client (and connections) per batch
+    judge.close()
+    assert judge._client is None
+    # a judge can be used again after close (a new loop and client)
+    assert all(v.status == "pass" for v in judge.judge_batch([make_request("c")])[0].verdicts)
+    judge.close()
+
+
+def test_preflight_stops_on_a_silent_endpoint_or_a_remote_host_without_key(server_factory, monkeypatch):
+    from micon_tasks.judges.base import JudgeUnreachableError
+
+    srv = server_factory()
+    judge_for(srv).preflight()  # answers
+    with pytest.raises(JudgeUnreachableError, match=r"127.0.0.1:9 \(from argument base_url\) does not answer"):
+        load_judge("openai", "base_url=http://127.0.0.1:9/v1").preflight(timeout=2)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(JudgeUnreachableError, match=r"api.example.com .* remote host and \$OPENAI_API_KEY is not set"):
+        load_judge("openai", "base_url=https://api.example.com/v1").preflight()
+    with pytest.raises(ConfigError, match="no http:// or https:// scheme"):
+        load_judge("openai", "base_url=localhost:8000")
+
+
+def test_stored_png_and_jpeg_bytes_are_sent_as_they_are_without_decoding(server_factory, tmp_path):
+    import base64
+    import io
+
+    from micon_tasks.images import open_lazy
+    from micon_tasks.judges.images import ImageSpec, data_url
+
+    def stored(fmt, size=(40, 30)):
+        buf = io.BytesIO()
+        Image.effect_noise(size, 30).convert("RGB").save(buf, format=fmt)
+        return buf.getvalue()
+
+    png, jpeg = stored("PNG"), stored("JPEG")
+    for data, mime in ((png, "image/png"), (jpeg, "image/jpeg")):
+        img = open_lazy(data)
+        assert data_url(img, ImageSpec()) == f"data:{mime};base64,".encode() + base64.b64encode(data)
+        assert img.tile, "the image was decoded"
+    # a prompt that requires a format (its image_format option) gets it, stored bytes or not
+    strict = data_url(open_lazy(png), ImageSpec("jpeg", strict=True))
+    assert strict.startswith(b"data:image/jpeg;base64,")
+    big = open_lazy(stored("PNG", (200, 100)))  # over max_image_pixels: decoded, fitted, re-encoded
+    sent = data_url(big, ImageSpec("png", 5000))
+    assert Image.open(io.BytesIO(base64.b64decode(sent.split(b",", 1)[1]))).size == (100, 50)
+
+    srv = server_factory()
+    req = make_request("lazy")
+    req.image = open_lazy(png)
+    req.case.refs = [open_lazy(jpeg), open_lazy(png)]
+    (res,) = judge_for(srv, cache_path=str(tmp_path / "c.sqlite")).judge_batch([req])
+    assert all(v.status == "pass" for v in res.verdicts)
+    assert req.image.tile and all(r.tile for r in req.case.refs)  # judged and cached without a decode
+
+
+def test_reference_sides_floor_to_the_multiple_as_omnicontext_does():
+    from micon_tasks.judges.images import _target
+
+    assert _target(1023, 1025, 4096 * 4096, 16) == (1008, 1024)
+    assert _target(500, 375, 4096 * 4096, 16) == (496, 368)
+    assert _target(2048, 2048, 1024 * 1024, 16) == (1024, 1024)
+    assert _target(2048, 1024, 1024 * 1024, None) == (1448, 724)
+
+
+def test_prepared_images_live_only_while_a_prompt_needs_them():
+    from micon_tasks.judges.images import ImagePrep, ImageSpec
+
+    prep = ImagePrep(lambda im, spec: im.size)
+    img, spec = Image.new("RGB", (4, 4)), ImageSpec()
+    prep.reserve(img, spec)
+    prep.reserve(img, spec)
+    first = prep.get(img, spec)
+    assert prep.get(img, spec) is first and first.result() == (4, 4)  # prepared once for both prompts
+    prep.release(img, spec)
+    assert len(prep._cache) == 1
+    prep.release(img, spec)
+    assert prep._cache == {}  # the last prompt is done: nothing held
+    prep.close()

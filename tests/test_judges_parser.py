@@ -32,7 +32,10 @@ def statuses(text):
         ('{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 0}}}', ["pass", "fail"]),
         ('```json\n{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 1}}}\n```', ["pass", "pass"]),
         ('Result: {"checkpoint_results": {"A_check_1": {"pass": false}, "A_check_2": {"pass": true}}} end', ["fail", "pass"]),
-        ('{"checkpoint_results": {"A_check_1": {"pass": "1"}, "A_check_2": {"pass": 1}}}', ["error", "pass"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": "yes"}, "A_check_2": {"pass": 1}}}', ["error", "pass"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": "1"}, "A_check_2": {"pass": "FAIL"}}}', ["pass", "fail"]),
+        ('{"checkpoint_results": {"A_check_1": 0.0, "A_check_2": "True"}}', ["fail", "pass"]),
+        ('{"checkpoint_results": {"A_check_1": {"pass": 2}, "A_check_2": 0.5}}', ["error", "error"]),
         ('{"checkpoint_results": {"A_check_1": {"pass": 1}}}', ["pass", "error"]),
         ('{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 1}', ["error", "error"]),
         ("", ["error", "error"]),
@@ -43,6 +46,27 @@ def statuses(text):
 )
 def test_checkpoint_reply(text, expected):
     assert statuses(text) == expected
+
+
+def test_salvaged_verdicts_are_flagged_and_standard_ones_are_not():
+    verdicts, _ = parse_checkpoint_reply('{"checkpoint_results": {"A_check_1": {"pass": "pass"}, "A_check_2": {"pass": 1}}}', IDS)
+    assert [v.salvaged for v in verdicts] == [True, False]
+
+
+def test_non_finite_extras_are_an_error_for_that_field_only():
+    text = '{"checkpoint_results": {"A_check_1": {"pass": 1}, "A_check_2": {"pass": 0}}, "flags": [NaN], "rationale": "ok"}'
+    verdicts, extras = parse_checkpoint_reply(text, IDS)
+    assert [v.status for v in verdicts] == ["pass", "fail"]
+    assert "flags" not in extras and extras["rationale"] == "ok" and "non-finite" in extras["field_errors"]["flags"]
+    json.dumps(extras, allow_nan=False)
+
+
+def test_cache_never_stores_what_cannot_be_written(tmp_path):
+    cache = VerdictCache(tmp_path / "c.sqlite")
+    bad = JudgeResult([Verdict("A_check_1", "pass")], None, None, None, {}, {"x": float("nan")})
+    good = JudgeResult([Verdict("A_check_1", "pass", rationale="\udc80 escaped")], None, None, None, {}, {})
+    cache.put_many([("k1", "m", "c", bad), ("k2", "m", "c", good)])
+    assert len(cache) == 1 and cache.get("k1") is None and cache.get("k2").verdicts[0].status == "pass"
 
 
 def test_checkpoint_reply_keeps_reasons_and_extras():
@@ -65,9 +89,15 @@ def test_checkpoint_reply_keeps_reasons_and_extras():
 def test_single_and_score_replies():
     assert parse_single_reply('{"pass": 1, "reason": "ok"}', "A_check_1").status == "pass"
     assert parse_single_reply('sure: {"pass": 0}', "A_check_1").status == "fail"
-    assert parse_single_reply('{"pass": "0"}', "A_check_1").status == "error"
+    salvaged = parse_single_reply('{"pass": "0"}', "A_check_1")
+    assert salvaged.status == "fail" and salvaged.salvaged
+    assert parse_single_reply('{"pass": "nope"}', "A_check_1").status == "error"
+    assert not parse_single_reply('{"pass": 1}', "A_check_1").salvaged
     assert parse_score_reply('{"score": 9, "reason": "r"}').score == 9.0
-    for bad in ('{"score": true}', '{"score": "9"}', '{"score": 10.5}', '{"score": 12}', "nine", "", '{"score": Infinity}'):
+    quoted = parse_score_reply('{"score": "7"}')
+    assert quoted.score == 7.0 and quoted.salvaged and parse_score_reply('{"score": 7.5}').score == 7.5
+    for bad in ('{"score": true}', '{"score": "nine"}', '{"score": 10.5}', '{"score": 12}', "nine", "", '{"score": Infinity}',
+                '{"score": -0.5}', '{"score": "11"}', '{"score": NaN}'):
         parsed = parse_score_reply(bad)
         assert parsed.status == "error" and parsed.score is None and parsed.error, bad
 

@@ -74,3 +74,9 @@ def test_config_diff_never_shows_a_secret():
     assert config_diff({"token": SECRET}, {"token": "other"}) == ["token: (hidden) -> (hidden)"]
     assert config_diff({"max_tokens": 8}, {"max_tokens": 9}) == ["max_tokens: 8 -> 9"]
     assert config_diff({"u": f"http://h/?key={SECRET}"}, None) == ["value: (hidden) -> null"]
+
+
+@pytest.mark.parametrize("args", [{"temperature": float("nan")}, {"timeout": float("inf")}, {"x": {"y": float("nan")}}])
+def test_non_finite_arguments_are_refused_before_anything_is_recorded(args):
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        RunConfig(model="m", tasks=["t"], judge="openai", judge_args=args)

@@ -26,7 +26,8 @@ def server():
 
 def _run(out: Path, server, **kw):
     args = dict(model="test_collage", tasks=["micon"], judge="openai",
-                judge_args={"base_url": server.base_url, "model": "fake-judge", "concurrency": 4, "max_retries": 0},
+                judge_args={"base_url": server.base_url, "model": "fake-judge", "concurrency": 4, "max_retries": 0,
+                           "reask": 0},  # exact request counts below; re-asks have their own tests
                 source="sample", output_path=out, progress=False)
     args.update(kw)
     return evaluate(**args)
@@ -138,7 +139,7 @@ def test_limit_and_concurrency_may_change_between_runs(tmp_path, server, monkeyp
     d = tmp_path / "test_collage"
     before = {p.name: p.read_bytes() for p in [d / "results.json", d / "results.md", *d.glob("samples_*.jsonl")]}
     n_req = len(server.requests)
-    narrow = {"base_url": server.base_url, "model": "fake-judge", "concurrency": 2, "max_retries": 0}
+    narrow = {"base_url": server.base_url, "model": "fake-judge", "concurrency": 2, "max_retries": 0, "reask": 0}
     again = _run(tmp_path, server, tasks=tasks, limit=2, judge_args=narrow)
     assert len(calls.read_text().split()) == 6 and len(server.requests) == n_req  # no generation, no judging
     assert again["benchmark"]["n_cases"] == 6  # the folder's results, unchanged

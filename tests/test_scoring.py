@@ -219,3 +219,17 @@ def test_real_tasks_score_through_task_score_case(real_tasks, name):
     assert cs.dimensions[first_hard.caps] == pytest.approx(0.4) and cs.score == pytest.approx(expected)
     missing = task.score_case(case, None, failure_reason="missing image: not generated")
     assert missing.score == 0.0 and missing.reason.startswith("missing image")
+
+
+def test_salvaged_verdicts_count_as_readable_and_are_reported():
+    from micon_tasks.scoring.checkpoints import aggregate as agg
+    from micon_tasks.scoring.checkpoints import score_case as sc
+    from micon_tasks.types import Checkpoint, JudgeResult, Verdict
+
+    cps = [Checkpoint("A_check_1", "A", "q1"), Checkpoint("A_check_2", "A", "q2")]
+    res = JudgeResult([Verdict("A_check_1", "pass", salvaged=True), Verdict("A_check_2", "fail")], 7.0, "pass", None,
+                      {}, {"answer_set_salvaged": True})
+    case = sc(cps, res, case_id="c", story=True)
+    assert case.clean and case.n_checkpoint_errors == 0 and case.extra["n_salvaged"] == 2
+    out = agg({"t": [case]}, bootstrap_iters=10)
+    assert out["tasks"]["t"]["n_salvaged"] == 2 and out["benchmark"]["n_salvaged"] == 2

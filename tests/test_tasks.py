@@ -280,3 +280,128 @@ def test_each_task_loads_from_the_bundled_sample(task):
 def test_sample_mixes_two_and_three_reference_cases():
     counts = {len(c.refs) for name in FOLDERS for c in load_task(name, source="sample")}
     assert counts == {2, 3}
+
+
+# -- case cards the strict reader refuses (hardening 6, 20) ----------------------------------------
+def _card_path(raw, task, case_file):
+    return edit_card(raw, task, case_file)  # no change: just the card's path
+
+
+def test_a_repeated_key_in_a_case_card_is_refused_naming_case_and_field(raw):
+    path = _card_path(raw, "object_composition", "object_composition_001")
+    path.write_text(path.read_text() + "generation_prompt: a second prompt\n")
+    with pytest.raises(CaseValidationError) as err:
+        load_task("object_composition", source=str(raw)).dataset
+    e = err.value
+    assert (e.task, e.case_id, e.field) == ("object_composition", "object_composition_001", "prompt")
+    assert "'generation_prompt' is repeated" in str(e)
+
+
+def test_a_yaml_alias_in_a_case_card_is_refused(raw):
+    path = _card_path(raw, "object_composition", "object_composition_001")
+    bomb = 'x0: &a0 ["lol", "lol", "lol"]\nx1: &a1 [*a0, *a0, *a0]\nnotes: [*a1, *a1, *a1]\n'
+    path.write_text("\n".join(line for line in path.read_text().splitlines() if not line.startswith("notes")) + "\n" + bomb)
+    with pytest.raises(CaseValidationError, match=r"case 'object_composition_001', field '\(card\)'.*alias") as err:
+        load_task("object_composition", source=str(raw)).dataset
+    assert "object_composition_001.yaml" in str(err.value)
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"case_id": "object_composition_001\n"}, "case_id"),
+    ({"generation_prompt": "  \n\t "}, "prompt"),
+])
+def test_trailing_newline_id_and_blank_prompt_are_refused(raw, changes, field):
+    edit_card(raw, "object_composition", "object_composition_001", **changes)
+    with pytest.raises(CaseValidationError) as err:
+        load_task("object_composition", source=str(raw)).dataset
+    assert err.value.field == field and err.value.task == "object_composition"
+    assert "object_composition_001" in err.value.case_id
+
+
+# -- --checkpoints_from: pairs, an official folder, one file per task (hardening 23, 26) ----------
+OFFICIAL = {
+    "object_composition": "object_composition.qa.txt",
+    "spatial_composition": "spatial_constraints.qa.txt",
+    "attribute_disentanglement": "style_disentangle.qa.txt",
+    "component_transfer": "part_transfer.qa.txt",
+    "fgbg_composition": "fg_bg_replace.qa.txt",
+    "story_generation": "causal_story.qa.txt",
+}
+
+
+def test_cards_name_the_official_template_files():
+    assert {t: registry.get_task(t).config.official_template for t in OFFICIAL} == OFFICIAL
+
+
+def test_a_relative_checkpoints_file_resolves_against_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "object.qa.txt").write_text(QA)
+    monkeypatch.chdir(tmp_path)
+    t = load_task("object_composition", source="sample", checkpoints_from="object.qa.txt")
+    assert [c.id for c in t.checkpoints] == ["A_check_1", "A_check_2", "B_check_1"]
+
+
+def test_checkpoints_from_a_folder_of_official_templates(tmp_path):
+    from micon_tasks.checkpoints import resolve_checkpoints_from
+
+    for task, name in OFFICIAL.items():
+        extra = "- E_check_1 (H1): Does the story move on?\n" if task == "story_generation" else ""
+        (tmp_path / name).write_text(QA + extra)
+    got = resolve_checkpoints_from(str(tmp_path), list(OFFICIAL))
+    assert got == {t: str(tmp_path / n) for t, n in OFFICIAL.items()}
+    story = load_task("story_generation", source="sample", checkpoints_from=got)
+    assert [c.dimension for c in story.checkpoints] == ["A", "A", "B", "E"]
+    (tmp_path / "causal_story.qa.txt").unlink()
+    with pytest.raises(ConfigError, match="task 'story_generation': .* holds no causal_story.qa.txt"):
+        resolve_checkpoints_from(str(tmp_path), list(OFFICIAL))
+
+
+def test_checkpoints_from_pairs_and_one_file_for_several_tasks_is_refused(tmp_path, monkeypatch):
+    from micon_tasks.checkpoints import resolve_checkpoints_from
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.qa.txt").write_text(QA)
+    (tmp_path / "b.qa.txt").write_text(QA)
+    tasks = ["object_composition", "story_generation"]
+    got = resolve_checkpoints_from(["object_composition=a.qa.txt,story_infer=b.qa.txt"], tasks)
+    assert got == {"object_composition": str(tmp_path / "a.qa.txt"), "story_generation": str(tmp_path / "b.qa.txt")}
+    with pytest.raises(ConfigError, match="one template file for 2 tasks"):
+        resolve_checkpoints_from("a.qa.txt", tasks)
+    with pytest.raises(ConfigError, match="one template file .* for several tasks"):
+        resolve_checkpoints_from("object_composition=a.qa.txt,story_generation=a.qa.txt", tasks)
+    with pytest.raises(ConfigError, match="not selected"):
+        resolve_checkpoints_from("spatial_composition=a.qa.txt", tasks)
+
+
+def test_cli_refuses_one_checkpoints_file_for_the_whole_benchmark(tmp_path, capsys, monkeypatch):
+    from micon_tasks.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "object.qa.txt").write_text(QA)
+    assert main(["validate", "--tasks", "micon", "--source", "sample", "--checkpoints_from", "object.qa.txt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one template file" in err[0] and "causal_story.qa.txt" in err[0]
+    args = ["validate", "--tasks", "object_composition", "story_generation", "--source", "sample",
+            "--checkpoints_from", "object_composition=object.qa.txt"]
+    assert main(args) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["object_composition"][3] == "3" and rows["story_generation"][3] == "18"
+
+
+def test_run_config_resolves_checkpoints_from_once(tmp_path, monkeypatch):
+    from micon_tasks.runner.config import RunConfig
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "object.qa.txt").write_text(QA)
+    cfg = RunConfig(model="m", tasks=["object_composition"], checkpoints_from=["object.qa.txt"])
+    assert cfg.checkpoints_from == {"object_composition": str(tmp_path / "object.qa.txt")}
+    assert RunConfig.from_dict(cfg.to_dict()).judge_identity() == cfg.judge_identity()
+    assert RunConfig(model="m", tasks=["object_composition"]).checkpoints_from is None
+    with pytest.raises(ConfigError, match="one template file"):
+        RunConfig(model="m", tasks=["object_composition", "fgbg_composition"], checkpoints_from="object.qa.txt")
+
+
+def test_task_dimensions_follow_the_scorer():
+    from micon_tasks.scoring import dimension_order
+
+    t = registry.get_task("story_generation")(source="sample")
+    assert t.dimensions == dimension_order(t.checkpoints) == list(dimension_counts(t.checkpoints))

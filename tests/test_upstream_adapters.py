@@ -40,10 +40,14 @@ def _pixels(image: Image.Image) -> bytes:
 
 
 def _dar_triple(adapter, prompt="the red one next to the blue one"):
-    """Off, gamma=0 and default-gamma images, with the number of attention calls DAR touched."""
+    """Off, gamma=0 (recording maps) and default-gamma images, with the number of attention calls DAR touched."""
     off = adapter.generate(_refs(), prompt, seed=1)
-    zero = adapter.generate(_refs(), prompt, seed=1, dar={"gamma": 0.0})
+    zero = adapter.generate(_refs(), prompt, seed=1, dar={"gamma": 0.0, "record_maps": True})
     zero_calls = adapter.last_dar_calls
+    maps = zero.info["dar_maps"]  # one map per reference, on its token grid (the references differ in shape)
+    assert isinstance(maps, list) and len(maps) == 2, maps
+    assert all(m["r_hat"].shape == tuple(m["grid"]) and (m["w"] == 1).all() for m in maps)
+    assert maps[0]["grid"] != maps[1]["grid"]
     on = adapter.generate(_refs(), prompt, seed=1, dar=True)
     return off, zero, on, zero_calls, adapter.last_dar_calls
 
@@ -90,19 +94,6 @@ def test_bad_options_are_named(tmp_path):
         load_adapter("bagel", {"code_path": str(fake), "dar_ref_tokens": "text"})
     with pytest.raises(ConfigError, match="dtype"):
         load_adapter("bagel", {"code_path": str(fake), "dtype": "float16"})
-
-
-def test_dar_exclusion_names_the_option():
-    from adapters.upstream._common import dar_exclusion
-    from dar import DARConfig
-
-    kw = dict(step=1, num_steps=4, conditional=True)
-    assert dar_exclusion(DARConfig(), layer=0, **kw) is None
-    assert dar_exclusion(DARConfig(layers=(2,)), layer=0, **kw) == "layer_excluded"
-    assert dar_exclusion(DARConfig(steps=(0.5, 1.0)), layer=0, **kw) == "step_excluded"
-    assert dar_exclusion(DARConfig(cfg_branches="cond"), layer=0, **{**kw, "conditional": False}) == "branch_excluded"
-    # the step index becomes the fraction i/N: step 2 of 4 is 0.5, inside [0.5, 1.0)
-    assert dar_exclusion(DARConfig(steps=(0.5, 1.0)), layer=0, **{**kw, "step": 2}) is None
 
 
 # 2 joint layers x 2 steps: 2 branches with references excluded by layer, the unconditional one has none;

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from micon_tasks.devices import resolve_device
 from micon_tasks.errors import ConfigError
 
 __all__ = [
@@ -23,10 +24,7 @@ __all__ = [
     "resolve_code_path",
     "upstream_imports",
     "resolve_weights",
-    "torch_dtype",
     "resolve_device",
-    "StepCounter",
-    "dar_exclusion",
     "merge_settings",
 ]
 
@@ -117,48 +115,6 @@ def resolve_weights(pretrained: str, *, adapter: str, allow_patterns: Sequence[s
         raise ConfigError(f"adapter {adapter!r}: cannot get weights 'pretrained={pretrained}': {exc}") from exc
 
 
-_DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-           "bfloat16": "bfloat16", "bf16": "bfloat16"}
-
-
-def torch_dtype(name: str, *, adapter: str) -> Any:
-    import torch
-
-    key = _DTYPES.get(str(name).lower())
-    if key is None:
-        raise ConfigError(f"adapter {adapter!r}: dtype {name!r} is not one of {', '.join(sorted(_DTYPES))}")
-    return getattr(torch, key)
-
-
-def resolve_device(device: str | None) -> str:
-    """``None``/"auto" -> cuda when available, else cpu."""
-    if device in (None, "", "auto"):
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
-class StepCounter:
-    """Turns the timesteps a model is called with into (step index, branch index within the step).
-
-    Pipelines call their transformer once per guidance branch at each timestep, in a fixed order; a new
-    timestep value starts a new step. Used to honour DAR's step and branch options.
-    """
-
-    def __init__(self) -> None:
-        self.step = -1
-        self.branch = -1
-        self._last: float | None = None
-
-    def see(self, t: float) -> tuple[int, int]:
-        if self._last is None or t != self._last:
-            self.step, self.branch, self._last = self.step + 1, 0, t
-        else:
-            self.branch += 1
-        return self.step, self.branch
-
-
 def merge_settings(adapter: str, settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """The adapter's generation settings with per-call ``gen_kwargs`` applied; an unknown key is an error."""
     unknown = set(overrides) - set(settings)
@@ -166,10 +122,3 @@ def merge_settings(adapter: str, settings: dict[str, Any], overrides: dict[str, 
         raise ConfigError(f"adapter {adapter!r}: unknown generation settings {sorted(unknown)}; "
                           f"accepted: {sorted(settings)}")
     return {**settings, **overrides}
-
-
-def dar_exclusion(config: Any, *, layer: int | None, step: int | None, num_steps: int | None,
-                  conditional: bool) -> str | None:
-    """``DARConfig.exclusion`` for an upstream loop that counts steps as integers (step i of num_steps)."""
-    fraction = None if step is None or not num_steps else step / num_steps
-    return config.exclusion(layer=layer, step=fraction, conditional=conditional)

@@ -6,35 +6,32 @@ interleaved list. The adapter runs the same steps with the inferencer's own meth
 ``[ref 1, ..., ref n, instruction]``, recording where each reference's VAE and ViT tokens land in the
 cache, then calls the inferencer's ``gen_image``. Model loading follows the upstream ``app.py``.
 
-DAR: in generation, the MoT language model's attention (``flash_attn_varlen_func`` in
-``modeling.bagel.qwen2_navit``) sees keys ``[cache | start, latents, end]``. References sit in the cache
-as VAE tokens and ViT tokens; ``dar_ref_tokens`` says which count as reference keys ("both" by
-default; the image markers never do). Heads are grouped (GQA): dar_attention expands them. The full
-context and the text-guidance cache hold the references; the image-guidance cache holds none and is
-left alone. The upstream function is restored on exit.
+DAR: :class:`BagelLayout` tells :mod:`dar.routing` where the references sit in the KV cache (VAE and ViT
+tokens; ``dar_ref_tokens`` says which count, "both" by default; the image markers never do). The full
+context and the text-guidance cache hold the references; the image-guidance cache holds none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 from adapters.base import ModelAdapter, seed_everything
 from adapters.upstream._common import (
     UpstreamSpec,
-    dar_exclusion,
     merge_settings,
     resolve_code_path,
     resolve_device,
     resolve_weights,
     upstream_imports,
 )
+from dar.layouts import ModelLayout, Placement, Route, register_layout
+from dar.maps import attach_maps
 from micon_tasks.errors import ConfigError
 from registry import register_adapter
 
-__all__ = ["BagelAdapter", "SPEC"]
+__all__ = ["BagelAdapter", "BagelLayout", "SPEC"]
 
 SPEC = UpstreamSpec(adapter="bagel", env_var="MICON_BAGEL_CODE", repo="ByteDance-Seed/Bagel",
                     probe="modeling/bagel/bagel.py", top_level=("modeling", "data", "inferencer"))
@@ -156,20 +153,20 @@ class BagelAdapter(ModelAdapter):
         autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16) if self.device == "cpu" else \
             contextlib.nullcontext()  # upstream opens a CUDA autocast itself; on CPU it is disabled
         with torch.no_grad(), autocast:
-            gen, cfg_text, cfg_img, spans, shape = self._contexts(inf, refs, prompt)
+            gen, cfg_text, cfg_img, spans, shape, grids = self._contexts(inf, refs, prompt)
             if self.width or self.height:
                 stride = inf.model.latent_downsample
                 shape = (int(self.height or shape[0]) // stride * stride, int(self.width or shape[1]) // stride * stride)
-            hook = contextlib.nullcontext()
+            hook: Any = contextlib.nullcontext()
             if dar:
-                from dar import DARStats
+                import dar as dar_pkg
 
-                self.last_dar_stats = DARStats()  # generate() refuses the image if DAR reached no call
-                hook = bagel_dar(inf.model, dar, settings["num_timesteps"], gen, cfg_text, spans,
-                                 self.dar_ref_tokens, self.last_dar_stats)
+                hook = dar_pkg.enable(inf.model, dar, num_steps=settings["num_timesteps"], gen=gen, cfg_text=cfg_text,
+                                      spans=spans, ref_tokens=self.dar_ref_tokens, grids=grids)
+                self.last_dar_stats = hook.stats  # generate() refuses the image if DAR reached no call
             with hook, torch.autocast(device_type="cuda", enabled=self.device != "cpu", dtype=torch.bfloat16):
-                return inf.gen_image(shape, gen, cfg_text_precontext=cfg_text, cfg_img_precontext=cfg_img,
-                                     **settings)
+                return attach_maps(inf.gen_image(shape, gen, cfg_text_precontext=cfg_text, cfg_img_precontext=cfg_img,
+                                                 **settings), hook)
 
     def _contexts(self, inf: Any, refs: list, prompt: str) -> tuple:
         """Upstream interleave_inference's caches for [refs..., prompt], plus each reference's cache spans."""
@@ -178,19 +175,26 @@ class BagelAdapter(ModelAdapter):
         gen = inf.init_gen_context()
         cfg_text, cfg_img = copy.deepcopy(gen), copy.deepcopy(gen)
         spans: list[tuple[str, int, int, int]] = []  # (kind, start, end, ref index), markers excluded
+        grids: dict[int, tuple] = {}  # ref index -> (VAE token grid, ViT token grid), None where unknown
         shape = None
         for j, image in enumerate(refs):
             image = inf.vae_transform.resize_transform(pil_img2rgb(image))
-            for kind in ("vae", "vit"):
+            found = []
+            for kind, transform, side in (("vae", inf.vae_transform, inf.model.latent_downsample),
+                                          ("vit", inf.vit_transform, inf.model.vit_patch_size)):
                 before = gen["kv_lens"][0]
                 gen = inf.update_context_image(image, gen, vae=kind == "vae", vit=kind == "vit")
                 spans.append((kind, before + 1, gen["kv_lens"][0] - 1, j))  # drop start/end-of-image
+                height, width = transform(image).shape[-2:]  # the grid the model patchified
+                grid = (height // side, width // side)
+                found.append(grid if grid[0] * grid[1] == spans[-1][2] - spans[-1][1] else None)
+            grids[j] = tuple(found)
             shape = image.size[::-1]
             cfg_text = copy.deepcopy(gen)
         cfg_text = copy.deepcopy(gen)
         gen = inf.update_context_text(prompt, gen)
         cfg_img = inf.update_context_text(prompt, cfg_img)
-        return gen, cfg_text, cfg_img, spans, shape
+        return gen, cfg_text, cfg_img, spans, shape, grids
 
     def model_info(self) -> dict[str, Any]:
         return {**super().model_info(), "upstream": SPEC.url, "code_path": str(self.code_path),
@@ -212,82 +216,78 @@ def _custom_ae(cls: Any, params: dict, root: Any) -> tuple:
     return ae, ae_params
 
 
-@contextlib.contextmanager
-def bagel_dar(model: Any, config: Any, num_steps: int, gen: dict, cfg_text: dict,
-              spans: list[tuple[str, int, int, int]], ref_tokens: str, stats: Any = None) -> Iterator[None]:
-    """Route the generation attention through ``dar_attention`` for the caches that hold references.
+@register_layout("modeling.bagel.bagel.Bagel")
+class BagelLayout(ModelLayout):
+    """Generation forwards of the MoT language model attend over ``[cache | start, latents, end]`` with
+    ``flash_attn_varlen_func`` (packed, one sequence). ``spans`` says where each reference's VAE and ViT
+    tokens sit in the cache; ``ref_tokens`` which of them count. The full-context cache ``gen`` is the
+    conditional branch, ``cfg_text`` the text-guidance one; the image-guidance cache holds no reference.
+    Heads are grouped (GQA). ``grids``: reference -> ((VAE rows, cols), (ViT rows, cols)) for the maps."""
 
-    ``stats`` (a :class:`dar.DARStats`) counts the attention calls rebalanced and passed through, by reason."""
-    import modeling.bagel.qwen2_navit as navit
-    import torch
+    strict = True
 
-    from dar import dar_attention
+    def __init__(self, model: Any, config: Any, *, num_steps: int, gen: dict, cfg_text: dict,
+                 spans: list[tuple[str, int, int, int]], ref_tokens: str, grids: dict | None = None,
+                 scheduler: Any = None):
+        import torch
 
-    cache_len = gen["kv_lens"][0]
-    cache_ids = torch.full((cache_len,), -1, dtype=torch.long)
-    for kind, start, end, j in spans:
-        if ref_tokens in (kind, "both"):
-            cache_ids[start:end] = j
-    branches = {id(gen["past_key_values"]): True, id(cfg_text["past_key_values"]): False}  # -> conditional?
-    state: dict[str, Any] = {"active": False, "layer": None, "reason": "cache_update"}
-    original = navit.flash_attn_varlen_func
-    cond_calls = [0]  # the conditional branch runs first at every step: its count is the step index
+        super().__init__(model, config, scheduler=scheduler)
+        self.num_steps, self.cond_calls = num_steps, 0
+        self.branches = {id(gen["past_key_values"]): True, id(cfg_text["past_key_values"]): False}
+        self.cache_ids = torch.full((gen["kv_lens"][0],), -1, dtype=torch.long)
+        self.map_cache_ids = self.cache_ids.clone()  # the maps read one grid per reference: VAE unless "vit"
+        for kind, start, end, j in spans:
+            if ref_tokens in (kind, "both"):
+                self.cache_ids[start:end] = j
+            if kind == ("vit" if ref_tokens == "vit" else "vae"):
+                self.map_cache_ids[start:end] = j
+        pick = 1 if ref_tokens == "vit" else 0
+        self.grids = {j: g[pick] for j, g in (grids or {}).items() if g[pick] is not None}
 
-    def model_hook(module, args, kwargs):
-        cache = kwargs.get("past_key_values")
-        state["active"] = False
-        if stats is not None:
-            stats.add_forward()
-        if kwargs.get("update_past_key_values", True):
-            state["reason"] = "cache_update"
-            return  # a cache update: plain attention
-        if id(cache) not in branches:
-            state["reason"] = "no_reference_keys"
-            return  # the image-guidance branch (no references): plain attention
-        cond_calls[0] += branches[id(cache)]
-        step = cond_calls[0] - 1
-        kv_index = kwargs["packed_key_value_indexes"]
-        q_len, kv_len = int(kwargs["query_lens"].sum()), int(kwargs["key_values_lens"].sum())
-        ids = torch.full((q_len + kv_len,), -1, dtype=torch.long, device=kv_index.device)
-        ids[kv_index] = cache_ids[:kv_len].to(kv_index.device)
-        query_mask = torch.zeros(q_len, dtype=torch.bool, device=kv_index.device)
-        query_mask[kwargs["packed_vae_token_indexes"]] = True
-        state.update(active=bool((ids >= 0).any()), ids=ids, query_mask=query_mask, step=step,
-                     conditional=branches[id(cache)], rows=len(kwargs["query_lens"]), reason="no_reference_keys")
+    def hooked_module(self) -> Any:
+        return self.model.language_model.model
 
-    def attn_hook(index):
-        def hook(module, args, kwargs):
-            state["layer"] = index
-        return hook
+    def attention_modules(self) -> list:
+        return [layer.self_attn for layer in self.hooked_module().layers]
 
-    def flash(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, causal=False, **kw):
-        reason = state["reason"] if not state["active"] else "causal" if causal else \
-            dar_exclusion(config, layer=state["layer"], step=state["step"], num_steps=num_steps - 1,
-                          conditional=state["conditional"])
-        if reason is not None:
-            if stats is not None:
-                stats.add_passed(reason)
-            return original(q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
-                            max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, causal=causal, **kw)
-        if state["rows"] != 1 or k.shape[0] != state["ids"].shape[0]:
-            raise RuntimeError(f"bagel DAR: expected one sequence with {state['ids'].shape[0]} keys, got "
-                               f"{state['rows']} with {k.shape[0]}; the upstream code changed")
-        if stats is not None:
-            stats.add_rebalanced()
-        ids = state["ids"][None]
-        out = dar_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None], ids >= 0,
-                            config, query_mask=state["query_mask"][None], ref_ids=ids,
-                            scale=kw.get("softmax_scale"))
-        return out[0].transpose(0, 1)
+    def get_routes(self) -> tuple:
+        from dar.routing import key_weights
 
-    lm = model.language_model.model
-    handles = [lm.register_forward_pre_hook(model_hook, with_kwargs=True)]
-    handles += [layer.self_attn.register_forward_pre_hook(attn_hook(i), with_kwargs=True)
-                for i, layer in enumerate(lm.layers)]
-    try:
-        navit.flash_attn_varlen_func = flash
-        yield
-    finally:
-        navit.flash_attn_varlen_func = original
-        for h in handles:
-            h.remove()
+        def router(original):
+            def flash(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max_seqlen_k=None, causal=False, **kw):
+                w = key_weights(q.transpose(0, 1)[None], k.transpose(0, 1)[None], scale=kw.get("softmax_scale"),
+                                call_reason="causal" if causal else None)
+                if w is not None:
+                    if len(cu_seqlens_q) != 2:
+                        raise RuntimeError(f"bagel DAR: expected one packed sequence, got {len(cu_seqlens_q) - 1}; "
+                                           "the upstream code changed")
+                    k = k * w[0].to(k.dtype)[:, None, None]
+                return original(q=q, k=k, v=v, cu_seqlens_q=cu_seqlens_q, cu_seqlens_k=cu_seqlens_k,
+                                max_seqlen_q=max_seqlen_q, max_seqlen_k=max_seqlen_k, causal=causal, **kw)
+
+            return flash
+
+        return (Route("modeling.bagel.qwen2_navit", "flash_attn_varlen_func", router),)
+
+    def locate(self, call: dict) -> Placement:
+        import torch
+
+        cache, none = call.get("past_key_values"), torch.zeros(1, 0, dtype=torch.bool)
+        if call.get("update_past_key_values", True):
+            return Placement(none, none, reason="cache_update", map_row=None)
+        if id(cache) not in self.branches:  # the image-guidance branch
+            return Placement(none, none, reason="no_reference_keys", map_row=None)
+        conditional = self.branches[id(cache)]
+        self.cond_calls += conditional  # the conditional branch runs first at every step
+        step = self.cond_calls - 1
+        kv_index = call["packed_key_value_indexes"].cpu()
+        q_len, kv_len = int(call["query_lens"].sum()), int(call["key_values_lens"].sum())
+        ids = torch.full((1, q_len + kv_len), -1, dtype=torch.long)
+        ids[0, kv_index] = self.cache_ids[:kv_len]
+        map_ids = torch.full_like(ids, -1)
+        map_ids[0, kv_index] = self.map_cache_ids[:kv_len]
+        query_mask = torch.zeros(1, q_len, dtype=torch.bool)
+        query_mask[0, call["packed_vae_token_indexes"].cpu()] = True
+        return Placement(ids >= 0, query_mask, ids, step=step / max(self.num_steps - 1, 1), step_index=step,
+                         branch=0 if conditional else 1, conditional=conditional, grids=self.grids, map_ids=map_ids,
+                         map_row=0 if conditional else None)

@@ -4,36 +4,31 @@ Why a checkout: OmniGen2's pipeline and transformer live in its repository, not 
 adapter builds ``OmniGen2Pipeline`` from the weights' subfolders (transformer, vae, scheduler, mllm,
 processor) and calls it with the references as ``input_images``, as the upstream ``inference.py`` does.
 
-DAR: the joint transformer layers attend over ``[text | ref 1 | ref 2 | ... | noisy image]`` (each row
-padded to the longest). A forward pre-hook reads the per-row text length, the per-reference token counts
-and the image token count from the call, and the joint layers' SDPA call is routed through
-``dar.dar_attention`` with that layout. The refiner layers (text, noise and each reference alone) are
-left as they are. Everything is restored on exit.
+DAR: :class:`OmniGen2Layout` tells :mod:`dar.routing` where the tokens are (``dar.enable`` on the
+transformer); the refiner layers (text, noise and each reference alone) are left as they are.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
-from collections.abc import Iterator
 from typing import Any
 
 from adapters.base import ModelAdapter, seed_everything
 from adapters.upstream._common import (
-    StepCounter,
     UpstreamSpec,
-    dar_exclusion,
     merge_settings,
     resolve_code_path,
     resolve_device,
     resolve_weights,
-    torch_dtype,
     upstream_imports,
 )
+from dar.layouts import ModelLayout, Placement, Route, StepCounter, register_layout
+from dar.maps import attach_maps
+from micon_tasks.devices import resolve_dtype
 from micon_tasks.errors import ConfigError
 from registry import register_adapter
 
-__all__ = ["OmniGen2Adapter", "SPEC"]
+__all__ = ["OmniGen2Adapter", "OmniGen2Layout", "SPEC"]
 
 SPEC = UpstreamSpec(
     adapter="omnigen2",
@@ -85,7 +80,7 @@ class OmniGen2Adapter(ModelAdapter):
         if int(steps) < 1:
             raise ConfigError(f"adapter 'omnigen2': steps must be >= 1, got {steps!r}")
         self.pretrained, self.dtype_name, self.device = pretrained, dtype, resolve_device(device)
-        self.dtype = torch_dtype(dtype, adapter=SPEC.adapter)
+        self.dtype = resolve_dtype(dtype, self.device, what=f"adapter {SPEC.adapter!r}: dtype")
         self.steps = int(steps)
         self.text_guidance_scale, self.image_guidance_scale = float(text_guidance_scale), float(image_guidance_scale)
         self.cfg_range = (float(cfg_range_start), float(cfg_range_end))
@@ -147,15 +142,15 @@ class OmniGen2Adapter(ModelAdapter):
         }
         settings = merge_settings(SPEC.adapter, settings, gen_kwargs)
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        hook = contextlib.nullcontext()
+        hook: Any = contextlib.nullcontext()
         if dar:
-            from dar import DARStats
+            import dar as dar_pkg
 
-            self.last_dar_stats = DARStats()  # generate() refuses the image if DAR reached no call
-            hook = omnigen2_dar(pipe.transformer, dar, settings["num_inference_steps"], self.last_dar_stats)
+            hook = dar_pkg.enable(pipe.transformer, dar, num_steps=settings["num_inference_steps"])
+            self.last_dar_stats = hook.stats  # generate() refuses the image if DAR reached no call
         with hook:
             out = pipe(prompt=prompt, input_images=list(refs), generator=generator, output_type="pil", **settings)
-        return out.images[0]
+        return attach_maps(out.images[0], hook)
 
     def model_info(self) -> dict[str, Any]:
         return {
@@ -184,37 +179,48 @@ def _disable_triton_kernels() -> None:
     iu._triton_available = False
 
 
-class _Layout:
-    """The joint-sequence layout of the current transformer call (None when DAR is off for it)."""
+@register_layout("omnigen2.models.transformers.transformer_omnigen2.OmniGen2Transformer2DModel")
+class OmniGen2Layout(ModelLayout):
+    """The joint layers attend over ``[text | ref 1 | ... | ref n | noisy image]``, each row padded.
 
-    def __init__(self) -> None:
-        self.ref_mask = self.query_mask = self.ref_ids = None
-        self.step: int | None = None
-        self.conditional = True
-        self.layer: int | None = None  # set while a joint layer's attention runs
+    Per forward: the text length (``text_attention_mask``), each reference's token count (its latent size /
+    patch^2) and the image token count. The joint layers get the upstream SDPA processor while DAR is on
+    (a flash-attn one is swapped back after); the processor module's ``F`` is routed. Refiner layers share
+    that ``F`` and pass as ``not_joint_layer``. Branches per step: conditional, reference-only, unconditional.
+    """
 
+    outside_layers, strict = "not_joint_layer", True
 
-@contextlib.contextmanager
-def omnigen2_dar(transformer: Any, config: Any, num_steps: int, stats: Any = None) -> Iterator[None]:
-    """Route the joint layers' attention through ``dar_attention``; restore everything on exit.
+    def __init__(self, model: Any, config: Any, *, num_steps: int, scheduler: Any = None):
+        super().__init__(model, config, scheduler=scheduler)
+        self.num_steps, self.steps, self.patch = num_steps, StepCounter(), model.config.patch_size
 
-    ``stats`` (a :class:`dar.DARStats`) counts the SDPA calls rebalanced and passed through, by reason."""
-    import omnigen2.models.attention_processor as ap
-    import torch
-    import torch.nn.functional as F
+    def get_routes(self) -> tuple:
+        from dar.routing import functional_router
 
-    from dar import dar_attention
+        return (Route("omnigen2.models.attention_processor", "F", functional_router),)
 
-    layout, steps, p = _Layout(), StepCounter(), transformer.config.patch_size
-    signature = inspect.signature(transformer.forward)
+    def attention_modules(self) -> list:
+        return [layer.attn for layer in self.model.layers]
 
-    def pre_hook(module, args, kwargs):
-        if stats is not None:
-            stats.add_forward()
-        call = signature.bind(*args, **kwargs).arguments
-        step, branch = steps.see(float(call["timestep"].flatten()[0]))
-        layout.step, layout.conditional = step, branch == 0  # call order per step: cond, ref, uncond
-        refs = call.get("ref_image_hidden_states")
+    def setup(self):
+        import omnigen2.models.attention_processor as ap
+
+        originals = [layer.attn.processor for layer in self.model.layers]
+        for layer in self.model.layers:
+            layer.attn.set_processor(ap.OmniGen2AttnProcessor())
+
+        def undo() -> None:
+            for layer, proc in zip(self.model.layers, originals):
+                layer.attn.set_processor(proc)
+
+        return undo
+
+    def locate(self, call: dict) -> Placement:
+        import torch
+
+        step, branch = self.steps.see(float(call["timestep"].flatten()[0]))
+        refs, p = call.get("ref_image_hidden_states"), self.patch
         text = call["text_attention_mask"].sum(dim=1).tolist()
         images = call["hidden_states"]
         rows = len(images)
@@ -222,71 +228,14 @@ def omnigen2_dar(transformer: Any, config: Any, num_steps: int, stats: Any = Non
                     for i in range(rows)]
         img_lens = [(im.shape[-2] // p) * (im.shape[-1] // p) for im in images]
         total = max(t + sum(r) + n for t, r, n in zip(text, ref_lens, img_lens))
-        device = images[0].device
-        ref_mask = torch.zeros(rows, total, dtype=torch.bool, device=device)
-        query_mask = torch.zeros_like(ref_mask)
-        ref_ids = torch.full((rows, total), -1, dtype=torch.long, device=device)
+        query_mask = torch.zeros(rows, total, dtype=torch.bool)
+        ref_ids = torch.full((rows, total), -1, dtype=torch.long)
         for i, (t, lens, n) in enumerate(zip(text, ref_lens, img_lens)):
             start = int(t)
             for j, length in enumerate(lens):
-                ref_mask[i, start:start + length] = True
                 ref_ids[i, start:start + length] = j
                 start += length
             query_mask[i, start:start + n] = True
-        has_refs = bool(ref_mask.any())
-        layout.ref_mask, layout.query_mask, layout.ref_ids = (ref_mask, query_mask, ref_ids) if has_refs else \
-            (None, None, None)
-
-    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw):
-        layer = layout.layer
-        reason = "not_joint_layer" if layer is None else "no_reference_keys" if layout.ref_mask is None else \
-            dar_exclusion(config, layer=layer, step=layout.step, num_steps=num_steps, conditional=layout.conditional)
-        if reason is not None:
-            if stats is not None:
-                stats.add_passed(reason)
-            return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
-                                                  is_causal=is_causal, scale=scale, **kw)
-        if key.shape[-2] != layout.ref_mask.shape[-1]:
-            raise RuntimeError(f"omnigen2 DAR: joint layer {layer} has {key.shape[-2]} keys, but the layout from "
-                               f"the call has {layout.ref_mask.shape[-1]}; the upstream code changed")
-        if stats is not None:
-            stats.add_rebalanced()
-        return dar_attention(query, key, value, layout.ref_mask, config, attn_mask=attn_mask, scale=scale,
-                             is_causal=is_causal, query_mask=layout.query_mask, ref_ids=layout.ref_ids)
-
-    class _FunctionalWithDAR:
-        """``torch.nn.functional`` for the processor module, with SDPA routed through DAR."""
-
-        scaled_dot_product_attention = staticmethod(sdpa)
-
-        def __getattr__(self, name):
-            return getattr(F, name)
-
-    class _JointProcessor:
-        """The upstream SDPA processor, marking which joint layer is running."""
-
-        def __init__(self, index: int):
-            self.index, self.inner = index, ap.OmniGen2AttnProcessor()
-
-        def __call__(self, attn, hidden_states, encoder_hidden_states, attention_mask=None, image_rotary_emb=None,
-                     base_sequence_length=None):
-            layout.layer = self.index
-            try:
-                return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask=attention_mask,
-                                  image_rotary_emb=image_rotary_emb, base_sequence_length=base_sequence_length)
-            finally:
-                layout.layer = None
-
-    originals = [layer.attn.processor for layer in transformer.layers]
-    saved_f = ap.F
-    handle = transformer.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    try:
-        ap.F = _FunctionalWithDAR()
-        for i, layer in enumerate(transformer.layers):
-            layer.attn.set_processor(_JointProcessor(i))
-        yield
-    finally:
-        handle.remove()
-        ap.F = saved_f
-        for layer, proc in zip(transformer.layers, originals):
-            layer.attn.set_processor(proc)
+        grids = {j: (r.shape[-2] // p, r.shape[-1] // p) for j, r in enumerate(refs[0] or [])} if refs else {}
+        return Placement(ref_ids >= 0, query_mask, ref_ids, step=step / self.num_steps, step_index=step,
+                         branch=branch, conditional=branch == 0, grids=grids, map_row=0 if branch == 0 else None)

@@ -6,34 +6,31 @@ the UNO LoRA processors from ``set_lora``, the FLUX autoencoder, T5 and CLIP ``H
 ``pretrained`` (the UNO LoRA), ``flux`` (FLUX.1-dev), ``t5`` and ``clip``, then calls the pipeline's
 own ``__call__`` with the references resized by upstream ``preprocess_ref``, as ``inference.py`` does.
 
-DAR: UNO is FLUX-based; every double and single block attends over ``[text | image | ref 1 | ref 2 ...]``
-(reference tokens concatenated after the image tokens). The blocks' ``attention`` function is routed
-through ``dar.dar_attention`` with that layout; it is restored on exit. UNO is guidance-distilled: one
-transformer call per step, no unconditional branch.
+DAR: UNO is FLUX-based; :class:`UNOLayout` tells :mod:`dar.routing` where the reference tokens sit
+(after the image tokens). UNO is guidance-distilled: one transformer call per step, no unconditional branch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 from adapters.base import ModelAdapter, seed_everything
 from adapters.upstream._common import (
-    StepCounter,
     UpstreamSpec,
-    dar_exclusion,
     merge_settings,
     resolve_code_path,
     resolve_device,
     resolve_weights,
     upstream_imports,
 )
+from dar.layouts import ModelLayout, Placement, Route, StepCounter, coord_grid, register_layout
+from dar.maps import attach_maps
 from micon_tasks.errors import ConfigError
 from registry import register_adapter
 
-__all__ = ["UNOAdapter", "SPEC"]
+__all__ = ["UNOAdapter", "UNOLayout", "SPEC"]
 
 SPEC = UpstreamSpec(adapter="uno", env_var="MICON_UNO_CODE", repo="bytedance/UNO",
                     probe="uno/flux/pipeline.py", top_level=("uno",))
@@ -136,14 +133,14 @@ class UNOAdapter(ModelAdapter):
         ref_imgs = [preprocess_ref(img, ref_size) for img in refs]
         seed = self.seed if seed is None else int(seed)
         seed_everything(seed)
-        hook = contextlib.nullcontext()
+        hook: Any = contextlib.nullcontext()
         if dar:
-            from dar import DARStats
+            import dar as dar_pkg
 
-            self.last_dar_stats = DARStats()  # generate() refuses the image if DAR reached no call
-            hook = uno_dar(pipe.model, dar, settings["num_steps"], self.last_dar_stats)
+            hook = dar_pkg.enable(pipe.model, dar, num_steps=settings["num_steps"])
+            self.last_dar_stats = hook.stats  # generate() refuses the image if DAR reached no call
         with hook:
-            return pipe(prompt=prompt, seed=seed, ref_imgs=ref_imgs, **settings)
+            return attach_maps(pipe(prompt=prompt, seed=seed, ref_imgs=ref_imgs, **settings), hook)
 
     def model_info(self) -> dict[str, Any]:
         return {**super().model_info(), "upstream": SPEC.url, "code_path": str(self.code_path),
@@ -172,72 +169,52 @@ def _clip_embedder(cls: Any, path: Any) -> Any:
                       f"HFEmbedder picks the CLIP classes by that)")
 
 
-class _Layout:
-    def __init__(self) -> None:
-        self.ref_mask = self.query_mask = self.ref_ids = None
-        self.step: int | None = None
-        self.layer: int | None = None
+@register_layout("uno.flux.model.Flux")
+class UNOLayout(ModelLayout):
+    """FLUX double and single blocks attend over ``[text | image | ref 1 | ... | ref n]``; the blocks'
+    ``attention(q, k, v, pe)`` is routed (RoPE is linear in the key, so the weights found on the rotated
+    keys scale the keys before upstream rotates them). Layers count double blocks first. One call per step."""
 
+    strict = True
 
-@contextlib.contextmanager
-def uno_dar(model: Any, config: Any, num_steps: int, stats: Any = None) -> Iterator[None]:
-    """Route every block's attention through ``dar_attention``; restore the upstream function on exit.
+    def __init__(self, model: Any, config: Any, *, num_steps: int, scheduler: Any = None):
+        super().__init__(model, config, scheduler=scheduler)
+        self.num_steps, self.steps = num_steps, StepCounter()
 
-    ``stats`` (a :class:`dar.DARStats`) counts the attention calls rebalanced and passed through, by reason."""
-    import torch
-    import uno.flux.modules.layers as layers
-    from einops import rearrange
-    from uno.flux.math import apply_rope
+    def get_routes(self) -> tuple:
+        from uno.flux.math import apply_rope
 
-    from dar import dar_attention
+        from dar.routing import key_weights
 
-    layout, steps, original = _Layout(), StepCounter(), layers.attention
+        def router(original):
+            def attention(q, k, v, pe):
+                w = key_weights(*apply_rope(q, k, pe))
+                if w is not None:
+                    k = k * w.to(k.dtype)[:, None, :, None]
+                return original(q, k, v, pe=pe)
 
-    def pre_hook(module, args, kwargs):
-        if stats is not None:
-            stats.add_forward()
-        txt, img, refs = kwargs["txt"], kwargs["img"], kwargs.get("ref_img")
-        layout.step, _ = steps.see(float(kwargs["timesteps"].flatten()[0]))
+            return attention
+
+        return (Route("uno.flux.modules.layers", "attention", router),)
+
+    def attention_modules(self) -> list:
+        return [*self.model.double_blocks, *self.model.single_blocks]
+
+    def locate(self, call: dict) -> Placement:
+        import torch
+
+        txt, img, refs, ref_pos = call["txt"], call["img"], call.get("ref_img"), call.get("ref_img_ids")
+        step, _ = self.steps.see(float(call["timesteps"].flatten()[0]))
         refs = [] if refs is None else list(refs) if isinstance(refs, (list, tuple)) else [refs]
+        ref_pos = [] if ref_pos is None else list(ref_pos) if isinstance(ref_pos, (list, tuple)) else [ref_pos]
         rows, start = txt.shape[0], txt.shape[1] + img.shape[1]
-        total = start + sum(r.shape[1] for r in refs)
-        ref_ids = torch.full((rows, total), -1, dtype=torch.long, device=img.device)
+        ref_ids = torch.full((rows, start + sum(r.shape[1] for r in refs)), -1, dtype=torch.long)
+        grids = {}
         for j, ref in enumerate(refs):
             ref_ids[:, start:start + ref.shape[1]] = j
             start += ref.shape[1]
-        query_mask = torch.zeros(rows, total, dtype=torch.bool, device=img.device)
+            if j < len(ref_pos) and (grid := coord_grid(ref_pos[j][0, :, 1], ref_pos[j][0, :, 2])) is not None:
+                grids[j] = grid
+        query_mask = torch.zeros_like(ref_ids, dtype=torch.bool)
         query_mask[:, txt.shape[1]:txt.shape[1] + img.shape[1]] = True
-        layout.ref_mask, layout.query_mask, layout.ref_ids = (ref_ids >= 0, query_mask, ref_ids) if refs else \
-            (None, None, None)
-
-    def attention(q, k, v, pe):
-        reason = "no_reference_keys" if layout.ref_mask is None else \
-            dar_exclusion(config, layer=layout.layer, step=layout.step, num_steps=num_steps, conditional=True)
-        if reason is not None:
-            if stats is not None:
-                stats.add_passed(reason)
-            return original(q, k, v, pe=pe)
-        if k.shape[-2] != layout.ref_mask.shape[-1]:
-            raise RuntimeError(f"uno DAR: block {layout.layer} has {k.shape[-2]} keys, but the layout from the "
-                               f"call has {layout.ref_mask.shape[-1]}; the upstream code changed")
-        if stats is not None:
-            stats.add_rebalanced()
-        q, k = apply_rope(q, k, pe)
-        out = dar_attention(q, k, v, layout.ref_mask, config, query_mask=layout.query_mask, ref_ids=layout.ref_ids)
-        return rearrange(out, "B H L D -> B L (H D)")
-
-    def block_hook(index):
-        def hook(module, args):
-            layout.layer = index
-        return hook
-
-    blocks = [*model.double_blocks, *model.single_blocks]  # layer index: double blocks first
-    handles = [model.register_forward_pre_hook(pre_hook, with_kwargs=True)]
-    handles += [b.register_forward_pre_hook(block_hook(i)) for i, b in enumerate(blocks)]
-    try:
-        layers.attention = attention
-        yield
-    finally:
-        layers.attention = original
-        for h in handles:
-            h.remove()
+        return Placement(ref_ids >= 0, query_mask, ref_ids, step=step / self.num_steps, step_index=step, grids=grids)

@@ -38,13 +38,20 @@ def check_ref_bytes(ds: Any, *, task: str) -> None:
                                           "path); published data must embed its images")
 
 
-def decode_references(ds: Any, *, task: str) -> int:
-    """Decode every reference of every case fully (bounded by the bomb limit); the number decoded, or a
-    CaseValidationError naming the first case and reference that cannot be decoded."""
+def decode_references(ds: Any, *, task: str, limit: int | None = None) -> int:
+    """Decode every reference of the first ``limit`` cases (all by default) fully, bounded by the bomb limit,
+    streaming the rows (data/rows.py); the number decoded, or a CaseValidationError naming the first case and
+    reference that cannot be decoded."""
+    from micon_tasks.data.rows import RowReader
+
+    reader = RowReader(ds)
     n = 0
-    for cid, refs, roles in zip(*_ref_column(ds)):
-        for k, ref in enumerate(refs or []):
+    for index in range(len(ds) if limit is None else min(limit, len(ds))):
+        row = reader.row(index)
+        for k, ref in enumerate(row["refs"] or []):
+            roles = row["ref_roles"] or []
             role = roles[k] if k < len(roles) else f"#{k + 1}"
-            decode_fully(ref["bytes"], task=task, case_id=cid, field=f"refs.{role}", name=ref.get("path") or "image")
+            decode_fully(ref["bytes"], task=task, case_id=row["case_id"], field=f"refs.{role}",
+                         name=ref.get("path") or "image")
             n += 1
     return n

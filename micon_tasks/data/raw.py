@@ -22,6 +22,7 @@ import yaml
 
 from micon_tasks.errors import CaseValidationError, DataSourceError, PathEscapeError
 from micon_tasks.schemas import first_error
+from micon_tasks.yaml_cards import CardYAMLError, describe_yaml_error, load_card_text
 
 __all__ = ["RawCase", "find_raw_root", "is_raw_root", "confine_path", "read_answer_sets", "read_card", "read_raw_task",
            "validate_record"]
@@ -29,6 +30,7 @@ __all__ = ["RawCase", "find_raw_root", "is_raw_root", "confine_path", "read_answ
 log = logging.getLogger(__name__)
 
 _TEXT_LIST_FIELDS = ("constraints_hard", "constraints_soft", "expectation_list", "participating_dimensions")
+_KEY_FIELDS = {"generation_prompt": "prompt"}  # a card key -> the record field it fills
 
 
 @dataclass
@@ -143,11 +145,14 @@ def validate_record(record: dict[str, Any], *, task: str) -> None:
 def read_card(card_path: Path, *, task: str, root: Path) -> dict[str, Any]:
     """Parse, confine and schema-check one task card; raises a MiconError naming the case and field."""
     try:
-        card = yaml.safe_load(card_path.read_text("utf-8"))
+        card = load_card_text(card_path.read_text("utf-8"))
     except OSError as exc:
         raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} cannot be read: {exc.strerror}") from None
+    except CardYAMLError as exc:
+        field = _KEY_FIELDS.get(exc.key, exc.key) if exc.key else "(card)"
+        raise CaseValidationError(task, card_path.stem, field, f"{card_path.name}: {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} is not valid YAML: {exc}") from None
+        raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} is not valid YAML: {describe_yaml_error(exc)}") from None
     if not isinstance(card, dict):
         raise CaseValidationError(task, card_path.stem, "(card)", f"{card_path.name} must be a YAML mapping")
     record = _card_to_record(card, card_path, task=task, root=root)

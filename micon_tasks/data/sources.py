@@ -285,6 +285,8 @@ def load_source(
     if _is_published(path, config):
         return _load_published(path, config)
     root = find_raw_root(path, [config.official_folder])
+    if location is not None and root is not None:
+        location["decoded"] = True  # a raw folder's conversion decodes every reference (see _image_bytes)
     if root is None:
         raise DataSourceError(
             f"task {config.task!r}: {path} holds neither the raw layout ({config.official_folder}/cases/*.yaml) "

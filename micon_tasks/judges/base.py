@@ -7,7 +7,6 @@ cannot be judged gives ``error`` verdicts carrying the reason, never an exceptio
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -17,25 +16,31 @@ from urllib.parse import urlsplit
 
 import micon_tasks
 from micon_tasks.checkpoints import checkpoint_identity
-from micon_tasks.errors import ConfigError
+from micon_tasks.errors import ConfigError, MiconError
+from micon_tasks.hashing import sha256_bytes
 from micon_tasks.judges.cache import VerdictCache, cache_key, image_digest
+from micon_tasks.judges.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImagePrep,
+    ImageSpec,
+    check_format,
+    encode,
+    prompt_specs,
+)
 from micon_tasks.judges.kinds import request_kind
 from micon_tasks.judges.parser import PARSER_VERSION
 from micon_tasks.judges.prompts import Prompt, template_provenance
+from micon_tasks.judges.reask import DEFAULT_REASK, attempt_record, n_errors, reask_prompts
+from micon_tasks.judges.safe_text import clean_completion, safe_result
+from micon_tasks.judges.seeds import SEED_RULE, request_seed
 from micon_tasks.types import Case, Checkpoint, JudgeResult, Verdict
 
-__all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host", "request_seed", "SEED_RULE"]
-
-# How a sampling judge's seed is chosen (recorded in provenance as decoding.seed_rule): one seed per
-# request, from stable facts of that request only, never from its batch position, order or the time.
-# So the same judge seed gives the same reply whatever the sharding, batching and concurrency.
-SEED_RULE = "per request: sha256(judge seed or 0, task, case id, prompt name)[:4] & 0x7fffffff"
+__all__ = ["JudgeRequest", "Completion", "Judge", "error_result", "endpoint_host", "request_seed", "SEED_RULE",
+           "JudgeUnreachableError", "DEFAULT_REASK"]
 
 
-def request_seed(seed: int | None, task: str, case_id: str, prompt_name: str) -> int:
-    """The seed of one judge call: a 31-bit integer (OpenAI, vLLM and torch all accept it), see SEED_RULE."""
-    digest = hashlib.sha256(f"{int(seed or 0)}/{task}/{case_id}/{prompt_name}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+class JudgeUnreachableError(MiconError):
+    """The judge cannot work at all (server not answering, weights not resolvable); nothing was judged."""
 
 
 @dataclass
@@ -113,7 +118,8 @@ class Judge:
 
     ``request_mode`` "case" (one call per case, all checkpoints) or "checkpoint" (one call per
     checkpoint); ``cache_path`` an SQLite file or None for no cache; ``template_version`` picks the
-    packaged templates.
+    packaged templates; ``reask`` how many more requests a prompt gets after an unreadable or incomplete
+    reply; ``max_image_pixels`` and ``image_format`` how images are sized and encoded for the judge.
     """
 
     backend = "base"
@@ -122,14 +128,21 @@ class Judge:
     logits = False  # set by a backend that scores candidates instead of generating
     seed: int | None = None  # the judge's seed arg; every prompt gets request_seed(seed, task, case id, name)
 
-    def __init__(self, *, request_mode: str = "case", cache_path: str | None = None, template_version: str = "v1"):
+    def __init__(self, *, request_mode: str = "case", cache_path: str | None = None, template_version: str = "v1",
+                 reask: int = DEFAULT_REASK, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 image_format: str = "jpeg"):
         if request_mode not in ("case", "checkpoint"):
             raise ConfigError(
                 f"judge {self.backend!r}: request_mode must be 'case' or 'checkpoint', got {request_mode!r}"
             )
+        if int(reask) < 0 or int(max_image_pixels) < 1024:
+            raise ConfigError(f"judge {self.backend!r}: reask must be >= 0 and max_image_pixels >= 1024")
         self.request_mode = request_mode
         self.template_version = template_version
+        self.reask = int(reask)
+        self.image_spec = ImageSpec(check_format(image_format, f"judge {self.backend!r}"), int(max_image_pixels))
         self.cache = VerdictCache(cache_path) if cache_path else None
+        self._image_prep = ImagePrep(self._prepare_image)
 
     # -- to implement ---------------------------------------------------------------------------
     def _complete(self, prompts: list[Prompt]) -> list[Completion]:
@@ -140,7 +153,33 @@ class Judge:
         """Backend, model id, endpoint host and decoding settings (never a secret)."""
         raise NotImplementedError
 
+    def _prepare_image(self, image: Any, spec: ImageSpec) -> Any:
+        """What the backend sends for one image (runs in the worker pool, once per batch)."""
+        return encode(image, spec)
+
+    def preflight(self) -> None:
+        """Check, before any work, that this judge can work at all; raise JudgeUnreachableError in one line."""
+
+    def load(self) -> None:
+        """Load what the judge needs (weights) once, when the judge stage starts; one-line error if it cannot."""
+
     # -- shared ---------------------------------------------------------------------------------
+    def prepared_images(self, prompt: Prompt) -> list[Any]:
+        """Futures of the prepared images of ``prompt`` (shared by every prompt that shows them); a backend
+        that calls ``release_images`` when the prompt is done keeps only in-flight images in memory."""
+        return [self._image_prep.get(img, spec) for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec))]
+
+    def reserve_images(self, prompts: list[Prompt]) -> None:
+        """Announce every prompt that will show each image, so ``release_images`` can drop an image after
+        its last prompt (and not before: a case's references are prepared once for all its prompts)."""
+        for prompt in prompts:
+            for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec)):
+                self._image_prep.reserve(img, spec)
+
+    def release_images(self, prompt: Prompt) -> None:
+        for (_, img), spec in zip(prompt.images, prompt_specs(prompt, self.image_spec)):
+            self._image_prep.release(img, spec)
+
     def provenance(self) -> dict[str, Any]:
         d = self._describe()
         return {
@@ -153,6 +192,8 @@ class Judge:
             ),
             "parser_version": PARSER_VERSION,
             "micon_version": micon_tasks.__version__,
+            "images": self.image_spec.describe(),
+            "reask": self.reask,
         }
 
     def _key(self, request: JudgeRequest, prompts: list[Prompt], prov: dict[str, Any]) -> str:
@@ -165,12 +206,15 @@ class Judge:
                 "decoding": prov.get("decoding"),
                 "templates": prov.get("templates"),
                 "parser": PARSER_VERSION,
+                "image_encoding": prov.get("images"),
                 "task": request.task,
                 "case_id": request.case.case_id,
                 "story": request.story,
                 "checkpoints": checkpoint_identity(request.checkpoints),
-                "prompts": [[p.name, p.text, p.prefix, p.candidates, p.seed if seeded else None] for p in prompts],
-                "images": [image_digest(img) for _, img in prompts[0].images] if prompts else [],
+                "prompts": [[p.name, p.text, p.prefix, p.candidates, p.seed if seeded else None,
+                             *([p.options, p.n_generated] if p.options or p.n_generated != 1 else [])]
+                            for p in prompts],
+                "images": _image_digests(prompts),
             }
         )
 
@@ -179,6 +223,12 @@ class Judge:
 
     def judge_batch(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
         """Judge many cases at once; same order; a bad case gives an all-error result, never a raise."""
+        try:
+            return self._judge_batch(requests)
+        finally:
+            self._image_prep.clear()
+
+    def _judge_batch(self, requests: list[JudgeRequest]) -> list[JudgeResult]:
         prov = self.provenance()
         results: list[JudgeResult | None] = [None] * len(requests)
         rendered: dict[int, list[Prompt]] = {}
@@ -213,33 +263,40 @@ class Judge:
                     results[i] = hit
                     rendered.pop(i)
 
-        flat: list[Prompt] = []
-        owners: list[int] = []
-        for i, prompts in rendered.items():
-            flat.extend(prompts)
-            owners.extend([i] * len(prompts))
         t0 = time.perf_counter()
-        try:
-            completions = self._complete(flat) if flat else []
-            if len(completions) != len(flat):
-                raise RuntimeError(f"backend returned {len(completions)} completions for {len(flat)} prompts")
-        except Exception as exc:  # noqa: BLE001 - a backend crash marks its cases, it never drops them
-            completions = [Completion(error=f"judge backend failed: {type(exc).__name__}: {exc}") for _ in flat]
+        pairs = self._run(list(rendered.items()))
+        calls = {i: sum(c.attempts for _, c in pairs[i]) for i in rendered}
+        history: dict[int, dict[str, list[dict[str, Any]]]] = {i: {} for i in rendered}
+        current: dict[int, JudgeResult] = {i: self._assemblesafe_result(requests[i], pairs[i], prov) for i in rendered}
+        for attempt in range(1, self.reask + 1):
+            asks = [(i, again) for i, res in current.items()
+                    if (again := self._reask_prompts(requests[i], res, pairs[i], rendered[i], attempt))]
+            if not asks:
+                break
+            answers = self._run(asks)
+            for i, _ in asks:
+                for p, c in answers[i]:
+                    calls[i] += c.attempts
+                    slot = next(n for n, (q, _) in enumerate(pairs[i]) if q.name == p.name)
+                    trial = list(pairs[i])
+                    trial[slot] = (p, c)
+                    res = self._assemblesafe_result(requests[i], trial, prov)
+                    tries = history[i].setdefault(p.name, [attempt_record(pairs[i][slot], current[i], requests[i])])
+                    tries.append(attempt_record((p, c), res, requests[i]))
+                    if n_errors(res, requests[i]) < n_errors(current[i], requests[i]):
+                        pairs[i], current[i] = trial, res
         elapsed = time.perf_counter() - t0
 
-        grouped: dict[int, list[tuple[Prompt, Completion]]] = {i: [] for i in rendered}
-        for owner, p, c in zip(owners, flat, completions):
-            grouped[owner].append((p, _pick_candidate(p, c) if p.candidates else c))
         to_store = []
-        for i, pairs in grouped.items():
+        for i, res in current.items():
             req = requests[i]
-            try:
-                res = self._assemble(req, pairs, prov)
-            except Exception as exc:  # noqa: BLE001
-                where = f"task {req.task!r}, case {req.case.case_id!r}"
-                res = error_result(req, f"{where}: cannot read the judge reply: {exc}", prov)
+            if history[i]:
+                # Every attempt's reply is kept, and which one the verdicts come from.
+                used = {name: next(p.attempt for p, _ in pairs[i] if p.name == name) for name in history[i]}
+                res.details = {**res.details, "reask": {"attempts": history[i], "used": used}}
+                res.provenance["attempts"] = calls[i]
             res.provenance["latency_s"] = round(elapsed, 4)
-            results[i] = res
+            results[i] = res = safe_result(res)
             if self.cache is not None and i in keys and _is_clean(res, req):
                 to_store.append((keys[i], str(prov.get("model")), req.case.case_id, res))
         if self.cache is not None and to_store:
@@ -249,14 +306,62 @@ class Judge:
                 import warnings
 
                 warnings.warn(f"judge cache {self.cache.path} not written ({exc})", stacklevel=2)
-        return _fill(results, requests, prov)
+        return [safe_result(r) for r in _fill(results, requests, prov)]  # _safe again: cache hits and error results
+
+    def _run(self, work: list[tuple[int, list[Prompt]]]) -> dict[int, list[tuple[Prompt, Completion]]]:
+        """Complete every prompt of ``work`` in one backend call; (prompt, completion) pairs per owner."""
+        flat = [p for _, prompts in work for p in prompts]
+        try:
+            completions = self._complete(flat) if flat else []
+            if len(completions) != len(flat):
+                raise RuntimeError(f"backend returned {len(completions)} completions for {len(flat)} prompts")
+        except Exception as exc:  # noqa: BLE001 - a backend crash marks its cases, it never drops them
+            completions = [Completion(error=f"judge backend failed: {type(exc).__name__}: {exc}") for _ in flat]
+        it = iter(completions)
+        out: dict[int, list[tuple[Prompt, Completion]]] = {}
+        for i, prompts in work:
+            out[i] = [(p, clean_completion(_pick_candidate(p, c) if p.candidates else c))
+                      for p, c in zip(prompts, it)]
+        return out
+
+    def _reask_prompts(self, req: JudgeRequest, res: JudgeResult, pairs: list[tuple[Prompt, Completion]],
+                       originals: list[Prompt], attempt: int) -> list[Prompt]:
+        return reask_prompts(self.seed, req, res, pairs, originals, attempt)
+
+    def _assemblesafe_result(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]],
+                       prov: dict[str, Any]) -> JudgeResult:
+        try:
+            return self._assemble(req, pairs, prov)
+        except Exception as exc:  # noqa: BLE001
+            where = f"task {req.task!r}, case {req.case.case_id!r}"
+            return error_result(req, f"{where}: cannot read the judge reply: {exc}", prov)
 
     def _assemble(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]], prov: dict[str, Any]) -> JudgeResult:
         return request_kind(req.kind).assemble(req, pairs, prov)
 
     def close(self) -> None:
+        self._image_prep.close()
         if self.cache is not None:
             self.cache.close()
+
+
+def _image_digests(prompts: list[Prompt]) -> list[str]:
+    """One digest per distinct image: of its stored bytes when it has them (nothing decoded), else its pixels."""
+    from micon_tasks.images import encoded_source
+
+    seen: dict[int, str] = {}
+    out = []
+    for p in prompts:
+        for _, img in p.images:
+            if id(img) not in seen:
+                src = encoded_source(img)
+                seen[id(img)] = f"bytes:{sha256_bytes(src[0])}" if src is not None else image_digest(img)
+                out.append(seen[id(img)])
+    return out
+
+
+def _used_attempt(pairs: list[tuple[Prompt, Completion]], name: str) -> int:
+    return next(p.attempt for p, _ in pairs if p.name == name)
 
 
 def _is_clean(result: JudgeResult, req: JudgeRequest) -> bool:

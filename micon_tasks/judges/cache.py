@@ -41,9 +41,10 @@ def cache_key(parts: dict[str, Any]) -> str:
 
 
 def _result_to_json(result: JudgeResult) -> str:
+    """Strict JSON (no NaN, ASCII-escaped): what cannot be written exactly raises, and is not cached."""
     data = asdict(result)
     data["provenance"] = {k: v for k, v in data["provenance"].items() if k != "cached"}
-    return json.dumps(data, ensure_ascii=False)
+    return json.dumps(data, ensure_ascii=True, allow_nan=False)
 
 
 def _result_from_json(text: str) -> JudgeResult:
@@ -112,9 +113,14 @@ class VerdictCache:
 
     def put_many(self, items: list[tuple[str, str, str, JudgeResult]]) -> None:
         """Store (key, model, case_id, result) rows in one transaction."""
-        if not items:
+        rows = []
+        for k, m, c, r in items:
+            try:
+                rows.append((k, _result_to_json(r), m, c, time.time()))
+            except (ValueError, TypeError):  # never cache what cannot be written (it would poison re-runs)
+                continue
+        if not rows:
             return
-        rows = [(k, _result_to_json(r), m, c, time.time()) for k, m, c, r in items]
 
         def write() -> None:
             conn.execute("BEGIN IMMEDIATE")

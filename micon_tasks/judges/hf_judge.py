@@ -15,17 +15,19 @@ sharding or ``batch_size``, and the caller's global RNG state is left as it was.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import Any
 
+from micon_tasks.devices import check_dtype_name, resolve_device, resolve_dtype
 from micon_tasks.errors import ConfigError
-from micon_tasks.judges.base import SEED_RULE, Completion, Judge
+from micon_tasks.judges.base import SEED_RULE, Completion, Judge, JudgeUnreachableError
+from micon_tasks.judges.images import ImageSpec, encode, fit
 from micon_tasks.judges.prompts import Prompt
+from micon_tasks.weights import weights_problem
 from registry import register_judge
 
 __all__ = ["HFJudge"]
-
-_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
 @register_judge("hf", aliases=("transformers",))
@@ -48,12 +50,15 @@ class HFJudge(Judge):
         request_mode: str = "case",
         cache_path: str | None = None,
         template_version: str = "v1",
+        reask: int = 2,
+        max_image_pixels: int = 1024 * 1024,
+        image_format: str = "png",
     ):
-        super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version)
+        super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version,
+                         reask=reask, max_image_pixels=max_image_pixels, image_format=image_format)
         if mode not in ("generate", "logits"):
             raise ConfigError(f"judge 'hf': mode must be 'generate' or 'logits', got {mode!r}")
-        if dtype not in _DTYPES:
-            raise ConfigError(f"judge 'hf': dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+        check_dtype_name(dtype, what="judge 'hf' dtype")
         if batch_size < 1 or max_new_tokens < 1:
             raise ConfigError("judge 'hf': batch_size and max_new_tokens must be >= 1")
         self.pretrained = str(pretrained)
@@ -68,6 +73,7 @@ class HFJudge(Judge):
         self.trust_remote_code = bool(trust_remote_code)
         self._model: Any = None
         self._processor: Any = None
+        self._load_error: str | None = None  # a failed load is not retried for every batch
 
     def _describe(self) -> dict[str, Any]:
         decoding: dict[str, Any] = {"mode": self.mode}
@@ -84,20 +90,62 @@ class HFJudge(Judge):
             "dtype": self.dtype,
         }
 
+    # -- start-up -------------------------------------------------------------------------------
+    def preflight(self) -> None:
+        """The code imports and the weights are cached or reachable; one line if not (nothing is loaded)."""
+        import importlib.util
+
+        for module in ("torch", "transformers"):
+            if importlib.util.find_spec(module) is None:
+                raise JudgeUnreachableError(f"judge 'hf' needs {module}: pip install 'micon-bench[hf]'")
+        from micon_tasks.judges.tiny import TINY_JUDGE_NAME
+
+        if self.pretrained == TINY_JUDGE_NAME:
+            return  # built locally on first use
+        problem = weights_problem(self.pretrained, "config.json")
+        if problem:
+            raise JudgeUnreachableError(f"judge 'hf' cannot get pretrained={self.pretrained}: {problem}")
+
+    def load(self) -> None:
+        """Load the weights once, when the judge stage starts; a failure stops the run in one line."""
+        self._ensure_loaded()
+        if self._load_error:
+            raise JudgeUnreachableError(self._load_error)
+
+    def _ensure_loaded(self) -> None:
+        if self._model is not None or self._load_error:
+            return
+        try:
+            self._load()
+        except Exception as exc:  # noqa: BLE001 - one line, kept for every later batch
+            text = " ".join(str(exc).split())[:300]
+            self._load_error = f"cannot load judge model {self.pretrained!r}: {type(exc).__name__}: {text}"
+
+    def _prepare_image(self, image: Any, spec: ImageSpec) -> Any:
+        """The image the model sees: fitted to max_image_pixels; with image_format=jpeg, the pixels a served
+        judge would decode (a JPEG round trip), so both backends see the same thing."""
+        fitted = fit(image, spec)
+        if spec.fmt != "jpeg":
+            return fitted
+        from PIL import Image
+
+        with Image.open(io.BytesIO(encode(fitted, spec))) as im:
+            return im.convert("RGB")
+
+    def _images(self, p: Prompt) -> list[Any]:
+        return [f.result() for f in self.prepared_images(p)]
+
+    def _temperature(self, p: Prompt) -> float | None:
+        return p.options.get("temperature", self.temperature) if p.options else self.temperature
+
     # -- loading --------------------------------------------------------------------------------
     def _load(self) -> None:
         if self._model is not None:
             return
-        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if self.dtype == "auto":
-            dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-        else:
-            dtype = getattr(torch, self.dtype)
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device, what="judge 'hf' dtype")
         from micon_tasks.judges.tiny import resolve_pretrained
 
         source = resolve_pretrained(self.pretrained)  # "micon-tiny-random": the offline demo judge
@@ -128,33 +176,38 @@ class HFJudge(Judge):
 
     # -- completion -----------------------------------------------------------------------------
     def _complete(self, prompts: list[Prompt]) -> list[Completion]:
+        self._ensure_loaded()
+        if self._load_error:
+            return [Completion(error=self._load_error) for _ in prompts]
+        self.reserve_images(prompts)  # prepared once for this call, dropped at its end
         try:
-            self._load()
-        except Exception as exc:  # noqa: BLE001 - reported on every case, not raised
-            why = f"cannot load judge model {self.pretrained!r}: {type(exc).__name__}: {exc}"
-            return [Completion(error=why) for _ in prompts]
-        if self.logits:
-            return self._score_candidates(prompts)
-        out: list[Completion] = []
-        if self.temperature > 0:
-            # One prompt per call, from its own seed: its reply cannot depend on batch mates.
+            return self._score_candidates(prompts) if self.logits else self._generate_all(prompts)
+        finally:
             for p in prompts:
-                try:
-                    out.extend(self._generate([p], seed=self.seed if p.seed is None else p.seed))
-                except Exception as exc:  # noqa: BLE001
-                    out.append(Completion(error=f"generation failed: {type(exc).__name__}: {exc}"))
-            return out
-        for start in range(0, len(prompts), self.batch_size):
-            chunk = prompts[start : start + self.batch_size]
+                self.release_images(p)
+
+    def _generate_all(self, prompts: list[Prompt]) -> list[Completion]:
+        out: dict[int, Completion] = {}
+        greedy = [i for i, p in enumerate(prompts) if self._temperature(p) == 0]
+        for i, p in enumerate(prompts):
+            if i in out or self._temperature(p) == 0:
+                continue
+            # Sampling: one prompt per call, from its own seed, so its reply cannot depend on batch mates.
             try:
-                out.extend(self._generate(chunk))
+                (out[i],) = self._generate([p], seed=self.seed if p.seed is None else p.seed)
+            except Exception as exc:  # noqa: BLE001
+                out[i] = Completion(error=f"generation failed: {type(exc).__name__}: {exc}")
+        for start in range(0, len(greedy), self.batch_size):
+            chunk = greedy[start : start + self.batch_size]
+            try:
+                out.update(zip(chunk, self._generate([prompts[i] for i in chunk])))
             except Exception:  # noqa: BLE001 - retry one by one so one bad prompt marks only itself
-                for p in chunk:
+                for i in chunk:
                     try:
-                        out.extend(self._generate([p]))
+                        (out[i],) = self._generate([prompts[i]])
                     except Exception as exc:  # noqa: BLE001
-                        out.append(Completion(error=f"generation failed: {type(exc).__name__}: {exc}"))
-        return out
+                        out[i] = Completion(error=f"generation failed: {type(exc).__name__}: {exc}")
+        return [out[i] for i in range(len(prompts))]
 
     def _rng_devices(self) -> list[int]:
         """CUDA devices whose RNG state a seeded generation touches (restored afterwards by fork_rng)."""
@@ -168,13 +221,17 @@ class HFJudge(Judge):
         """Generate replies; ``seed`` (sampling only, one prompt) seeds the sampling of this call alone."""
         import torch
 
-        sample = self.temperature > 0
+        temperature = self._temperature(prompts[0])
+        sample = temperature is None or temperature > 0  # None: the model's own generation config decides
         if sample and (len(prompts) != 1 or seed is None):
             raise ValueError("sampling generates one prompt at a time, from that prompt's seed")
-        inputs = self._inputs([self._chat_text(p) for p in prompts], [[im for _, im in p.images] for p in prompts])
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": sample}
-        if sample:
-            kwargs["temperature"] = self.temperature
+        inputs = self._inputs([self._chat_text(p) for p in prompts], [self._images(p) for p in prompts])
+        max_new = int((prompts[0].options or {}).get("max_tokens", self.max_new_tokens))
+        kwargs: dict[str, Any] = {"max_new_tokens": max_new}
+        if temperature is not None:
+            kwargs["do_sample"] = sample
+            if sample:
+                kwargs["temperature"] = temperature
         tok = getattr(self._processor, "tokenizer", self._processor)
         if tok.pad_token_id is not None:
             kwargs["pad_token_id"] = tok.pad_token_id
@@ -192,7 +249,7 @@ class HFJudge(Judge):
         done = []
         for row, text in zip(new, texts):
             ended = tok.eos_token_id is not None and int(row[-1]) == tok.eos_token_id
-            hit_limit = row.shape[0] >= self.max_new_tokens and not ended
+            hit_limit = row.shape[0] >= max_new and not ended
             done.append(Completion(text=text, note="hit max_new_tokens" if hit_limit else None))
         return done
 
@@ -224,7 +281,7 @@ class HFJudge(Judge):
             except Exception as exc:  # noqa: BLE001
                 errors[pi] = f"cannot build the scoring prompt: {type(exc).__name__}: {exc}"
                 continue
-            imgs = [im for _, im in p.images]
+            imgs = self._images(p)
             if all(len(t) == 1 for t in ids):
                 units.append((base, imgs, pi, list(enumerate(ids)), False))
             else:

@@ -28,11 +28,17 @@ NO_ANSWER_SET = "case has no answer set"
 
 @dataclass(frozen=True)
 class RequestKind:
-    """``render(request, judge) -> prompts``; ``assemble(request, pairs, provenance) -> JudgeResult``."""
+    """``render(request, judge) -> prompts``; ``assemble(request, pairs, provenance) -> JudgeResult``.
+
+    ``reask_names(request, result) -> prompt names`` (optional) says which prompts to ask again after an
+    unreadable or incomplete reply; without it the Judge re-asks the prompts named by ``error`` verdicts
+    (or every prompt when no verdict names one).
+    """
 
     name: str
     render: Callable[[JudgeRequest, Judge], list[Prompt]]
     assemble: Callable[[JudgeRequest, list[tuple[Prompt, Completion]], dict[str, Any]], JudgeResult]
+    reask_names: Callable[[JudgeRequest, JudgeResult], list[str]] | None = None
 
 
 _KINDS: dict[str, RequestKind] = {}
@@ -83,6 +89,8 @@ def _assemble_checkpoints(req: JudgeRequest, pairs: list[tuple[Prompt, Completio
                 ans_note = {"answer_set_error": parsed.error}
             else:
                 ans_note = {"answer_set_rationale": parsed.rationale}
+                if parsed.salvaged:
+                    ans_note["answer_set_salvaged"] = True
         elif p.name == "checkpoints":
             if c.error is not None:
                 verdicts = [Verdict(cid, "error", error=c.error) for cid in ids]
@@ -108,4 +116,14 @@ def _assemble_checkpoints(req: JudgeRequest, pairs: list[tuple[Prompt, Completio
     )
 
 
-register_request_kind(RequestKind("checkpoints", _render_checkpoints, _assemble_checkpoints))
+def _reask_checkpoints(req: JudgeRequest, result: JudgeResult) -> list[str]:
+    """The prompts whose reply left something unreadable: the whole-case prompt (or, per checkpoint, the
+    unreadable checkpoints' own prompts) and the story answer set. The Judge keeps the names it asked."""
+    bad = sorted({v.checkpoint_id for v in result.verdicts if v.status == "error"})
+    names = (["checkpoints", *bad] if bad else [])
+    if req.story and req.case.answer_set is not None and result.answer_set_status == "error":
+        names.append("answer_set")
+    return names
+
+
+register_request_kind(RequestKind("checkpoints", _render_checkpoints, _assemble_checkpoints, _reask_checkpoints))

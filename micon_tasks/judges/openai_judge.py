@@ -1,51 +1,72 @@
 """``openai`` judge: any OpenAI-compatible chat-completions server (vLLM, SGLang, OpenAI, ...).
 
-Requests run concurrently (asyncio, a semaphore of ``concurrency``). Retries are ours, not the
-SDK's, so they are bounded and visible: exponential backoff on 429, 5xx, timeouts and connection
-errors; any other 4xx is final. The API key is read from the variable named by ``api_key_env``
-and is scrubbed from every error text.
+The endpoint is resolved once: the ``base_url`` argument, else ``$OPENAI_BASE_URL``, else the local
+server ``http://localhost:8000/v1`` serving the paper's judge. A URL carrying credentials (or a
+credential-like query key) is refused; provenance records the host actually used. Requests run
+concurrently (a semaphore of ``concurrency``) on one event loop and one HTTP client that live as long
+as the judge (``close()`` ends them). Retries follow the project's one policy (``micon_tasks.retry``):
+``timeout`` bounds each whole attempt; 429 (not ``insufficient_quota``), 5xx, timeouts and connection
+errors are retried, any other 4xx is final. The API key is read from the variable named by
+``api_key_env`` and scrubbed from everything stored.
 
-Every request carries a ``seed`` field derived from the request alone (``base.SEED_RULE``: the
-judge's ``seed`` or 0, the task, the case id and the prompt name), so at temperature 0.1 a server
-that honours seeds (vLLM, SGLang, OpenAI best effort) answers a case the same way whatever its
-batch mates, the sharding or the concurrency.
+Every request carries a ``seed`` field derived from the request alone (``seeds.SEED_RULE``), so at
+temperature 0.1 a server that honours seeds answers a case the same way whatever its batch mates.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import json
+import logging
 import os
 import random
 import ssl
-import warnings
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import urllib.error
+import urllib.request
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+from micon_tasks.aio import BackgroundLoop
 from micon_tasks.errors import ConfigError
-from micon_tasks.judges.base import SEED_RULE, Completion, Judge, endpoint_host
+from micon_tasks.judges.base import SEED_RULE, Completion, Judge, JudgeUnreachableError, endpoint_host
+from micon_tasks.judges.images import data_url
 from micon_tasks.judges.prompts import Prompt
-from micon_tasks.png import png_bytes
+from micon_tasks.retry import REMOVED_RETRY_ARGS, RetryPolicy, retry_after_seconds, retry_async
+from micon_tasks.secrets import check_env_names, endpoint_problem, is_local_host, register_secret, scrub_and_truncate
 from registry import register_judge
 
-__all__ = ["OpenAIJudge", "DEFAULT_JUDGE_MODEL"]
+__all__ = ["OpenAIJudge", "DEFAULT_JUDGE_MODEL", "DEFAULT_BASE_URL", "VLLM_COMMAND", "resolve_endpoint"]
 
 DEFAULT_JUDGE_MODEL = "Qwen/Qwen3-VL-32B-Instruct"  # the paper's judge (PROTOCOL 5)
-_THREAD_ENCODE_PIXELS = 256 * 256  # images at least this large are PNG-encoded in a worker thread
+#: the one default endpoint for every suite: a local OpenAI-compatible server serving the paper's judge
+DEFAULT_BASE_URL = "http://localhost:8000/v1"
+#: how to serve the paper's judge with vLLM; printed when the judge server cannot be reached
+VLLM_COMMAND = (
+    "vllm serve Qwen/Qwen3-VL-32B-Instruct --tensor-parallel-size 2 --max-model-len 32768 "
+    "--limit-mm-per-prompt '{\"image\": 4}' --port 8000"
+)
 
 
-def _png_data_url(image: Any) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+def resolve_endpoint(base_url: str | None) -> tuple[str, str]:
+    """(URL, where it came from): the argument, else $OPENAI_BASE_URL, else the local default; checked."""
+    if base_url is not None:
+        url, source = base_url, "argument base_url"
+    elif os.environ.get("OPENAI_BASE_URL"):
+        url, source = os.environ["OPENAI_BASE_URL"], "$OPENAI_BASE_URL"
+    else:
+        url, source = DEFAULT_BASE_URL, "default"
+    problem = endpoint_problem(url)
+    if problem:
+        raise ConfigError(f"judge 'openai': the endpoint from {source} {problem}")
+    return url.strip().rstrip("/"), source
 
 
-def run_coroutine(coro: Any) -> Any:
-    """Run a coroutine from sync code, also when the caller already runs an event loop (notebooks)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+class _CallError(Exception):
+    """One failed attempt, as the retry policy sees it."""
+
+    def __init__(self, message: str, *, retryable: bool):
+        super().__init__(message)
+        self.message, self.retryable, self.attempts = message, retryable, 1
 
 
 @register_judge("openai", aliases=("openai-compatible", "vllm"))
@@ -53,6 +74,7 @@ class OpenAIJudge(Judge):
     """Judge through an OpenAI-compatible ``/chat/completions`` endpoint (one user message per call)."""
 
     backend = "openai"
+    removed_args: ClassVar[dict[str, str]] = REMOVED_RETRY_ARGS
 
     def __init__(
         self,
@@ -63,34 +85,45 @@ class OpenAIJudge(Judge):
         max_tokens: int = 800,
         timeout: float = 120.0,
         max_retries: int = 4,
-        retry_base_delay: float = 1.0,
-        retry_max_delay: float = 30.0,
+        max_wait: float = 30.0,
         concurrency: int = 16,
         json_mode: bool = False,
         seed: int | None = None,
         request_mode: str = "case",
         cache_path: str | None = None,
         template_version: str = "v1",
+        reask: int = 2,
+        max_image_pixels: int = 1024 * 1024,
+        image_format: str = "jpeg",
     ):
-        super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version)
-        if concurrency < 1 or max_retries < 0 or retry_base_delay < 0 or timeout <= 0:
-            raise ConfigError(
-                "judge 'openai': concurrency >= 1, max_retries >= 0, retry_base_delay >= 0 and timeout > 0 are required"
-            )
-        self.base_url = base_url
+        super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version,
+                         reask=reask, max_image_pixels=max_image_pixels, image_format=image_format)
+        if concurrency < 1:
+            raise ConfigError("judge 'openai': concurrency must be >= 1")
+        self.base_url, self.endpoint_source = resolve_endpoint(base_url)
         self.model = model
-        self.api_key_env = api_key_env
+        self.api_key_env = check_env_names(api_key_env, "judge 'openai'")[0]
         self.temperature = float(temperature)
         self.max_tokens = int(max_tokens)
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.retry_base_delay = float(retry_base_delay)
-        self.retry_max_delay = float(retry_max_delay)
+        self.policy = RetryPolicy(int(max_retries), float(timeout), float(max_wait))
+        self.timeout, self.max_retries = self.policy.timeout, self.policy.max_retries
         self.concurrency = int(concurrency)
         self.json_mode = bool(json_mode)
         self.seed = seed
         self._rng = random.Random(seed if seed is not None else 0)  # backoff jitter only
-        self._tls: ssl.SSLContext | None = None
+        self._api_key = os.environ.get(self.api_key_env) or None
+        register_secret(self._api_key)
+        self._loop = BackgroundLoop("micon-judge-openai")
+        self._client: Any = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def _prepare_image(self, image: Any, spec: Any) -> bytes:
+        """Fitted, encoded and base64'd in the judge's worker threads, once per batch."""
+        return data_url(image, spec)
+
+    @property
+    def host(self) -> str:
+        return endpoint_host(self.base_url) or ""
 
     def _describe(self) -> dict[str, Any]:
         decoding: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens}
@@ -98,156 +131,161 @@ class OpenAIJudge(Judge):
             decoding["response_format"] = "json_object"
         decoding["seed"] = int(self.seed or 0)
         decoding["seed_rule"] = SEED_RULE
-        return {
-            "backend": self.backend,
-            "model": self.model,
-            "endpoint_host": endpoint_host(self.base_url) or "api.openai.com",
-            "decoding": decoding,
-        }
+        return {"backend": self.backend, "model": self.model, "endpoint_host": self.host,
+                "endpoint_source": self.endpoint_source, "decoding": decoding}
 
-    def _api_key(self) -> str:
-        key = os.environ.get(self.api_key_env)
-        if key:
-            return key
-        if self.base_url is None:
-            warnings.warn(
-                f"judge 'openai': ${self.api_key_env} is not set; calls to api.openai.com will fail", stacklevel=3
-            )
-        return "EMPTY"  # local servers (vLLM, SGLang) accept any key
+    # -- start-up -------------------------------------------------------------------------------
+    def preflight(self, timeout: float = 5.0) -> None:
+        """The endpoint answers (any HTTP status), and a remote host has a key."""
+        import importlib.util
 
+        if importlib.util.find_spec("openai") is None:
+            raise JudgeUnreachableError("the openai judge needs the openai package: pip install 'micon-bench[api]'")
+        if not self._api_key and not is_local_host(urlsplit(self.base_url).hostname):
+            raise JudgeUnreachableError(
+                f"the judge endpoint {self.host} (from {self.endpoint_source}) is a remote host and "
+                f"${self.api_key_env} is not set; set it, or serve the judge locally: `{VLLM_COMMAND}`")
+        try:
+            urllib.request.urlopen(urllib.request.Request(self.base_url + "/models", method="GET"),
+                                   timeout=timeout).close()
+        except urllib.error.HTTPError:
+            return  # the server answered (401, 404, ...): reachable
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = scrub_and_truncate(str(getattr(exc, "reason", exc)), 120)
+            raise JudgeUnreachableError(
+                f"the judge server at {self.host} (from {self.endpoint_source}) does not answer ({reason}). Start it "
+                f"first, e.g. `{VLLM_COMMAND}`, or pass --judge_args base_url=http://<host>:8000/v1"
+            ) from None
+
+    # -- the client (one per judge, on the judge's own loop) --------------------------------------
     def _tls_context(self) -> ssl.SSLContext:
-        if self._tls is None and self.base_url and self.base_url.lower().startswith("http://"):
-            # Plain HTTP needs no CA bundle. This context still demands verified certificates, so a
+        if self.base_url.lower().startswith("http://"):
+            # Plain HTTP needs no CA bundle; this context still demands verified certificates, so a
             # redirect to https fails closed rather than going unverified.
-            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if self._tls is None:
-            try:
-                import certifi  # the CA bundle the SDK's HTTP client uses by default
+            return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            import certifi  # the CA bundle the SDK's HTTP client uses by default
 
-                self._tls = ssl.create_default_context(cafile=certifi.where())
-            except ImportError:
-                self._tls = ssl.create_default_context()
-        return self._tls
+            return ssl.create_default_context(cafile=certifi.where())
+        except ImportError:
+            return ssl.create_default_context()
+
+    def _ensure_client(self) -> Any:
+        """Built on the judge's loop thread, once; SDK retries off (the project's policy decides)."""
+        if self._client is None:
+            import openai
+
+            for name in ("httpx", "httpx2", "openai"):  # request lines would print the endpoint URL
+                lg = logging.getLogger(name)
+                if lg.getEffectiveLevel() < logging.WARNING:
+                    lg.setLevel(logging.WARNING)
+            http_client = openai.DefaultAsyncHttpxClient(verify=self._tls_context())
+            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "EMPTY",
+                                              timeout=self.timeout, max_retries=0, http_client=http_client)
+            self._sem = asyncio.Semaphore(self.concurrency)
+        return self._client
 
     def _complete(self, prompts: list[Prompt]) -> list[Completion]:
-        return run_coroutine(self._complete_async(prompts))
+        return self._loop.run(self._complete_async(prompts))
 
     async def _complete_async(self, prompts: list[Prompt]) -> list[Completion]:
-        import openai  # imported here: `import micon_tasks.judges` must stay light
+        client = self._ensure_client()
+        self.reserve_images(prompts)
+        return list(await asyncio.gather(*(self._one(client, p) for p in prompts)))
+
+    async def _content(self, p: Prompt) -> list[bytes]:
+        """The message's content parts, each already JSON text.
+
+        An image part is spliced in as it is: a data URL holds only ASCII that JSON needs no escape for,
+        so the megabytes of base64 are never scanned by a JSON encoder (that cost several ms per request).
+        """
+        parts = [json.dumps({"type": "text", "text": p.text}).encode()]
+        futures = self.prepared_images(p)  # encoded once per batch, in the worker pool
+        for (label, _), fut in zip(p.images, futures):
+            url = await asyncio.wrap_future(fut)
+            parts.append(json.dumps({"type": "text", "text": f"{label}:"}).encode())
+            parts.append(b'{"type": "image_url", "image_url": {"url": "' + url + b'"}}')
+        return parts
+
+    async def _one(self, client: Any, p: Prompt) -> Completion:
+        assert self._sem is not None
+        async with self._sem:
+            try:
+                if p.seed is None:  # Judge.judge_batch sets it on every prompt; a bare _complete call must too
+                    raise ValueError(f"prompt {p.name!r} has no per-request seed")
+                body = self._body(p, await self._content(p))
+            except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be encoded
+                return Completion(error=f"cannot encode the request: {type(exc).__name__}: {exc}", attempts=0)
+            finally:
+                self.release_images(p)  # the body holds them now; a prepared image lives while prompts need it
+            made = 0
+
+            async def attempt() -> Completion:
+                nonlocal made
+                made += 1
+                return await self._attempt(client, body)
+
+            try:
+                done = await retry_async(attempt, self._classify, self.policy, rng=self._rng)
+            except _CallError as exc:
+                return Completion(error=scrub_and_truncate(exc.message, 400), attempts=exc.attempts)
+            done.attempts = made
+            return done
+
+    def _body(self, p: Prompt, content: list[bytes]) -> bytes:
+        """The request body as JSON bytes (see ``_content``)."""
+        opts = p.options or {}
+        body: dict[str, Any] = {"model": self.model, "max_tokens": int(opts.get("max_tokens", self.max_tokens)),
+                                "seed": int(p.seed or 0)}
+        temperature = opts.get("temperature", self.temperature)
+        if temperature is not None:  # None: the server's own default
+            body["temperature"] = temperature
+        if self.json_mode:
+            body["response_format"] = {"type": "json_object"}
+        head = json.dumps(body)[:-1].encode()
+        return b"".join([head, b', "messages": [{"role": "user", "content": [', b", ".join(content), b"]}]}"])
+
+    async def _attempt(self, client: Any, body: bytes) -> Completion:
         from openai.types.chat import ChatCompletion
 
-        key = self._api_key()
-        # A new client per batch (its connections belong to this event loop), but one TLS context per
-        # judge: building one loads the CA bundle, about 60 ms, which small batches would pay each time.
-        http_client = openai.DefaultAsyncHttpxClient(verify=self._tls_context())
-        client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=key, timeout=self.timeout, max_retries=0, http_client=http_client
-        )
-        sem = asyncio.Semaphore(self.concurrency)
-        # PNG encoding runs in worker threads (zlib releases the GIL), once per distinct image of
-        # the batch, overlapping with requests in flight instead of stalling the event loop.
-        loop = asyncio.get_running_loop()
-        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="micon-judge-png")
-        urls: dict[int, asyncio.Future[str]] = {}
+        # client.post (the SDK's documented route for raw calls) skips the SDK's recursive
+        # request-typing pass over the base64 images, which cost several ms of CPU per case.
+        resp = await client.post("/chat/completions", cast_to=ChatCompletion, body=body)
+        choice = resp.choices[0] if resp.choices else None
+        if choice is None:
+            return Completion(text="", note="server returned no choices")
+        finish = getattr(choice, "finish_reason", None)
+        note = f"finish_reason={finish}" if finish not in (None, "stop") else None
+        return Completion(text=choice.message.content or "", note=note)
 
-        async def content(p: Prompt) -> list[dict[str, Any]]:
-            parts: list[dict[str, Any]] = [{"type": "text", "text": p.text}]
-            for label, img in p.images:
-                if id(img) not in urls:
-                    if img.width * img.height >= _THREAD_ENCODE_PIXELS:
-                        urls[id(img)] = loop.run_in_executor(pool, _png_data_url, img)
-                    else:  # a thread hand-off costs more than encoding a thumbnail
-                        done = loop.create_future()
-                        try:
-                            done.set_result(_png_data_url(img))
-                        except Exception as exc:  # noqa: BLE001 - every prompt sharing the image sees it
-                            done.set_exception(exc)
-                        urls[id(img)] = done
-                parts.append({"type": "text", "text": f"{label}:"})
-                parts.append({"type": "image_url", "image_url": {"url": await urls[id(img)]}})
-            return parts
+    def _classify(self, exc: BaseException) -> tuple[_CallError, float | None]:
+        import openai
 
-        async def one(p: Prompt) -> Completion:
-            async with sem:
-                try:
-                    seed = self._prompt_seed(p)
-                    messages = [{"role": "user", "content": await content(p)}]
-                except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be encoded
-                    return Completion(error=f"cannot encode the request: {type(exc).__name__}: {exc}", attempts=0)
-                return await self._call(client, openai, ChatCompletion, messages, key, seed)
+        if isinstance(exc, TimeoutError):
+            return _CallError(f"timed out: {exc}", retryable=True), None
+        if isinstance(exc, openai.APITimeoutError):
+            return _CallError(f"timed out after {self.timeout:g} s", retryable=True), None
+        if isinstance(exc, openai.APIConnectionError):
+            return _CallError(f"connection error: {_short(exc)}", retryable=True), None
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            body = exc.body if isinstance(exc.body, dict) else {}
+            err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+            code = err.get("code") or err.get("type")
+            retryable = (status == 429 and code != "insufficient_quota") or status >= 500 or status in (408, 409)
+            text = f"HTTP {status}{f' ({code})' if code else ''}: {_short(exc)}"
+            return _CallError(text, retryable=retryable), retry_after_seconds(getattr(exc.response, "headers", None))
+        # a malformed response body, etc.: final
+        return _CallError(f"{type(exc).__name__}: {_short(exc)}", retryable=False), None
 
-        try:
-            return list(await asyncio.gather(*(one(p) for p in prompts)))
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-            await client.close()
-
-    def _prompt_seed(self, p: Prompt) -> int:
-        if p.seed is None:  # Judge.judge_batch sets it on every prompt; a bare _complete call must too
-            raise ValueError(f"prompt {p.name!r} has no per-request seed")
-        return int(p.seed)
-
-    async def _call(
-        self,
-        client: Any,
-        openai: Any,
-        ChatCompletion: Any,  # noqa: N803
-        messages: list[dict[str, Any]],
-        key: str,
-        seed: int,
-    ) -> Completion:
-        kwargs: dict[str, Any] = {"temperature": self.temperature, "max_tokens": self.max_tokens, "seed": seed}
-        if self.json_mode:
-            kwargs["response_format"] = {"type": "json_object"}
-        last = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            retry_after: float | None = None
-            try:
-                # client.post (the SDK's documented route for raw calls) skips the SDK's recursive
-                # request-typing pass over the base64 images, which cost several ms of CPU per case.
-                resp = await client.post(
-                    "/chat/completions",
-                    cast_to=ChatCompletion,
-                    body={"model": self.model, "messages": messages, **kwargs},
-                )
-                choice = resp.choices[0] if resp.choices else None
-                if choice is None:
-                    return Completion(text="", note="server returned no choices", attempts=attempt + 1)
-                finish = getattr(choice, "finish_reason", None)
-                note = f"finish_reason={finish}" if finish not in (None, "stop") else None
-                return Completion(text=choice.message.content or "", note=note, attempts=attempt + 1)
-            except (openai.RateLimitError, openai.InternalServerError) as exc:
-                last = f"HTTP {exc.status_code}: {_short(exc)}"
-                retry_after = _retry_after(exc)
-            except openai.APITimeoutError:
-                last = f"timed out after {self.timeout:g} s"
-            except openai.APIConnectionError as exc:
-                last = f"connection error: {_short(exc)}"
-            except openai.APIStatusError as exc:  # any other 4xx (or odd status): final, never retried
-                return Completion(error=_scrub(f"HTTP {exc.status_code}: {_short(exc)}", key), attempts=attempt + 1)
-            except Exception as exc:  # noqa: BLE001 - a malformed response body, etc.
-                return Completion(error=_scrub(f"{type(exc).__name__}: {_short(exc)}", key), attempts=attempt + 1)
-            if attempt < self.max_retries:
-                delay = min(self.retry_max_delay, self.retry_base_delay * 2**attempt) * (0.5 + 0.5 * self._rng.random())
-                if retry_after is not None:
-                    delay = min(self.retry_max_delay, max(delay, retry_after))
-                await asyncio.sleep(delay)
-        n = self.max_retries + 1
-        return Completion(error=_scrub(f"gave up after {n} attempt{'s' if n > 1 else ''}: {last}", key), attempts=n)
+    def close(self) -> None:
+        client, self._client = self._client, None
+        self._loop.close(client.close() if client is not None else None)
+        super().close()
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = str(exc).replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """Scrubbed first, then cut: a key echoed late in a long body leaves nothing behind."""
+    return scrub_and_truncate(str(exc), limit) or ""
 
 
-def _scrub(text: str, key: str) -> str:
-    return text.replace(key, "***") if key and key != "EMPTY" and len(key) >= 4 else text
-
-
-def _retry_after(exc: Any) -> float | None:
-    try:
-        value = exc.response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (AttributeError, TypeError, ValueError):
-        return None

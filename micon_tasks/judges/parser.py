@@ -1,9 +1,11 @@
 """Read judge replies into verdicts. Strict on meaning, lenient only on where the JSON sits.
 
-Accepted: the documented object, alone, in a markdown fence, or with prose around it. Everything
-else becomes ``error`` for the checkpoints it cannot read: a missing checkpoint, a pass value other
-than the integers 0/1 or JSON true/false (the string "1" included), a repeated id, a truncated or
-unreadable reply, a refusal. Nothing is guessed and nothing is dropped.
+Accepted: the documented object, alone, in a markdown fence, or with prose around it. A verdict in an
+unambiguous but non-standard encoding (``1.0``, ``"1"``, ``"true"``, ``"pass"`` in any case, or a bare
+value instead of ``{"pass": ...}``) is read and flagged ``salvaged``. Everything else becomes ``error``
+for the checkpoints it cannot read: a missing checkpoint, any other pass value, a repeated id, a
+truncated or unreadable reply, a refusal. Non-finite numbers (NaN, Infinity) in the reply's extras are
+an error for that field. Nothing is guessed and nothing is dropped.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = [
     "parse_score_reply",
 ]
 
-PARSER_VERSION = "1"
+PARSER_VERSION = "2"  # 2: salvaged encodings, answer-set scores 0..10 with fractions
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
@@ -110,20 +112,68 @@ def extract_object(text: str | None, required_key: str) -> tuple[dict[str, Any] 
     return None, f"no JSON object with {required_key!r} in the reply"
 
 
-def _read_pass(value: Any) -> tuple[str | None, str | None, str | None]:
-    """(status, rationale, error) from one checkpoint's entry ``{"pass": 0|1, "reason": ...}``."""
+_SALVAGE_TEXT = {"1": "pass", "0": "fail", "true": "pass", "false": "fail", "pass": "pass", "fail": "fail"}
+
+
+def _salvage(p: Any) -> str | None:
+    """"pass"/"fail" from an unambiguous non-standard encoding, else None."""
+    if isinstance(p, bool):
+        return "pass" if p else "fail"
+    if isinstance(p, (int, float)) and p in (0, 1):
+        return "pass" if p == 1 else "fail"
+    if isinstance(p, str):
+        return _SALVAGE_TEXT.get(p.strip().lower())
+    return None
+
+
+def _read_pass(value: Any) -> tuple[str | None, str | None, str | None, bool]:
+    """(status, rationale, error, salvaged) from one checkpoint's entry ``{"pass": 0|1, "reason": ...}``."""
     if not isinstance(value, dict):
-        return None, None, f'entry is {type(value).__name__} {json.dumps(value)[:40]}, expected {{"pass": 0 or 1}}'
+        status = _salvage(value)
+        if status is not None:  # a bare 1 / "pass" / true instead of {"pass": 1}
+            return status, None, None, True
+        return None, None, f'entry is {type(value).__name__} {_show(value)}, expected {{"pass": 0 or 1}}', False
     if "pass" not in value:
-        return None, None, f"entry has no 'pass' key (keys: {sorted(value)[:6]})"
+        return None, None, f"entry has no 'pass' key (keys: {sorted(value)[:6]})", False
     p = value["pass"]
     reason = value.get("reason")
     rationale = reason if isinstance(reason, str) else None
     if isinstance(p, bool):
-        return ("pass" if p else "fail"), rationale, None
+        return ("pass" if p else "fail"), rationale, None, False
     if isinstance(p, int) and p in (0, 1):
-        return ("pass" if p == 1 else "fail"), rationale, None
-    return None, None, f"'pass' is {json.dumps(p)[:40]}, expected the integer 0 or 1"
+        return ("pass" if p == 1 else "fail"), rationale, None, False
+    status = _salvage(p)
+    if status is not None:
+        return status, rationale, None, True
+    return None, None, f"'pass' is {_show(p)}, expected the integer 0 or 1", False
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=True)[:40]
+
+
+def _finite(value: Any) -> bool:
+    """Whether a JSON value holds no NaN or Infinity anywhere (they cannot be written as JSON)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _extras(obj: dict[str, Any]) -> dict[str, Any]:
+    """The reply's extra fields; a field holding a non-finite number is an error for that field."""
+    extras: dict[str, Any] = {}
+    for k in ("hard_constraint_results", "flags", "rationale"):
+        if k not in obj:
+            continue
+        if _finite(obj[k]):
+            extras[k] = obj[k]
+        else:
+            extras.setdefault("field_errors", {})[k] = "holds a non-finite number (NaN or Infinity)"
+    return extras
 
 
 def parse_checkpoint_reply(
@@ -139,7 +189,7 @@ def parse_checkpoint_reply(
         return [Verdict(cid, "error", raw=text, error=f"{why}{suffix}") for cid in checkpoint_ids], {}
     results = obj["checkpoint_results"]
     overall = obj.get("rationale") if isinstance(obj.get("rationale"), str) else None
-    extras = {k: obj[k] for k in ("hard_constraint_results", "flags", "rationale") if k in obj}
+    extras = _extras(obj)
     if not isinstance(results, dict):
         err = f"'checkpoint_results' is a {type(results).__name__}, expected an object{suffix}"
         return [Verdict(cid, "error", raw=text, error=err) for cid in checkpoint_ids], extras
@@ -151,12 +201,13 @@ def parse_checkpoint_reply(
         if cid not in results:
             verdicts.append(Verdict(cid, "error", raw=text, error=f"checkpoint missing from the reply{suffix}"))
             continue
-        status, rationale, err = _read_pass(results[cid])
+        status, rationale, err, salvaged = _read_pass(results[cid])
         piece = json.dumps(results[cid], ensure_ascii=False)
         if status is None:
             verdicts.append(Verdict(cid, "error", raw=piece, error=f"{err}{suffix}"))
         else:
-            verdicts.append(Verdict(cid, status, raw=piece, rationale=rationale or overall))  # type: ignore[arg-type]
+            verdicts.append(Verdict(cid, status, raw=piece, rationale=rationale or overall,  # type: ignore[arg-type]
+                                    salvaged=salvaged))
     return verdicts, extras
 
 
@@ -166,10 +217,10 @@ def parse_single_reply(text: str | None, checkpoint_id: str, *, note: str | None
     obj, why = extract_object(text, "pass")
     if obj is None:
         return Verdict(checkpoint_id, "error", raw=text, error=f"{why}{suffix}")
-    status, rationale, err = _read_pass(obj)
+    status, rationale, err, salvaged = _read_pass(obj)
     if status is None:
         return Verdict(checkpoint_id, "error", raw=text, error=f"{err}{suffix}")
-    return Verdict(checkpoint_id, status, raw=text, rationale=rationale)  # type: ignore[arg-type]
+    return Verdict(checkpoint_id, status, raw=text, rationale=rationale, salvaged=salvaged)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -178,18 +229,28 @@ class ParsedScore:
     status: str  # "pass" = a score was read; "error" = unreadable (score None, never a stand-in)
     rationale: str | None = None
     error: str | None = None
+    salvaged: bool = False  # read from a quoted number ("7")
 
 
 def parse_score_reply(text: str | None, *, note: str | None = None) -> ParsedScore:
-    """The story answer-set score: an integer 0..10 under ``"score"`` (7.0 is accepted, 7.5 is not)."""
+    """The story answer-set score: a number 0..10 under ``"score"`` (7, 7.5, or "7" flagged salvaged).
+
+    Outside 0..10, NaN, or anything else is an error: never clamped, never a stand-in.
+    """
     suffix = f" ({note})" if note else ""
     obj, why = extract_object(text, "score")
     if obj is None:
         return ParsedScore(None, "error", error=f"{why}{suffix}")
     s = obj["score"]
     reason = obj.get("reason") if isinstance(obj.get("reason"), str) else None
+    salvaged = False
+    if isinstance(s, str):
+        try:
+            s, salvaged = float(s.strip()), True
+        except ValueError:
+            return ParsedScore(None, "error", error=f"'score' is {_show(s)}, expected a number 0..10{suffix}")
     if isinstance(s, bool) or not isinstance(s, (int, float)):
-        return ParsedScore(None, "error", error=f"'score' is {json.dumps(s)[:40]}, expected an integer 0..10{suffix}")
-    if not math.isfinite(s) or float(s) != int(s) or not 0 <= s <= 10:
-        return ParsedScore(None, "error", error=f"'score' is {s}, expected an integer 0..10{suffix}")
-    return ParsedScore(float(int(s)), "pass", rationale=reason)
+        return ParsedScore(None, "error", error=f"'score' is {_show(s)}, expected a number 0..10{suffix}")
+    if not math.isfinite(s) or not 0 <= s <= 10:
+        return ParsedScore(None, "error", error=f"'score' is {s}, expected a number 0..10{suffix}")
+    return ParsedScore(float(s), "pass", rationale=reason, salvaged=salvaged)

@@ -74,6 +74,14 @@ class Prompt:
     # Sampling seed of this call, derived by the Judge from (judge seed, task, case id, name): never
     # from the prompt's position in a batch, so a case gets the same reply whatever its batch mates.
     seed: int | None = None
+    #: per-prompt request options a request kind may ask for: ``image_format`` ("jpeg"/"png"),
+    #: ``max_image_pixels``, ``max_ref_pixels``, ``ref_multiple``, ``temperature`` (None = leave it to
+    #: the server's default), ``max_tokens``
+    options: dict[str, Any] = field(default_factory=dict)
+    #: how many of the last ``images`` are generated images (the rest are references)
+    n_generated: int = 1
+    #: 0 for the first request; k for the k-th re-ask after an unreadable reply
+    attempt: int = 0
 
 
 def _bullets(items: list[str], *, label: str | None = None, empty: str = "(none)") -> str:

@@ -19,6 +19,7 @@ from micon_tasks.data.sources import features
 from micon_tasks.publish.card import ALL_CONFIG
 from micon_tasks.publish.errors import PublishError
 from micon_tasks.publish.write import SPLIT
+from micon_tasks.secrets import scrub
 
 __all__ = ["MANAGED_PATTERNS", "round_trip", "resolve_token", "upload"]
 
@@ -75,10 +76,6 @@ def resolve_token() -> str:
     return token
 
 
-def _scrub(text: str, token: str) -> str:
-    return text.replace(token, "<token>") if token else text
-
-
 def upload(
     out: Path,
     repo_id: str,
@@ -113,7 +110,7 @@ def upload(
             delete_patterns=MANAGED_PATTERNS,
         )
     except Exception as exc:  # HTTP errors, refused repo names, network: one message, token scrubbed
-        failure = f"could not {step} for {repo_id!r}: {_scrub(f'{type(exc).__name__}: {exc}', token)}"
+        failure = f"could not {step} for {repo_id!r}: {scrub(f'{type(exc).__name__}: {exc}', [token])}"
     if failure is not None:  # raised outside the handler: the HTTP error (whose request carries the
         raise PublishError(failure)  # Authorization header) is not kept as __context__
     return str(getattr(info, "commit_url", info))

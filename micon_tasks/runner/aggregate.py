@@ -41,6 +41,13 @@ def _failure_reason(gen: dict[str, Any] | None) -> str:
     return f"generation failed ({err.get('reason')}): {err.get('message')}"
 
 
+def _drop_file_times(rec: dict[str, Any]) -> None:
+    """An image's mtime only lets a resume skip re-hashing it; samples stay equal bytes across equal runs."""
+    for image in [rec.get("image"), *(rec.get("images") or [])]:
+        if isinstance(image, dict):
+            image.pop("mtime_ns", None)
+
+
 def merge_samples(
     cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]], *,
     write: bool = True,
@@ -64,6 +71,7 @@ def merge_samples(
             if gen is not None:
                 rec.update({k: gen.get(k) for k in ("seed", "prompt", "refs", "image", "dar_stats")})
                 rec.update({k: gen[k] for k in ("images", "seeds", "dar_maps") if k in gen})
+                _drop_file_times(rec)
                 rec["generation_error"] = gen.get("error")
             else:
                 rec.update({"seed": None, "prompt": None, "refs": None, "image": None, "dar_stats": None,

@@ -33,14 +33,19 @@ __all__ = [
     "fingerprint",
     "refuse_secrets",
     "is_secret_name",
+    "per_suite_args",
 ]
 
 RUN_CONFIG_FILE = "run_config.json"
 
 #: Adapter / judge arguments that change how fast a run goes, never what it produces.
 RUNTIME_ONLY_ARGS = frozenset(
-    {"batch_size", "concurrency", "timeout", "max_retries", "retry_base_delay", "retry_max_delay",
-     "cache_path", "api_key_env", "cpu_offload", "local_files_only"}
+    {"batch_size", "concurrency", "timeout", "max_retries", "max_wait", "cache_path", "api_key_env", "cpu_offload",
+     "local_files_only",
+     # where a served judge runs, not what it is (its model id is identity; provenance records the host)
+     "base_url",
+     # removed retry settings (refused now), kept so a folder made before still compares equal
+     "retry_base_delay", "retry_max_delay", "backoff", "max_backoff"}
 )
 
 _UNSAFE = re.compile(r'[<>:"/\\|?*\[\]\s]')
@@ -85,7 +90,8 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _NOT_SECRET_NAME = re.compile(r"([_-]env$)|(^(max|min|num|n)[_-])", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@\s]+@", re.IGNORECASE)
+# credentials before '@' in a URL, with a scheme or scheme-relative (``//user:pass@host``)
+_URL_CREDENTIALS = re.compile(r"^([a-z][a-z0-9+.-]*:)?//[^/@\s]+@", re.IGNORECASE)
 _BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
 
 
@@ -96,13 +102,16 @@ def is_secret_name(key: Any) -> bool:
 
 
 def _secret_query_params(value: str) -> list[str]:
-    """Names of secret-looking parameters in a URL's query string (``...?key=...&token=...``)."""
+    """Names of secret-looking parameters in a URL's query string (``...?key=...&code=...&sig=...``)."""
     from urllib.parse import parse_qsl
+
+    from micon_tasks.secrets import is_secret_query_key
 
     if "?" not in value:
         return []
     query = value.split("?", 1)[1].split("#", 1)[0]
-    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True) if is_secret_name(name)})
+    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)
+                   if is_secret_name(name) or is_secret_query_key(name)})
 
 
 def _value_problem(value: Any) -> str | None:
@@ -125,8 +134,12 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
     holding a value, URLs with credentials or key-like query parameters, and authorization header
     values, in nested objects too. The messages name the argument, never its value.
     """
+    from micon_tasks.secrets import check_env_names
+
     for key, value in args.items():
         name = f"{_prefix}{key}"
+        if str(key).lower().endswith("_env") and value is not None:
+            check_env_names(value, f"{what}: {name!r}")  # never the key itself (refused without echoing it)
         if is_secret_name(key) and value is not None and not isinstance(value, bool):
             raise ConfigError(
                 f"{what}: {name!r} looks like a secret; results record every argument, so pass the name of an "
@@ -145,6 +158,19 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
                     raise ConfigError(f"{what}: {name}[{n}] {_value_problem(item)}; put the secret in the environment instead")
 
 
+def _refuse_non_finite(args: Mapping[str, Any], what: str, _prefix: str = "") -> None:
+    """NaN or Infinity in an argument: refused before anything is recorded (NaN != NaN would refuse every
+    resume of the folder as "another configuration")."""
+    import math
+
+    for key, value in args.items():
+        name = f"{_prefix}{key}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{what}: argument {name!r} must be a finite number")
+        if isinstance(value, Mapping):
+            _refuse_non_finite(value, what, f"{name}.")
+
+
 def _identity_args(args: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sorted(args.items()) if k not in RUNTIME_ONLY_ARGS}
 
@@ -160,12 +186,14 @@ class RunConfig:
     source: str = "hub"
     dataset_path: str | None = None
     include_path: str | None = None
-    checkpoints_from: str | None = None
+    # Official templates replacing checkpoint sets: {task: absolute file}. Given as task=FILE pairs, a folder
+    # or one file (one selected task), it is resolved once here (micon_tasks.checkpoints.resolve_checkpoints_from).
+    checkpoints_from: dict[str, str] | str | list[str] | None = None
     limit: int | float | None = None
     seed: int | None = 0
     dar: dict[str, Any] | None = None  # the resolved DARConfig as a dict; None = off
-    judge: str | None = None
-    judge_args: dict[str, Any] = field(default_factory=dict)
+    judge: str | dict[str, str] | None = None  # one judge, or one per suite ({"micon": "openai", ...})
+    judge_args: dict[str, Any] = field(default_factory=dict)  # per suite ({suite: {...}}) when judge is a mapping
     batch_size: int = 1
     predict_only: bool = False
     num_images: int | None = None  # images per case; None: each task card's ``num_images`` (1 unless it says)
@@ -175,6 +203,8 @@ class RunConfig:
             raise ConfigError("a model is required (--model)")
         refuse_secrets(self.model_args, "--model_args")
         refuse_secrets(self.judge_args, "--judge_args")
+        _refuse_non_finite(self.model_args, "--model_args")
+        _refuse_non_finite(self.judge_args, "--judge_args")
         if self.limit is not None:
             if isinstance(self.limit, bool) or not isinstance(self.limit, (int, float)) or self.limit <= 0:
                 raise ConfigError(f"limit must be a positive integer or a fraction in (0, 1), got {self.limit!r}")
@@ -188,6 +218,12 @@ class RunConfig:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not self.tasks:
             raise ConfigError("no task selected (--tasks)")
+        if not self.checkpoints_from:
+            self.checkpoints_from = None
+        else:
+            from micon_tasks.checkpoints import resolve_checkpoints_from
+
+            self.checkpoints_from = resolve_checkpoints_from(self.checkpoints_from, self.tasks) or None
         if self.num_images is not None and (isinstance(self.num_images, bool) or not isinstance(self.num_images, int)
                                             or self.num_images < 1):
             raise ConfigError(f"num_images must be a positive integer, got {self.num_images!r}")
@@ -236,7 +272,27 @@ class RunConfig:
         """What decides the verdicts (None when the run only generates)."""
         if self.judge is None:
             return None
+        if isinstance(self.judge, dict):
+            args = {suite: _identity_args(self.judge_args.get(suite) or {}) for suite in sorted(self.judge)}
+            return {"judge": dict(sorted(self.judge.items())), "judge_args": args, "checkpoints_from": self.checkpoints_from}
         return {"judge": self.judge, "judge_args": _identity_args(self.judge_args), "checkpoints_from": self.checkpoints_from}
+
+    def judge_key(self, task: Any) -> str | None:
+        """Which judge scores ``task``: None for the run's one judge, else its suite (or its own name) when
+        ``judge`` names one judge per suite; a task no judge covers is refused, naming it."""
+        if not isinstance(self.judge, dict):
+            return None
+        for key in (task.suite, task.name):
+            if key in self.judge:
+                return key
+        raise ConfigError(f"task {task.name!r} (suite {task.suite!r}) has no judge in --judge "
+                          f"{','.join(f'{k}={v}' for k, v in self.judge.items())}; add {task.suite or task.name}=NAME")
+
+    def judge_spec(self, key: str | None) -> tuple[str, dict[str, Any]]:
+        """(judge name, its arguments) for a key of :meth:`judge_key`."""
+        if key is None:
+            return str(self.judge), dict(self.judge_args)
+        return self.judge[key], dict(self.judge_args.get(key) or {})  # type: ignore[index]
 
     def limit_count(self, n: int) -> int:
         """How many of ``n`` cases the limit keeps (a fraction rounds up to at least one case)."""
@@ -255,6 +311,32 @@ class RunConfig:
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def per_suite_args(args: str | Mapping[str, Any] | None, suites: list[str], *, what: str = "--judge_args") -> dict[str, Any]:
+    """Judge arguments for one judge per suite: ``micon=base_url=http://h:8000/v1,xversebench=device=cuda:0``
+    (each item ``suite=key=value``) or JSON ``{"micon": {...}, ...}``; every suite must be one ``--judge`` names."""
+    from micon_tasks.argstr import coerce_value, parse_args_string
+
+    out: dict[str, dict[str, Any]] = {}
+    if isinstance(args, Mapping) or (isinstance(args, str) and args.strip().startswith("{")):
+        parsed = parse_args_string(args, what=what)
+        for suite, value in parsed.items():
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{what}: with one judge per suite, give each suite's arguments as an object "
+                                  f"(suite {suite!r} has a {type(value).__name__})")
+            out[str(suite)] = dict(value)
+    elif args:
+        for n, item in enumerate(p for p in args.split(",") if p.strip()):
+            suite, sep, rest = item.strip().partition("=")
+            key, sep2, value = rest.partition("=")
+            if not sep or not sep2 or not key.strip():
+                raise ConfigError(f"{what}: item {n + 1} is not suite=key=value (one judge per suite)")
+            out.setdefault(suite.strip(), {})[key.strip()] = coerce_value(value)
+    unknown = sorted(set(out) - set(suites))
+    if unknown:
+        raise ConfigError(f"{what}: {', '.join(map(repr, unknown))} is not a suite --judge names ({', '.join(suites)})")
+    return out
 
 
 def config_diff(old: dict[str, Any] | None, new: dict[str, Any] | None, prefix: str = "") -> list[str]:

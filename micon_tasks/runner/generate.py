@@ -12,20 +12,24 @@ seed from (seed, task, case, k).
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from adapters.base import GenerationError, GenerationRequest
 from micon_tasks.errors import CaseValidationError, ConfigError, MiconError
 from micon_tasks.hashing import sha256_bytes, sha256_file
+from micon_tasks.images import to_rgb
 from micon_tasks.png import png_bytes
 from micon_tasks.runner.config import RunConfig, image_seed
 from micon_tasks.runner.inputs import CaseInputs, case_inputs
-from micon_tasks.runner.layout import Layout
+from micon_tasks.runner.layout import Layout, safe_file_stem
 from micon_tasks.runner.protocols import Generator
 from micon_tasks.runner.records import RecordWriter, atomic_write_bytes, atomic_write_json, read_shards
 from micon_tasks.runner.stages import StageStats
+from micon_tasks.secrets import scrub_deep
 
 __all__ = ["valid_generations", "GenerateStage", "record_images"]
 
@@ -62,11 +66,7 @@ def valid_generations(
                 out[cid] = rec
             continue
         images = record_images(rec)
-        for image in images:
-            rel = image.get("path")
-            if rel and rel not in hashes:
-                hashes[rel] = sha256_file(layout.root / rel)
-        if images and all(image.get("path") and hashes[image["path"]] == image.get("sha256") for image in images):
+        if images and all(_image_intact(layout, image, hashes) for image in images):
             out[cid] = rec
     stale -= set(out)
     if stale:
@@ -75,8 +75,34 @@ def valid_generations(
     return out
 
 
+def _image_intact(layout: Layout, image: dict[str, Any], hashes: dict[str, str | None]) -> bool:
+    """Whether the file a record points at still holds the recorded bytes. A file whose size and mtime are
+    those recorded when it was written is taken as is (re-hashing a full benchmark on every resume cost
+    seconds); any other file is hashed."""
+    rel = image.get("path")
+    if not rel:
+        return False
+    path = layout.root / rel
+    if image.get("size") is not None and image.get("mtime_ns") is not None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        if st.st_size == image["size"] and st.st_mtime_ns == image["mtime_ns"]:
+            return True
+    if rel not in hashes:
+        hashes[rel] = sha256_file(path)
+    return hashes[rel] is not None and hashes[rel] == image.get("sha256")
+
+
 class GenerateStage:
-    """Generation as a :class:`~micon_tasks.runner.stages.Stage`: one record per case."""
+    """Generation as a :class:`~micon_tasks.runner.stages.Stage`: one record per case.
+
+    The harness keeps its own work off the model's path: the next chunk's references are decoded in worker
+    threads while the model runs, and each finished case is encoded (PNG), hashed, written and recorded by
+    one writer thread, in order (Pillow, zlib and hashlib release the GIL, so this uses the other cores).
+    At most ``_MAX_PENDING`` chunks wait for the writer, so a kill loses at most those and the chunk in flight.
+    """
 
     name = "generate"
     unit = "img"
@@ -86,7 +112,10 @@ class GenerateStage:
         self.cfg, self.layout, self.load_adapter, self.dar = cfg, layout, load_adapter, dar
         self.redo_failed, self.is_main = redo_failed, is_main
         self.adapter: Generator | None = None
-        self.failed = 0
+        self._decoder: ThreadPoolExecutor | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+        self._prefetched: dict[tuple[str, tuple[tuple[int, str], ...]], list[Future[Any]]] = {}
 
     def todo(self, task: Any, shard: list[tuple[int, str]]) -> list[tuple[int, str]]:
         done = valid_generations(self.layout, task.name, redo_failed=self.redo_failed, inputs=case_inputs(task))
@@ -98,23 +127,66 @@ class GenerateStage:
             raise ConfigError(f"adapter {self.cfg.model!r} cannot apply DAR; run it without --dar")
         if self.is_main or not self.layout.model_info.exists():
             atomic_write_json(self.layout.model_info, adapter.model_info())
+        self._decoder = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="micon-decode")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="micon-write")
         return self.cfg.batch_size
 
+    def prefetch(self, task: Any, chunk: list[tuple[int, str]]) -> None:
+        """Start decoding a later chunk's cases (their references) now."""
+        self._prefetched[(task.name, tuple(chunk))] = [self._decoder.submit(_decoded_case, task, i) for i, _ in chunk]
+
+    def flush(self) -> None:
+        """Wait until every finished case is written and recorded (raising the writer's error, if any)."""
+        while self._pending:
+            self._pending.pop(0).result()
+
     def finish(self) -> None:
-        pass
+        try:
+            self.flush()
+        finally:
+            for pool in (self._decoder, self._writer):
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+            self._prefetched.clear()
 
     def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
-        inputs = case_inputs(task)
+        futures = self._prefetched.pop((task.name, tuple(chunk)), None)
+        if futures is None:
+            futures = [self._decoder.submit(_decoded_case, task, i) for i, _ in chunk]
+        cases, kept, bad = [], [], []
+        for (index, cid), future in zip(chunk, futures):
+            try:
+                cases.append(future.result())
+                kept.append((index, cid))
+            except CaseValidationError as exc:  # this case's references cannot be decoded: its own failure
+                bad.append((index, cid, exc))
         n_images = self.cfg.images_for(task)
-        cases, chunk = _decode_cases(task, chunk, writer, stats)
-        if not cases:
-            return
         # One request per (case, image); image k of a case draws its own seed.
         requests = [GenerationRequest(refs=c.refs, prompt=c.prompt, seed=image_seed(self.cfg.seed, task.name, c.case_id, k),
                                       case_id=c.case_id) for c in cases for k in range(n_images)]
-        t0 = time.perf_counter()
-        outputs = _generate(self.adapter, requests, self.dar)
-        per_case = (time.perf_counter() - t0) / len(chunk)
+        outputs: list[Any] = []
+        per_case = 0.0
+        if requests:
+            t0 = time.perf_counter()
+            outputs = _generate(self.adapter, requests, self.dar)
+            per_case = (time.perf_counter() - t0) / len(cases)
+        stats.problems += len(bad) + sum(
+            any(isinstance(o, GenerationError) for o in outputs[n * n_images : (n + 1) * n_images]) for n in range(len(cases)))
+        while len(self._pending) >= _MAX_PENDING:
+            self._pending.pop(0).result()
+        self._pending.append(self._writer.submit(self._record, task, kept, cases, requests, outputs, bad, per_case,
+                                                 n_images, writer))
+
+    def _record(self, task: Any, chunk: list[tuple[int, str]], cases: list[Any], requests: list[GenerationRequest],
+                outputs: list[Any], bad: list[tuple[int, str, CaseValidationError]], per_case: float, n_images: int,
+                writer: RecordWriter) -> None:
+        """The writer thread: images to disk first, then each case's record, in order."""
+        inputs = case_inputs(task)
+        for index, cid, exc in bad:
+            log.warning("%s", exc)
+            writer.append({"task": task.name, "case_id": cid, "index": index, "seed": None, "prompt": None, "refs": None,
+                           "inputs_sha256": inputs.generation_sha256(cid), "image": None, "timings": {},
+                           "error": GenerationError(str(exc), reason="bad_input").to_dict()})
         for n, ((index, _), case) in enumerate(zip(chunk, cases)):
             mine = outputs[n * n_images : (n + 1) * n_images]
             rec = {
@@ -124,8 +196,7 @@ class GenerateStage:
             }
             failure = next((out for out in mine if isinstance(out, GenerationError)), None)
             if failure is not None:
-                rec["error"] = failure.to_dict()
-                stats.problems += 1
+                rec["error"] = scrub_deep(failure.to_dict())  # a provider's message may echo a key
                 log.warning("task %r, case %r: generation failed (%s): %s", task.name, case.case_id, failure.reason,
                             failure.message)
             else:
@@ -136,31 +207,40 @@ class GenerateStage:
                     rec["seeds"] = [r.seed for r in requests[n * n_images : (n + 1) * n_images]]
                 if "dar_stats" in mine[0].info:  # how many attention calls DAR rebalanced for this case
                     rec["dar_stats"] = mine[0].info["dar_stats"]
+                if "dar_maps" in mine[0].info:  # DARConfig(record_maps=True): maps/<task>/<case_id>/<role>.{npz,png}
+                    from dar.maps import save_maps  # here: importing dar loads torch, which DAR runs have anyway
+
+                    folder = self.layout.root / "maps" / task.name / safe_file_stem(case.case_id)
+                    rec["dar_maps"] = save_maps(mine[0].info["dar_maps"], folder, case.refs, case.ref_roles,
+                                                root=self.layout.root)
             writer.append(rec)
 
     def _write(self, task: str, case_id: str, k: int, image: Any) -> dict[str, Any]:
         data = png_bytes(image)
         path = self.layout.image(task, case_id, k)
         atomic_write_bytes(path, data)
+        st = os.stat(path)
         return {"path": self.layout.relative(path), "sha256": sha256_bytes(data), "width": image.width,
-                "height": image.height}
+                "height": image.height, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def _decode_cases(task: Any, chunk: list[tuple[int, str]], writer: RecordWriter,
-                  stats: StageStats) -> tuple[list[Any], list[tuple[int, str]]]:
-    """The chunk's cases; one whose references cannot be decoded is recorded as that case's failure."""
-    cases, kept = [], []
-    for index, cid in chunk:
-        try:
-            cases.append(task[index])
-            kept.append((index, cid))
-        except CaseValidationError as exc:
-            stats.problems += 1
-            log.warning("%s", exc)
-            writer.append({"task": task.name, "case_id": cid, "index": index, "seed": None, "prompt": None, "refs": None,
-                           "inputs_sha256": case_inputs(task).generation_sha256(cid), "image": None, "timings": {},
-                           "error": GenerationError(str(exc), reason="bad_input").to_dict()})
-    return cases, kept
+_MAX_PENDING = 2  # chunks waiting for the writer thread
+
+
+def _decoded_case(task: Any, index: int) -> Any:
+    """A case with its references decoded to RGB (in a worker thread)."""
+    case = task.lazy_case(index)
+    case.refs = [_decode(task, case, role, im) for role, im in zip(case.ref_roles, case.refs)]
+    return case
+
+
+def _decode(task: Any, case: Any, role: str, image: Any) -> Any:
+    try:
+        image.load()
+        return to_rgb(image)
+    except Exception as exc:  # noqa: BLE001 - a broken reference is this case's named failure
+        raise CaseValidationError(task.name, case.case_id, f"refs.{role}",
+                                  f"cannot decode the reference: {type(exc).__name__}: {exc}") from None
 
 
 def _ref_hashes(inputs: CaseInputs, case: Any) -> list[dict[str, str]]:

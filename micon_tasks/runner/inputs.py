@@ -10,14 +10,18 @@ hashes were kept is checked against the decoded pixels instead (the hashes it do
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import weakref
 from pathlib import Path
 from typing import Any
 
 from micon_tasks.hashing import sha256_file, sha256_json
 
-__all__ = ["CaseInputs", "case_inputs"]
+__all__ = ["CaseInputs", "case_inputs", "persist_all"]
+
+_STORE_VERSION = 1
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,12 @@ _REF_COLUMNS = ("refs", "ref_paths")
 
 
 class CaseInputs:
-    """Per-case input hashes of one loaded task, computed on first need and kept."""
+    """Per-case input hashes of one loaded task, computed on first need and kept.
+
+    For a dataset backed by Arrow files (a cached conversion, a published or Hub dataset) the digests are
+    also kept on disk, keyed by those files' paths, sizes and mtimes: hashing every reference of a full
+    benchmark again on each resume cost seconds, and unchanged files cannot give other digests.
+    """
 
     def __init__(self, task: Any):
         self.task = task
@@ -34,6 +43,42 @@ class CaseInputs:
         self._arrow: Any = None
         self._digests: dict[str, tuple[str, str, str]] = {}  # case_id -> (generation, judge, prompt)
         self._pixels: dict[str, list[str]] = {}
+        self._store: Path | None | bool = False  # False: not looked up yet
+        self._dirty = False
+
+    def _store_path(self) -> Path | None:
+        if self._store is False:
+            self._store = None
+            files = [f.get("filename") for f in getattr(self.task.dataset, "cache_files", None) or []]
+            if files and all(files):
+                try:
+                    stats = [[f, os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in files]
+                except OSError:
+                    return None
+                from micon_tasks.data.sources import cache_dir
+
+                key = sha256_json({"version": _STORE_VERSION, "task": self.task.name, "files": stats})
+                self._store = cache_dir() / "inputs" / f"{key[:40]}.json"
+                try:
+                    loaded = json.loads(self._store.read_text("utf-8"))
+                    self._digests.update({cid: tuple(v) for cid, v in loaded.items()})
+                except (OSError, ValueError):
+                    pass
+        return self._store or None
+
+    def persist(self) -> None:
+        """Write the digests computed so far beside the dataset's other caches (atomic; best effort)."""
+        path = self._store_path()
+        if not self._dirty or path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._digests), "utf-8")
+            os.replace(tmp, path)
+            self._dirty = False
+        except OSError as exc:  # a read-only cache slows resumes, it does not stop them
+            log.debug("input digests not cached (%s)", exc)
 
     def index(self, case_id: str) -> int | None:
         if self._index is None:
@@ -42,28 +87,30 @@ class CaseInputs:
 
     def _row(self, case_id: str) -> tuple[str, str, str] | None:
         """(generation sha256, judge sha256, prompt) of a case, or None when the task has no such case."""
-        if case_id in self._digests:
+        if case_id in self._digests or (self._store_path() is not None and case_id in self._digests):
             return self._digests[case_id]
         n = self.index(case_id)
         if n is None:
             return None
-        if self._arrow is None:
-            self._arrow = self.task.dataset.with_format("arrow")
-        table = self._arrow[n : n + 1]
-        refs = table.column("refs")[0].values
-        roles = table.column("ref_roles")[0].as_py()
-        ref_hashes = [self._ref_hash(case_id, n, refs, k, role) for k, role in enumerate(roles)]
-        text = {name: table.column(name)[0].as_py() for name in table.column_names if name not in _REF_COLUMNS}
+        if self._arrow is None:  # streamed, not memory-mapped (data/rows.py)
+            from micon_tasks.data.rows import RowReader
+
+            self._arrow = RowReader(self.task.dataset)
+        row = self._arrow.row(n)
+        roles = row["ref_roles"]
+        ref_hashes = [self._ref_hash(case_id, ref, k) for k, ref in enumerate(row["refs"] or [])]
+        text = {name: value for name, value in row.items() if name not in _REF_COLUMNS}
         gen = sha256_json({"prompt": text.get("prompt"), "ref_roles": roles, "refs": ref_hashes})
         judge = sha256_json({**text, "refs": ref_hashes})
         self._digests[case_id] = (gen, judge, text.get("prompt"))
+        self._dirty = True
         return self._digests[case_id]
 
-    def _ref_hash(self, case_id: str, n: int, refs: Any, k: int, role: str) -> str:
-        data = refs.field("bytes")[k] if refs is not None and k < len(refs) else None
-        if data is not None and data.is_valid:
-            return "bytes:" + hashlib.sha256(memoryview(data.as_buffer())).hexdigest()
-        path = refs.field("path")[k].as_py() if refs is not None and k < len(refs) else None
+    def _ref_hash(self, case_id: str, ref: dict[str, Any] | None, k: int) -> str:
+        data = (ref or {}).get("bytes")
+        if data is not None:
+            return "bytes:" + hashlib.sha256(data).hexdigest()
+        path = (ref or {}).get("path")
         if path and Path(path).is_file():  # a dataset that stores the image by path only
             return "file:" + sha256_file(path)
         return "pixels:" + self.pixel_hashes(case_id)[k]
@@ -115,6 +162,12 @@ class CaseInputs:
 
 
 _CACHE: weakref.WeakKeyDictionary[Any, CaseInputs] = weakref.WeakKeyDictionary()
+
+
+def persist_all() -> None:
+    """Keep every loaded task's digests on disk (called when a stage ends)."""
+    for inputs in list(_CACHE.values()):
+        inputs.persist()
 
 
 def case_inputs(task: Any) -> CaseInputs:

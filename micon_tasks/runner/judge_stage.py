@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -20,7 +18,8 @@ from typing import Any
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import MiconError
 from micon_tasks.images import open_lazy
-from micon_tasks.judges.base import JudgeRequest, endpoint_host
+from micon_tasks.judges.base import JudgeRequest, JudgeUnreachableError
+from micon_tasks.judges.openai_judge import VLLM_COMMAND
 from micon_tasks.runner.config import RunConfig, fingerprint
 from micon_tasks.runner.generate import record_images, valid_generations
 from micon_tasks.runner.inputs import CaseInputs, case_inputs
@@ -35,17 +34,10 @@ __all__ = ["JudgeUnreachableError", "JudgeStage", "valid_judgements", "task_judg
 
 log = logging.getLogger(__name__)
 
-#: How to serve the paper's judge (PROTOCOL 5) with vLLM; printed when a judge server cannot be reached.
-VLLM_COMMAND = (
-    "vllm serve Qwen/Qwen3-VL-32B-Instruct --tensor-parallel-size 2 --max-model-len 32768 "
-    "--limit-mm-per-prompt '{\"image\": 4}' --port 8000"
-)
 # Provenance entries that vary from call to call; kept out of the records that must compare equal.
 _VOLATILE = ("latency_s", "cached", "attempts")
 
 
-class JudgeUnreachableError(MiconError):
-    """The judge server does not answer; nothing was judged."""
 
 
 def task_judge_fp(judge_identity: dict[str, Any], task: Any) -> str:
@@ -117,28 +109,12 @@ def valid_judgements(
     return out
 
 
-def preflight(judge: Any, timeout: float = 5.0) -> None:
-    """Fail fast, in one line, when an OpenAI-compatible judge server does not answer at all."""
-    if getattr(judge, "backend", None) != "openai":
-        return
-    import importlib.util
-
-    if importlib.util.find_spec("openai") is None:
-        raise JudgeUnreachableError("the openai judge needs the openai package: pip install 'micon-bench[api]'")
-    base_url = getattr(judge, "base_url", None)
-    if not base_url:
-        return
-    url = base_url.rstrip("/") + "/models"
-    try:
-        urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return  # the server answered (401, 404, ...): reachable
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise JudgeUnreachableError(
-            f"the judge server at {endpoint_host(base_url)} does not answer ({reason}). Start it first, e.g. "
-            f"`{VLLM_COMMAND}`, and pass --judge_args base_url=http://<host>:8000/v1"
-        ) from None
+def preflight(judge: Any) -> None:
+    """Fail fast, in one line, when the judge cannot work at all (``Judge.preflight``: the endpoint does not
+    answer, a remote host without a key, weights that cannot be resolved, code that cannot be imported)."""
+    check = getattr(judge, "preflight", None)
+    if callable(check):
+        check()
 
 
 def check_judge_kinds(judge: Any, tasks: list[Any]) -> None:
@@ -152,7 +128,9 @@ def check_judge_kinds(judge: Any, tasks: list[Any]) -> None:
                              f"(it scores {', '.join(kinds)}); choose a judge for it")
 
 
-CHUNK_PER_SLOT = 4  # cases per concurrency slot in one judge_batch call
+# Cases per concurrency slot in one judge_batch call: enough that a slow reply does not idle the other slots,
+# few enough that a chunk's stored images (about 7 MB a case at 1024 x 1024) stay far below the memory budget.
+CHUNK_PER_SLOT = 2
 
 
 def _chunk_size(judge: Any) -> int:
@@ -178,32 +156,45 @@ class JudgeStage:
     name = "judge"
     unit = "case"
 
-    def __init__(self, cfg: RunConfig, layout: Layout, load_judge: Callable[[], JudgeBackend], *,
+    def __init__(self, cfg: RunConfig, layout: Layout, load_judge: Callable[[str | None], JudgeBackend], *,
                  redo_failed: bool = False):
         self.cfg, self.layout, self.load_judge, self.redo_failed = cfg, layout, load_judge, redo_failed
         identity = cfg.judge_identity()
         assert identity is not None
         self.identity = identity
-        self.judge: JudgeBackend | None = None
+        self.judges: dict[str | None, JudgeBackend] = {}
+        self._keys: dict[str, str | None] = {}  # task -> which judge scores it (one per suite, or the one)
         self._gens: dict[str, dict[str, dict[str, Any]]] = {}
         self._fps: dict[str, str] = {}
 
     def todo(self, task: Any, shard: list[tuple[int, str]]) -> list[tuple[int, str]]:
         inputs = case_inputs(task)
         fp = self._fps[task.name] = task_judge_fp(self.identity, task)
+        self._keys[task.name] = self.cfg.judge_key(task)
         gens = self._gens[task.name] = valid_generations(self.layout, task.name, inputs=inputs)
         done = valid_judgements(self.layout, task.name, fp, gens, story=task.is_story, redo_failed=self.redo_failed,
                                 inputs=inputs)
         return [(i, cid) for i, cid in shard if cid in gens and gens[cid].get("image") and cid not in done]
 
     def start(self) -> int:
-        self.judge = self.load_judge()
-        return _chunk_size(self.judge)
+        for key in dict.fromkeys(self._keys.values()):
+            judge = self.judges[key] = self.load_judge(key)
+            load = getattr(judge, "load", None)
+            if callable(load):  # weights load once, when this stage starts (never beside the generator's)
+                load()
+        return _chunk_size(next(iter(self.judges.values())))
+
+    def chunk_size(self, task: Any) -> int:
+        return _chunk_size(self.judges[self._keys[task.name]])
+
+    def flush(self) -> None:
+        pass  # records are written as each chunk comes back
 
     def finish(self) -> None:
-        close = getattr(self.judge, "close", None)
-        if callable(close):
-            close()
+        for judge in self.judges.values():
+            close = getattr(judge, "close", None)
+            if callable(close):
+                close()
 
     def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
         gens, scoring = self._gens[task.name], task.config.scoring
@@ -218,7 +209,7 @@ class JudgeStage:
                                              story=task.is_story, kind=scoring.kind, scoring=scoring, images=group))
                 owners.append(cid)
         t0 = time.perf_counter()
-        results = self.judge.judge_batch(requests)
+        results = self.judges[self._keys[task.name]].judge_batch(requests)
         per_case = (time.perf_counter() - t0) / len(chunk)
         by_case: dict[str, list[Any]] = {}
         for cid, res in zip(owners, results):

@@ -12,8 +12,6 @@ import gc
 import json
 import logging
 import os
-import re
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,11 +20,13 @@ from typing import Any
 from adapters import load_adapter
 from micon_tasks.argstr import parse_args_string
 from micon_tasks.errors import CaseValidationError, ConfigError
-from micon_tasks.judges import load_judge
+from micon_tasks.judges import load_judge as load_judge_by_name
 from micon_tasks.runner import distributed
 from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results
-from micon_tasks.runner.config import RunConfig, config_diff, load_run_config, refuse_secrets
+from micon_tasks.runner.config import RunConfig, per_suite_args, refuse_secrets
+from micon_tasks.runner.folder import check_output_path, check_results_name, find_model_dir, prepare, stored_config
 from micon_tasks.runner.generate import GenerateStage
+from micon_tasks.runner.inputs import persist_all
 from micon_tasks.runner.judge_stage import JudgeStage, check_judge_kinds, preflight
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.lock import RunLock
@@ -41,7 +41,8 @@ log = logging.getLogger("micon_tasks.runner")
 
 #: The paper's judge: Qwen3-VL-32B-Instruct behind a local vLLM server (see judge_stage.VLLM_COMMAND).
 DEFAULT_JUDGE = "openai"
-DEFAULT_JUDGE_ARGS: dict[str, Any] = {"base_url": "http://localhost:8000/v1"}
+#: No endpoint here: the judge resolves it once (base_url, else $OPENAI_BASE_URL, else http://localhost:8000/v1).
+DEFAULT_JUDGE_ARGS: dict[str, Any] = {}
 
 
 def evaluate(
@@ -61,12 +62,13 @@ def evaluate(
     overwrite: bool = False,
     include_path: str | Path | None = None,
     dataset_path: str | None = None,
-    checkpoints_from: str | None = None,
+    checkpoints_from: str | Mapping[str, str] | Sequence[str] | None = None,
     batch_size: int = 1,
     redo_failed: bool = False,
     progress: bool = True,
     num_images: int | None = None,
     results_name: str | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Run a model on tasks, judge the images and aggregate; returns what ``results.json`` holds.
 
@@ -76,6 +78,7 @@ def evaluate(
     or a fraction below 1. ``num_images``: images per case (default: each task card's). ``results_name``:
     write this run's selection as ``<results_name>.json/.md`` instead of results.json (a narrower view of a
     folder that holds more). Resuming: call again with the same arguments. Returns None on ranks > 0.
+    ``run_name``: the run folder's name under ``output_path`` instead of ``<model>[__dar]`` (dar-sweep).
     """
     import registry
 
@@ -90,9 +93,7 @@ def evaluate(
     elif judge is None:
         raise ConfigError("no judge given: pass judge='openai' with judge_args base_url=..., or predict_only=True")
     else:
-        judge_obj, judge_name, jargs = _named(judge, judge_args, "judge")
-        if judge_obj is None:
-            judge_name = registry.judges.canonical(judge_name)
+        judge_obj, judge_name, jargs = _judges(judge, judge_args)
     if adapter_obj is None:
         model_name = registry.adapters.canonical(model_name)
     dar_obj = _resolve_dar(dar, dar_args)
@@ -101,13 +102,13 @@ def evaluate(
     cfg = RunConfig(
         model=model_name, model_args=margs, tasks=registry.expand_task_names(tasks), source=str(source),
         dataset_path=_resolve_dataset_path(str(source), dataset_path), include_path=str(include_path) if include_path else None,
-        checkpoints_from=str(checkpoints_from) if checkpoints_from else None, limit=limit, seed=seed,
+        checkpoints_from=checkpoints_from, limit=limit, seed=seed,
         dar=_dar_dict(dar_obj), judge=judge_name, judge_args=jargs, batch_size=batch_size, predict_only=predict_only,
         num_images=num_images,
     )
     if adapter_obj is None:
         adapter_obj = _load_adapter(cfg)  # checks model_args now; adapters load their weights on first use
-    layout = Layout(Path(output_path) / cfg.dir_name)
+    layout = Layout(Path(output_path) / (run_name or cfg.dir_name))
     return _run(cfg, layout, mode="generate" if predict_only else "run", overwrite=overwrite, adapter_obj=adapter_obj,
                 judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress, results_name=results_name)
 
@@ -123,18 +124,16 @@ def judge_outputs(
     results_name: str | None = None,
 ) -> dict[str, Any] | None:
     """Judge what a run generated (possibly with another judge: ``overwrite=True`` replaces old verdicts)."""
-    import registry
 
     layout = Layout(find_model_dir(output_dir))
-    cfg = _stored_config(layout)
+    cfg = stored_config(layout)
     judge_obj = None
     if judge is not None:
-        judge_obj, name, args = _named(judge, judge_args, "judge")
-        refuse_secrets(args, "--judge_args")  # before anything compares, shows or records them
-        cfg.judge = name if judge_obj is not None else registry.judges.canonical(name)
-        cfg.judge_args = args
+        judge_obj, cfg.judge, cfg.judge_args = _judges(judge, judge_args)
+        refuse_secrets(cfg.judge_args, "--judge_args")  # before anything compares, shows or records them
     elif judge_args is not None:
-        args = parse_args_string(judge_args, what="--judge_args")
+        suites = list(cfg.judge) if isinstance(cfg.judge, dict) else None
+        args = per_suite_args(judge_args, suites) if suites else parse_args_string(judge_args, what="--judge_args")
         refuse_secrets(args, "--judge_args")
         cfg.judge_args = args
     if cfg.judge is None:
@@ -149,7 +148,7 @@ def judge_outputs(
 def aggregate_outputs(output_dir: str | Path, results_name: str | None = None) -> dict[str, Any]:
     """Re-merge the shards and recompute results.json / results.md from the recorded verdicts."""
     layout = Layout(find_model_dir(output_dir))
-    cfg = _stored_config(layout)
+    cfg = stored_config(layout)
     if cfg.judge is None:
         raise ConfigError(f"{layout.root} has not been judged; run `micon judge {layout.root}` first")
     if cfg.include_path:
@@ -157,31 +156,17 @@ def aggregate_outputs(output_dir: str | Path, results_name: str | None = None) -
     return _run(cfg, layout, mode="aggregate", progress=False, results_name=results_name)  # type: ignore[return-value]
 
 
-def find_model_dir(path: str | Path) -> Path:
-    """``path`` itself when it holds a run, else its only sub-folder that does."""
-    root = Path(path)
-    if (root / "run_config.json").exists():
-        return root
-    found = sorted(p.parent for p in root.glob("*/run_config.json")) if root.is_dir() else []
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise ConfigError(f"{root} holds no micon run (no run_config.json in it or in a sub-folder)")
-    raise ConfigError(f"{root} holds several runs; name one: {', '.join(str(p) for p in found)}")
-
-
-# -- internals ----------------------------------------------------------------------------------
 def _run(cfg: RunConfig, layout: Layout, *, mode: str, overwrite: bool = False, adapter_obj: Any = None,
          judge_obj: Any = None, dar_obj: Any = None, redo_failed: bool = False, progress: bool = True,
          results_name: str | None = None) -> dict[str, Any] | None:
     dist = distributed.from_env()
-    _check_output_path(layout.root)
+    check_output_path(layout.root)
     # Rank 0 holds the folder's lock for the whole command; the other ranks work inside it.
     with RunLock(layout.root, enabled=dist.is_main):
         try:
             return _stages(cfg, layout, dist, mode=mode, overwrite=overwrite, adapter_obj=adapter_obj,
                            judge_obj=judge_obj, dar_obj=dar_obj, redo_failed=redo_failed, progress=progress,
-                           results_name=_results_name(results_name))
+                           results_name=check_results_name(results_name))
         finally:
             dist.close()
 
@@ -195,22 +180,26 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
     new_work = 0
     with dist.stage("the output folder check and data loading"):
         if dist.is_main:  # rank 0 first: it checks the folder and fills the dataset cache the others read
-            folder_cfg = _prepare(layout, cfg, mode=mode, overwrite=overwrite)
+            folder_cfg = prepare(layout, cfg, mode=mode, overwrite=overwrite)
             tasks, selected = _load_tasks(cfg)
 
-    built: list[Any] = [judge_obj] if judge_obj is not None else []
+    built: dict[str | None, Any] = {None: judge_obj} if judge_obj is not None else {}
 
-    def load_judge() -> Any:  # one judge object per process, built on first need (constructors are cheap)
-        if not built:
-            built.append(_load_judge(cfg))
-        return built[0]
+    def load_judge(key: str | None = None) -> Any:  # one object per judge and process, built on first need
+        if key not in built:
+            name, args = cfg.judge_spec(key)
+            built[key] = load_judge_by_name(name, args)
+        return built[key]
 
     with dist.stage("generation"):
         if not tasks:
             tasks, selected = _load_tasks(cfg)
         if mode in ("run", "judge"):
-            preflight(load_judge())  # an unreachable judge server fails now, not after hours of generation
-            check_judge_kinds(load_judge(), list(tasks.values()))
+            for key, group in _by_judge(cfg, tasks).items():
+                preflight(load_judge(key))  # an unreachable judge server fails now, not after hours of generation
+                check_judge_kinds(load_judge(key), group)
+        if mode in ("run", "generate") and adapter_obj is not None and callable(getattr(adapter_obj, "preflight", None)):
+            adapter_obj.preflight()  # weights that cannot be found fail now, in one line
         if mode in ("run", "generate"):
             stage = GenerateStage(cfg, layout, lambda: adapter_obj or _load_adapter(cfg), dar=dar_obj,
                                   redo_failed=redo_failed, is_main=dist.is_main)
@@ -223,7 +212,9 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
     if mode in ("run", "judge"):
         with dist.stage("judging"):
             if dist.is_main and not layout.judge_info.exists():
-                atomic_write_json(layout.judge_info, load_judge().provenance())
+                keys = list(_by_judge(cfg, tasks))
+                info = load_judge().provenance() if keys == [None] else {k: load_judge(k).provenance() for k in keys}
+                atomic_write_json(layout.judge_info, info)
             jstats = run_stage(JudgeStage(cfg, layout, load_judge, redo_failed=redo_failed), dist, layout, tasks,
                                selected, progress=progress)
             new_work += jstats.done
@@ -233,6 +224,7 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
                             "retries them)", jstats.problems, jstats.done)
             _free()
 
+    persist_all()  # the case-input digests this run computed: the next resume hashes nothing again
     results = None
     with dist.stage("aggregation"):
         if dist.is_main:
@@ -271,92 +263,6 @@ def _complete(cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: d
     return True
 
 
-def _results_name(name: str | None) -> str | None:
-    """A results view name usable as a file stem (``results`` itself is the folder's own results)."""
-    if name is None or name == "results":
-        return None
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or name.endswith((".json", ".md")):
-        raise ConfigError(f"--results_name {name!r}: use letters, digits, '_', '-' or '.', without an extension")
-    return name
-
-
-def _check_output_path(root: Path) -> None:
-    """One clear line when the run folder cannot be a folder (a file stands in its way)."""
-    for path in (root, *root.parents):
-        if path.exists():
-            if not path.is_dir():
-                raise ConfigError(f"output path {str(path)!r} is a file, not a folder; choose another --output_path")
-            return
-
-
-def _prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> RunConfig:
-    """Refuse a folder made by another configuration (naming what differs), or clear it on overwrite.
-
-    Returns the folder's configuration as now recorded: its selection is the widest run in it (the union of
-    the tasks, the wider limit), so a narrower re-run never narrows what ``micon aggregate`` covers. A folder
-    holding no record yet takes a new configuration without complaint.
-    """
-    refuse_secrets(cfg.model_args, "--model_args")  # every path, before any comparison or write
-    refuse_secrets(cfg.judge_args, "--judge_args")
-    stored = load_run_config(layout.root)
-    if stored is not None and not _has_records(layout):
-        log.info("%s holds no records yet: its configuration is replaced", layout.root)
-        stored = None
-    if stored is not None:
-        problems: list[str] = []
-        if mode in ("run", "generate"):
-            problems += config_diff(stored.get("generation_identity"), cfg.generation_identity())
-        judged = any((layout.root / "shards").glob("judge_*.jsonl"))
-        if mode in ("run", "judge") and judged and stored.get("judge_identity") is not None:
-            problems += config_diff(stored.get("judge_identity"), cfg.judge_identity())
-        if problems and not overwrite and mode != "aggregate":
-            what = "generated" if any(p.split(":")[0].split(".")[0] in cfg.generation_identity() for p in problems) else "judged"
-            raise ConfigError(
-                f"{layout.root} was {what} with another configuration ({'; '.join(problems)}); "
-                "use another --output_path, or --overwrite to replace it"
-            )
-        if overwrite and mode in ("run", "generate"):
-            log.warning("--overwrite: removing %s", layout.root)
-            shutil.rmtree(layout.root)
-            stored = None
-        elif overwrite and mode == "judge":
-            log.warning("--overwrite: removing the verdicts and results in %s (images are kept)", layout.root)
-            for p in [*(layout.root / "shards").glob("judge_*.jsonl"), layout.judge_info, layout.results_json,
-                      layout.results_md, *layout.root.glob("samples_*.jsonl")]:
-                p.unlink(missing_ok=True)
-    if mode == "aggregate":
-        return cfg
-    data = cfg.to_dict()
-    if stored is not None:
-        keep = stored.get("config", {})
-        if cfg.judge is None:  # `micon generate` after a judged run keeps the judge
-            data.update(judge=keep.get("judge"), judge_args=keep.get("judge_args", {}))
-        data.update(RunConfig.from_dict(keep).widest_selection(cfg))
-    written = RunConfig.from_dict(data)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    import micon_tasks
-
-    atomic_write_json(layout.run_config, {
-        "config": data,
-        "generation_identity": written.generation_identity(),
-        "judge_identity": written.judge_identity(),
-        "micon_version": micon_tasks.__version__,
-    })
-    return written
-
-
-def _has_records(layout: Layout) -> bool:
-    shards = layout.root / "shards"
-    return shards.is_dir() and any(p.stat().st_size > 0 for p in shards.glob("*.jsonl"))
-
-
-def _stored_config(layout: Layout) -> RunConfig:
-    stored = load_run_config(layout.root)
-    if stored is None or "config" not in stored:
-        raise ConfigError(f"{layout.root} holds no run_config.json")
-    return RunConfig.from_dict(stored["config"])
-
-
 def _load_tasks(cfg: RunConfig, loaded: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, list[tuple[int, str]]]]:
     """The selected tasks (``loaded`` ones reused) and their selected (index, case id) pairs."""
     tasks, selected = {}, {}
@@ -377,8 +283,26 @@ def _load_adapter(cfg: RunConfig) -> Any:
     return load_adapter(cfg.model, cfg.model_args)
 
 
-def _load_judge(cfg: RunConfig) -> Any:
-    return load_judge(cfg.judge, dict(cfg.judge_args))
+def _by_judge(cfg: RunConfig, tasks: dict[str, Any]) -> dict[str | None, list[Any]]:
+    """The run's tasks grouped by the judge that scores them (one group unless --judge names one per suite)."""
+    out: dict[str | None, list[Any]] = {}
+    for task in tasks.values():
+        out.setdefault(cfg.judge_key(task), []).append(task)
+    return out
+
+
+def _judges(judge: Any, judge_args: str | Mapping[str, Any] | None) -> tuple[Any, str | dict[str, str], dict[str, Any]]:
+    """(built judge or None, name or {suite: name}, arguments) from ``--judge``: a registered name, a built
+    judge, or one judge per suite (``micon=openai,xversebench=xversebench`` or a mapping)."""
+    import registry
+
+    if isinstance(judge, str) and "=" in judge:
+        judge = parse_args_string(judge, what="--judge")
+    if isinstance(judge, Mapping):
+        names = {str(suite): registry.judges.canonical(str(name)) for suite, name in judge.items()}
+        return None, names, per_suite_args(judge_args, list(names))
+    judge_obj, name, args = _named(judge, judge_args, "judge")
+    return judge_obj, (name if judge_obj is not None else registry.judges.canonical(name)), args
 
 
 def _named(obj: Any, args: str | Mapping[str, Any] | None, kind: str) -> tuple[Any, str, dict[str, Any]]:
@@ -427,9 +351,10 @@ def _resolve_dar(dar: Any, dar_args: str | Mapping[str, Any] | None) -> Any:
 def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
     if dar_obj is None:
         return None
+    # in the JSON form run_config.json stores (tuples as lists), so a resumed DAR run compares equal
     if dataclasses.is_dataclass(dar_obj):
-        return dataclasses.asdict(dar_obj)
-    return dict(vars(dar_obj))
+        return json.loads(json.dumps(dataclasses.asdict(dar_obj)))
+    return json.loads(json.dumps(dict(vars(dar_obj))))
 
 
 def _include(path: str | Path) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 from micon_tasks.types import DIMENSIONS
 
-__all__ = ["column_title", "format_tables", "header_line", "judge_note", "suite_table", "results_markdown"]
+__all__ = ["column_title", "format_tables", "header_line", "judge_note", "suite_table", "suite_sections",
+           "results_markdown"]
 
 def column_title(task: str) -> str:
     """A task's column title in its suite's table (the suite card's ``columns``), else its name."""
@@ -103,17 +104,21 @@ def suite_table(block: dict[str, Any], *, model: str) -> str:
     return f"## {block.get('title') or block.get('kind')}\n\n{_table(['Model', *table.get('columns', [])], rows)}\n"
 
 
-def results_markdown(results: dict[str, Any]) -> str:
-    """results.md: the run line, MICON's tables for checkpoint-scored tasks, then each other suite's part."""
+def suite_sections(results: dict[str, Any]) -> list[str]:
+    """MICON's tables (when checkpoint-scored tasks ran), then each other suite's part: results.md and the console."""
     import registry
 
     model = results.get("model_name_sanitized") or results["config"]["model"]
-    parts = [f"# micon-bench results\n\n{header_line(results)}\n"]
-    if results.get("benchmark") is not None:
-        parts.append(format_tables(results))
+    parts = [format_tables(results)] if results.get("benchmark") is not None else []
     for block in (results.get("suites") or {}).values():
         if block.get("kind") != "checkpoints":
             parts.append(registry.scoring_kinds.get(block["kind"]).markdown(block, model=model))
+    return parts
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    """results.md: the run line, MICON's tables for checkpoint-scored tasks, then each other suite's part."""
+    parts = [f"# micon-bench results\n\n{header_line(results)}\n", *suite_sections(results)]
     if note := judge_note(results):
         parts.append(f"**Note:** {note}\n")
     return "\n".join(parts)

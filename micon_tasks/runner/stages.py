@@ -47,6 +47,9 @@ class Stage(Protocol):
     def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
         """Do the chunk and append one record per case to ``writer``."""
 
+    def flush(self) -> None:
+        """Wait for background work that writes this task's records (before its record file closes)."""
+
     def finish(self) -> None:
         """Release what ``start`` loaded (also after an error)."""
 
@@ -79,11 +82,17 @@ def run_stage(stage: Stage, dist: Dist, layout: Layout, tasks: dict[str, Any],
     try:
         for task, todo in plan:
             with RecordWriter(layout.shard(stage.name, task.name, dist.rank)) as writer:
-                for chunk in chunks(todo, size):
+                per_task = getattr(stage, "chunk_size", None)  # e.g. each judge's own concurrency
+                parts = list(chunks(todo, per_task(task) if per_task is not None else size))
+                prefetch = getattr(stage, "prefetch", None)
+                for n, chunk in enumerate(parts):
+                    if prefetch is not None and n + 1 < len(parts):
+                        prefetch(task, parts[n + 1])  # e.g. decode the next chunk while this one runs
                     stage.process(task, chunk, writer, stats)
                     stats.calls += 1
                     stats.done += len(chunk)
                     bar.update(len(chunk))
+                stage.flush()
     finally:
         bar.close()
         stage.finish()

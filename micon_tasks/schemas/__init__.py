@@ -1,8 +1,14 @@
-"""The JSON schemas shipped with the package (case records and checkpoint sets)."""
+"""The JSON schemas shipped with the package (case records and checkpoint sets).
+
+A ``pattern`` anchored at both ends (``^...$``) is a full-match rule here: Python's ``$`` also matches
+before a final newline, so ``"case_1\n"`` would pass ``^[A-Za-z0-9_]+$`` under the plain rule.
+A pattern's ``description`` says in words what a value breaking it lacks.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -15,9 +21,22 @@ def _validator(name: str) -> Any:
     import jsonschema
 
     schema = json.loads(resources.files(__name__).joinpath(f"{name}.schema.json").read_text("utf-8"))
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
+    base = jsonschema.validators.validator_for(schema)
+    base.check_schema(schema)
+    cls = jsonschema.validators.extend(base, {"pattern": _pattern})
     return cls(schema)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict) -> Any:
+    """``pattern`` with anchored patterns matching the whole string (see the module docstring)."""
+    import jsonschema
+
+    if not validator.is_type(instance, "string"):
+        return
+    whole = pattern.startswith("^") and pattern.endswith("$")
+    if not (re.fullmatch(pattern, instance) if whole else re.search(pattern, instance)):
+        why = f" ({schema['description']})" if "description" in schema else ""
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}{why}")
 
 
 def load_schema(name: str) -> dict:

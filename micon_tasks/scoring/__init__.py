@@ -7,37 +7,15 @@ The checkpoint arithmetic is re-exported here (``from micon_tasks.scoring import
 
 from __future__ import annotations
 
+from micon_tasks.scoring import checkpoints
 from micon_tasks.scoring.base import ScoringKind
-from micon_tasks.scoring.checkpoints import (
-    HARD_CAP,
-    STORY_ANSWER_SET_WEIGHT,
-    STORY_DIMENSION_WEIGHT,
-    CheckpointsKind,
-    aggregate,
-    aggregate_benchmark,
-    dimension_order,
-    score_case,
-)
+from micon_tasks.scoring.checkpoints import *  # noqa: F403 - the checkpoint arithmetic, re-exported
 from micon_tasks.scoring.common import bootstrap_stderr, mean, task_seed
 from registry import scoring_kinds
 
-__all__ = [
-    "ScoringKind",
-    "CheckpointsKind",
-    "HARD_CAP",
-    "STORY_DIMENSION_WEIGHT",
-    "STORY_ANSWER_SET_WEIGHT",
-    "score_case",
-    "aggregate",
-    "aggregate_benchmark",
-    "bootstrap_stderr",
-    "dimension_order",
-    "mean",
-    "task_seed",
-    "get_kind",
-]
+__all__ = ["ScoringKind", "bootstrap_stderr", "mean", "task_seed", "get_kind", *checkpoints.__all__]
 
-scoring_kinds.add("checkpoints", CheckpointsKind())
+scoring_kinds.add("checkpoints", checkpoints.CheckpointsKind())
 
 
 def get_kind(name: str) -> ScoringKind:

@@ -136,6 +136,9 @@ def score_case(
     else:
         score = 100.0 * mean_dim
 
+    # verdicts read from an unambiguous non-standard encoding ("1", "pass"): readable, but counted
+    n_salvaged = sum(1 for v in result.verdicts if getattr(v, "salvaged", False))
+    n_salvaged += int(bool(story and (result.details or {}).get("answer_set_salvaged")))
     return CaseScore(
         case_id=case_id,
         score=score,
@@ -144,6 +147,7 @@ def score_case(
         clean=n_errors == 0,
         answer_set_score=answer_set_score,
         reason=None,
+        extra={"n_salvaged": n_salvaged},
     )
 
 
@@ -176,6 +180,7 @@ def _summarise(
         "n_cases": len(cases),
         "n_cases_clean": len(clean),
         "n_checkpoint_errors": sum(c.n_checkpoint_errors for c in cases),
+        "n_salvaged": sum(int((c.extra or {}).get("n_salvaged", 0)) for c in cases),
         "n_failed": sum(1 for c in cases if c.failed),
         "score_clean": mean(clean),
         "dimensions": dim_means,
@@ -243,6 +248,7 @@ def aggregate_benchmark(tasks: Mapping[str, dict[str, Any]], scores: Mapping[str
         "n_cases": n_total,
         "n_cases_clean": sum(r["n_cases_clean"] for r in tasks.values()),
         "n_checkpoint_errors": sum(r["n_checkpoint_errors"] for r in tasks.values()),
+        "n_salvaged": sum(r.get("n_salvaged", 0) for r in tasks.values()),
         "n_failed": sum(r["n_failed"] for r in tasks.values()),
         "dimensions": {d: bench_dims[d] / dim_weights[d] for d in sorted(bench_dims)},
     }
@@ -277,7 +283,8 @@ class CheckpointsKind(ScoringKind):
                 "avg_clean": {"value": bench["avg_clean"]},
                 "macro_avg_clean": {"value": bench["macro_avg_clean"]},
             },
-            "counts": {k: bench[k] for k in ("n_tasks", "n_cases", "n_cases_clean", "n_checkpoint_errors", "n_failed")},
+            "counts": {k: bench[k] for k in ("n_tasks", "n_cases", "n_cases_clean", "n_checkpoint_errors", "n_salvaged",
+                                             "n_failed")},
             "dimensions": bench["dimensions"],
             "table": {
                 "columns": [*(titles.get(n, n) for n in names), "Avg", "Macro avg"],

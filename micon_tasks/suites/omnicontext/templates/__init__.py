@@ -1,0 +1,1 @@
+"""Judge prompt templates of the OmniContext rubric (string.Template text, versioned by file name)."""

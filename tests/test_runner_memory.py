@@ -1,0 +1,58 @@
+"""Memory must not grow with the number of cases (issue 16): a run streams cases and images and never holds
+the decoded benchmark. A 60-case run's peak RSS may exceed a 12-case run's by far less than what holding the
+48 extra cases' images would cost."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import test_runner_helpers as h
+from fake_judge_server import FakeJudgeServer
+
+sys.path.insert(0, str(h.ROOT / "benchmarks"))
+from synthetic_benchmark import build  # noqa: E402
+
+SIZE = 640  # reference side: 1.2 MB decoded each; generated images are the same size
+
+
+def _peak_rss_mb(args: list[str], env: dict[str, str]) -> float:
+    proc = subprocess.Popen([h.PYTHON, "-c", h.RUNNER_ENTRY, *args], cwd=h.ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()[-2000:]
+    return usage.ru_maxrss / 1024
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_number_of_cases(tmp_path):
+    # concurrency=2: a judge call carries 8 cases, fewer than either run has, so what a chunk holds is the same
+    # in both runs and only memory that grows with the case count can make the difference.
+    data = build(tmp_path / "data", fraction=0.06, size=SIZE, workers=2)  # 64 cases, 10 per task or more
+    refs = {p.stem.rsplit("_", 1)[0]: 0 for p in data.glob("*/refs/*.png")}
+    for p in data.glob("*/refs/*.png"):
+        refs[p.stem.rsplit("_", 1)[0]] += 1
+    rss = {}
+    with FakeJudgeServer() as server:
+        for limit in (2, 10):
+            env = h.subprocess_env(MICON_CACHE_DIR=str(tmp_path / "cache"))
+            args = ["run", "--model", "collage", "--model_args", f"width={SIZE},height={SIZE}", "--tasks", "micon",
+                    "--source", str(data), "--limit", str(limit), "--output_path", str(tmp_path / f"out{limit}"),
+                    "--judge", "openai", "--judge_args", f"base_url={server.base_url},model=fake,concurrency=2",
+                    "--no_progress", "--verbosity", "WARNING"]
+            _peak_rss_mb(["validate", "--tasks", "micon", "--source", str(data)], env)  # convert once, outside
+            rss[limit] = _peak_rss_mb(args, env)
+    n_small, n_large = 6 * 2, sum(min(10, n) for n in _cases_per_task(data).values())
+    extra_refs = sorted(refs.values())[: n_large - n_small]  # a lower bound on the extra cases' references
+    held_mb = (sum(extra_refs) + (n_large - n_small)) * SIZE * SIZE * 3 / 2**20  # references + generated images
+    assert held_mb > 100, "the test must be able to see images being held"
+    growth = rss[10] - rss[2]
+    assert growth < 0.5 * held_mb, (f"peak RSS grew by {growth:.0f} MB from {n_small} to {n_large} cases; holding their "
+                                    f"images would cost about {held_mb:.0f} MB")
+
+
+def _cases_per_task(data: Path) -> dict[str, int]:
+    return {folder.name: sum(1 for _ in folder.glob("cases/*.yaml")) for folder in data.iterdir() if folder.is_dir()}

@@ -2,9 +2,9 @@
 
 Makes (once, deterministically, under --workdir, never committed) the synthetic full-size benchmark of
 ``benchmarks/synthetic_benchmark.py`` (1043 cases, 2518 photograph-like reference PNGs), then two
-finished runs of those cases through the real pipeline: ``collage`` and ``first_ref`` at --gen_size,
-judged by the loopback fake judge (each run its own verdicts). 2518 references + 2 x 1043 generated
-images, all distinct. Then it times, each in a fresh process:
+finished runs of those cases through the real pipeline: ``collage`` (--gen_size square) and
+``first_ref`` (--gen_size wide, 4:3), judged by the loopback fake judge (each run its own verdicts).
+2518 references + 2 x 1043 generated images, all distinct. Then it times, each in a fresh process:
 
 - the cold build (an empty REPORT_DIR: every thumbnail made), target < 180 s on 2 cores;
 - the warm build (the same REPORT_DIR again), target < 20 s;
@@ -17,6 +17,7 @@ images, all distinct. Then it times, each in a fresh process:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -46,15 +47,18 @@ def make_runs(work: Path, ref_size: int, gen_size: int) -> list[Path]:
     runs = []
     from fake_judge_server import FakeJudgeServer
 
-    for model in ("collage", "first_ref"):
+    # first_ref at a 4:3 size, so its images differ from every reference (at the references' own size
+    # it would write byte-identical copies, and the report would share their thumbnails)
+    for model, model_args in (("collage", {"width": gen_size, "height": gen_size}),
+                              ("first_ref", {"width": gen_size, "height": gen_size * 3 // 4})):
         out = work / f"runs-{ref_size}-{gen_size}" / model
-        if not (out / "done").exists():
+        if not (out / "done").exists() or json.loads((out / "done").read_text() or "null") != model_args:
             t = time.perf_counter()
             with FakeJudgeServer(salted_reply(model)) as srv:
-                evaluate(model=model, model_args={"width": gen_size, "height": gen_size}, tasks=["micon"],
+                evaluate(model=model, model_args=model_args, tasks=["micon"],
                          source=str(data), output_path=out, judge="openai", progress=False, overwrite=True,
                          judge_args={"base_url": srv.base_url, "model": "fake", "concurrency": 16})
-            (out / "done").write_text("")
+            (out / "done").write_text(json.dumps(model_args))
             print(f"run {model}: made in {time.perf_counter() - t:.0f} s")
         runs.append(find_model_dir(out))
     return runs

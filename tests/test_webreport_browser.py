@@ -38,7 +38,7 @@ def browser():
     except ImportError:
         pytest.fail("Playwright's Python package is missing: pip install -e '.[report]'")
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu"])
+        b = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         yield b
         b.close()
 

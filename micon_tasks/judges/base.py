@@ -123,6 +123,7 @@ class Judge:
     """
 
     backend = "base"
+    default_image_format = "jpeg"  # the backends set theirs
     #: the scoring kinds this judge can score (the runner refuses a task of another kind)
     kinds: ClassVar[tuple[str, ...]] = ("checkpoints", "rubric")
     logits = False  # set by a backend that scores candidates instead of generating
@@ -130,7 +131,7 @@ class Judge:
 
     def __init__(self, *, request_mode: str = "case", cache_path: str | None = None, template_version: str = "v1",
                  reask: int = DEFAULT_REASK, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                 image_format: str = "jpeg"):
+                 image_format: str | None = None):
         if request_mode not in ("case", "checkpoint"):
             raise ConfigError(
                 f"judge {self.backend!r}: request_mode must be 'case' or 'checkpoint', got {request_mode!r}"
@@ -140,7 +141,8 @@ class Judge:
         self.request_mode = request_mode
         self.template_version = template_version
         self.reask = int(reask)
-        self.image_spec = ImageSpec(check_format(image_format, f"judge {self.backend!r}"), int(max_image_pixels))
+        fmt = self.default_image_format if image_format is None else image_format
+        self.image_spec = ImageSpec(check_format(fmt, f"judge {self.backend!r}"), int(max_image_pixels))
         self.cache = VerdictCache(cache_path) if cache_path else None
         self._image_prep = ImagePrep(self._prepare_image)
 

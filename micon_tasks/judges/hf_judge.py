@@ -35,6 +35,7 @@ class HFJudge(Judge):
     """Judge with ``AutoModelForImageTextToText`` + ``AutoProcessor`` loaded from ``pretrained``."""
 
     backend = "hf"
+    default_image_format = "png"  # how images travel unless image_format says otherwise
 
     def __init__(
         self,
@@ -47,15 +48,9 @@ class HFJudge(Judge):
         mode: str = "generate",
         seed: int = 0,
         trust_remote_code: bool = False,
-        request_mode: str = "case",
-        cache_path: str | None = None,
-        template_version: str = "v1",
-        reask: int = 2,
-        max_image_pixels: int = 1024 * 1024,
-        image_format: str = "png",
+        **common: Any,
     ):
-        super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version,
-                         reask=reask, max_image_pixels=max_image_pixels, image_format=image_format)
+        super().__init__(**common)  # request_mode, cache_path, template_version, reask, max_image_pixels, image_format
         if mode not in ("generate", "logits"):
             raise ConfigError(f"judge 'hf': mode must be 'generate' or 'logits', got {mode!r}")
         check_dtype_name(dtype, what="judge 'hf' dtype")

@@ -74,6 +74,7 @@ class OpenAIJudge(Judge):
     """Judge through an OpenAI-compatible ``/chat/completions`` endpoint (one user message per call)."""
 
     backend = "openai"
+    default_image_format = "jpeg"  # how images travel unless image_format says otherwise
     removed_args: ClassVar[dict[str, str]] = REMOVED_RETRY_ARGS
 
     def __init__(
@@ -89,15 +90,9 @@ class OpenAIJudge(Judge):
         concurrency: int = 16,
         json_mode: bool = False,
         seed: int | None = None,
-        request_mode: str = "case",
-        cache_path: str | None = None,
-        template_version: str = "v1",
-        reask: int = 2,
-        max_image_pixels: int = 1024 * 1024,
-        image_format: str = "jpeg",
+        **common: Any,
     ):
-        super().__init__(request_mode=request_mode, cache_path=cache_path, template_version=template_version,
-                         reask=reask, max_image_pixels=max_image_pixels, image_format=image_format)
+        super().__init__(**common)  # request_mode, cache_path, template_version, reask, max_image_pixels, image_format
         if concurrency < 1:
             raise ConfigError("judge 'openai': concurrency must be >= 1")
         self.base_url, self.endpoint_source = resolve_endpoint(base_url)

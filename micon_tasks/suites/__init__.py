@@ -6,4 +6,7 @@ every suite, which registers them (the registries list it among their built-ins)
 
 from __future__ import annotations
 
-from micon_tasks.suites import omnicontext  # noqa: F401 - registers the OmniContext suite
+from micon_tasks.suites import (
+    omnicontext,  # noqa: F401 - registers the OmniContext suite
+    xversebench,  # noqa: F401 - registers the XVerseBench suite
+)

@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.micon-installed
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e '.[diffusers,api,upstream,dev]'
+	$(BIN)/python -m pip install -q -e '.[diffusers,api,upstream,dev,report]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -29,7 +29,7 @@ _FILESYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.E
                                 errno.EEXIST, errno.EISDIR})
 
 #: Modules adding subcommands through ``add_cli(subparsers)`` (each sets ``func`` on its parser).
-COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.sweep", "micon_tasks.suites.xversebench")
+COMMAND_MODULES = ("micon_tasks.publish", "micon_tasks.sweep", "micon_tasks.suites.xversebench", "micon_tasks.webreport")
 
 
 def _limit(text: str) -> int | float:

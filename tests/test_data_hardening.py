@@ -96,3 +96,16 @@ def test_published_reference_without_bytes_is_refused(tmp_path, monkeypatch):
     cid = rows[1]["case_id"]
     with pytest.raises(CaseValidationError, match=rf"case '{cid}', field 'refs.RA'.*no image bytes"):
         load_task("fgbg_composition", str(tmp_path / "pub")).dataset
+
+
+def test_a_cache_folder_left_by_another_converter_version_is_replaced(raw):
+    """A conversion folder without the completion marker (another version's format, or a crash) is never read."""
+    from micon_tasks.data.raw import find_raw_root
+    from micon_tasks.data.sources import _fingerprint, cache_dir
+
+    cfg = load_task("fgbg_composition", str(raw)).config
+    target = cache_dir() / "converted" / f"fgbg_composition-{_fingerprint(find_raw_root(raw, [cfg.official_folder]), cfg)}"
+    (target / "data").mkdir(parents=True)
+    (target / "state.json").write_text("{}")
+    assert len(load_task("fgbg_composition", str(raw))) == 2
+    assert (target / "converted.ok").is_file() and not (target / "state.json").exists()

@@ -40,7 +40,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "sample"
-CONVERTER_VERSION = "2"  # 2: every reference is decoded fully at conversion
+CONVERTER_VERSION = "3"  # 2: every reference decoded at conversion; 3: Arrow parts + converted.ok
 DEFAULT_REPO = "Hangliuuu/MICON-Bench"
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
@@ -137,6 +137,8 @@ def raw_to_dataset(root: Path, config: TaskConfig, *, use_cache: bool = True) ->
             file.rename(tmp / "data" / f"part-{n:05d}.arrow")
         shutil.rmtree(tmp / "build", ignore_errors=True)
         (tmp / _DONE).write_text(CONVERTER_VERSION, "utf-8")
+        if target.exists() and not (target / _DONE).is_file():
+            shutil.rmtree(target, ignore_errors=True)  # left by another version of the converter: replaced
         if not target.exists():
             tmp.rename(target)  # atomic: a half-written cache is never picked up
     finally:

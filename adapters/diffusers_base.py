@@ -101,7 +101,12 @@ class DiffusersAdapter(ModelAdapter):
             kwargs["variant"] = self.variant
         if self.trust_remote_code:
             kwargs["trust_remote_code"] = True
-        pipe = cls.from_pretrained(self.pretrained, **kwargs)
+        try:
+            pipe = cls.from_pretrained(self.pretrained, **kwargs)
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:  # missing or broken weights: the user's
+            raise ConfigError(f"adapter {self.name!r}: cannot load the weights pretrained={self.pretrained!r}: "
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                              "(--verbose shows the whole error)") from exc
         if self.cpu_offload:
             pipe.enable_model_cpu_offload(device=self.device)
         else:

@@ -54,6 +54,7 @@ def _seed(text: str) -> int | None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbosity", "-v", default="INFO", type=str.upper, choices=LEVELS, help="log level (default INFO)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="with an error, also print its whole traceback")
 
 
 def _add_data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -312,6 +313,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_validate(args)
         return int(args.func(args) or 0)  # subcommands registered by other modules (publish)
     except (MiconError, registry.UnknownNameError, registry.RegistryLoadError) as exc:
+        if getattr(args, "verbose", False):
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
         print(f"micon: error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:

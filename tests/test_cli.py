@@ -230,3 +230,18 @@ def test_version_prints_and_exits(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.strip() == f"micon {micon_tasks.__version__}"
+
+
+def test_weights_that_cannot_load_are_one_line_and_verbose_shows_the_rest(tmp_path, capsys):
+    """Issue 11 item 33: a diffusers adapter whose weights cannot load ends in one line; --verbose adds the traceback."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "model_index.json").write_text('{"_class_name": "OmniGenPipeline", "transformer": ["nowhere", "Nothing"]}')
+    args = ["generate", "--model", "omnigen", "--model_args", f"pretrained={weights},device=cpu", "--tasks",
+            "fgbg_composition", "--limit", "1", "--source", "sample", "--output_path", str(tmp_path / "out"), "--no_progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("micon: error:") == 1 and "cannot load the weights" in err and "Traceback" not in err
+    assert main([*args, "--verbose"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("micon: error:")

@@ -78,7 +78,8 @@ def prepare(layout: Layout, cfg: RunConfig, *, mode: str, overwrite: bool) -> Ru
             what = "generated" if any(p.split(":")[0].split(".")[0] in cfg.generation_identity() for p in problems) else "judged"
             raise ConfigError(
                 f"{layout.root} was {what} with another configuration ({'; '.join(problems)}); "
-                "use another --output_path, or --overwrite to replace it"
+                + ("judge again from scratch with --overwrite (the images are kept), or judge a copy of the folder"
+                   if mode == "judge" else "use another --output_path, or --overwrite to replace it")
             )
         if overwrite and mode in ("run", "generate"):
             log.warning("--overwrite: removing %s", layout.root)

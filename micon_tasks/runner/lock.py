@@ -49,7 +49,7 @@ class RunLock:
         except Timeout:
             raise RunFolderBusyError(
                 f"{self.folder} is in use by another micon process ({self._holder()}); wait for it to finish, "
-                "or use another --output_path"
+                "or work in another output folder"
             ) from None
         self._lock = lock
         holder = {"pid": os.getpid(), "host": socket.gethostname()}

@@ -17,7 +17,7 @@ from typing import Any
 
 from micon_tasks.checkpoints import checkpoint_identity
 from micon_tasks.errors import MiconError
-from micon_tasks.images import open_lazy
+from micon_tasks.images import open_lazy_file
 from micon_tasks.judges.base import JudgeRequest, JudgeUnreachableError
 from micon_tasks.judges.openai_judge import VLLM_COMMAND
 from micon_tasks.runner.config import RunConfig, fingerprint
@@ -202,7 +202,7 @@ class JudgeStage:
         requests, owners = [], []
         for index, cid in chunk:
             case = task.lazy_case(index)  # stored bytes travel to the judge as they are; nothing is decoded here
-            images = [open_lazy((self.layout.root / image["path"]).read_bytes()) for image in record_images(gens[cid])]
+            images = [open_lazy_file(self.layout.root / image["path"]) for image in record_images(gens[cid])]
             groups = [[im] for im in images] if per_image else [images]
             for group in groups:
                 requests.append(JudgeRequest(task=task.name, case=case, image=group[0], checkpoints=list(task.checkpoints),

@@ -169,11 +169,15 @@ def _converted_rows(records: list[dict[str, Any]], task: str) -> Iterator[dict[s
 
     names = list(features())
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="micon-decode") as pool:
+
+        def submit(start: int) -> list[tuple[dict[str, Any], list[Any]]]:
+            return [(rec, [pool.submit(_image_bytes, p, task=task, case_id=rec["case_id"], field=f"refs.{role}")
+                           for p, role in zip(rec["refs"], rec["ref_roles"])]) for rec in records[start : start + _WINDOW]]
+
+        ahead = submit(0)
         for start in range(0, len(records), _WINDOW):
-            window = records[start : start + _WINDOW]
-            futures = [[pool.submit(_image_bytes, p, task=task, case_id=rec["case_id"], field=f"refs.{role}")
-                        for p, role in zip(rec["refs"], rec["ref_roles"])] for rec in window]
-            for rec, refs in zip(window, futures):
+            window, ahead = ahead, submit(start + _WINDOW)  # the next window decodes while this one is written
+            for rec, refs in window:
                 row = {name: rec.get(name) for name in names}
                 row["refs"] = [{"bytes": f.result(), "path": rel} for f, rel in zip(refs, rec["ref_paths"])]
                 yield row

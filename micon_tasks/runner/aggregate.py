@@ -25,7 +25,7 @@ from micon_tasks.runner.judge_stage import record_to_result, task_judge_fp, vali
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import atomic_write_json, atomic_write_text, dumps_record
 
-__all__ = ["merge_samples", "build_results", "summarise_suites", "package_versions", "git_hash", "IncompleteRunError"]
+__all__ = ["merge_samples", "write_samples", "build_results", "summarise_suites", "package_versions", "git_hash", "IncompleteRunError"]
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +104,16 @@ def merge_samples(
                 f"task {name!r}: {len(not_judged)} generated case(s) have no verdict yet (first: {not_judged[0]!r}); "
                 f"run `micon judge {layout.root}` first"
             )
-        if write:
-            atomic_write_text(layout.samples(name), "".join(dumps_record(r) + "\n" for r in records))
         merged[name] = records
+    if write:
+        write_samples(layout, merged)
     return merged
+
+
+def write_samples(layout: Layout, merged: dict[str, list[dict[str, Any]]]) -> None:
+    """``samples_<task>.jsonl`` for every merged task, each written atomically."""
+    for name, records in merged.items():
+        atomic_write_text(layout.samples(name), "".join(dumps_record(r) + "\n" for r in records))
 
 
 def build_results(

@@ -87,7 +87,8 @@ class CaseInputs:
 
     def _row(self, case_id: str) -> tuple[str, str, str] | None:
         """(generation sha256, judge sha256, prompt) of a case, or None when the task has no such case."""
-        if case_id in self._digests or (self._store_path() is not None and case_id in self._digests):
+        self._store_path()  # the first call loads the digests kept on disk for this dataset
+        if case_id in self._digests:
             return self._digests[case_id]
         n = self.index(case_id)
         if n is None:

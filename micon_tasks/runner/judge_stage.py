@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 _VOLATILE = ("latency_s", "cached", "attempts")
 
 
-
-
 def task_judge_fp(judge_identity: dict[str, Any], task: Any) -> str:
     """The judge configuration plus the task's checkpoint set: what a verdict depends on besides the image."""
     cps = checkpoint_identity(task.checkpoints)

@@ -22,7 +22,7 @@ from micon_tasks.argstr import parse_args_string
 from micon_tasks.errors import CaseValidationError, ConfigError
 from micon_tasks.judges import load_judge as load_judge_by_name
 from micon_tasks.runner import distributed
-from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results
+from micon_tasks.runner.aggregate import IncompleteRunError, build_results, merge_samples, write_results, write_samples
 from micon_tasks.runner.config import RunConfig, per_suite_args, refuse_secrets
 from micon_tasks.runner.folder import check_output_path, check_results_name, find_model_dir, prepare, stored_config
 from micon_tasks.runner.generate import GenerateStage
@@ -238,6 +238,7 @@ def _aggregate(cfg: RunConfig, folder_cfg: RunConfig, layout: Layout, tasks: dic
                world_size: int) -> dict[str, Any]:
     """Merge and score. results.json covers what the folder holds (the widest selection run in it): a narrower
     re-run that made nothing new leaves it as it is; ``results_name`` writes the narrower view under its own name."""
+    merged = None
     if results_name is None and folder_cfg.selection() != cfg.selection():
         if new_work == 0 and layout.results_json.exists():
             log.warning("results.json left as it is: it covers the wider selection run in %s earlier, and this run "
@@ -245,22 +246,18 @@ def _aggregate(cfg: RunConfig, folder_cfg: RunConfig, layout: Layout, tasks: dic
                         layout.root, cfg.describe_selection())
             return json.loads(layout.results_json.read_text("utf-8"))
         wide_tasks, wide_selected = _load_tasks(folder_cfg, loaded=tasks)
-        if _complete(folder_cfg, layout, wide_tasks, wide_selected):
-            cfg, tasks, selected = folder_cfg, wide_tasks, wide_selected
-    merged = merge_samples(cfg, layout, tasks, selected, write=results_name is None)
+        try:  # the folder's whole selection, when every case of it has its records
+            merged = merge_samples(folder_cfg, layout, wide_tasks, wide_selected, write=False)
+            write_samples(layout, merged)  # only once the whole selection is known to be complete
+            cfg, tasks = folder_cfg, wide_tasks
+        except IncompleteRunError:
+            merged = None
+    if merged is None:
+        merged = merge_samples(cfg, layout, tasks, selected, write=results_name is None)
     results = build_results(cfg, layout, tasks, merged, world_size=world_size)
     if cfg.judge is not None and mode != "generate":
         write_results(layout, results, results_markdown(results), name=results_name or "results")
     return results
-
-
-def _complete(cfg: RunConfig, layout: Layout, tasks: dict[str, Any], selected: dict[str, list[tuple[int, str]]]) -> bool:
-    """Whether every selected case has its records (so the folder's whole selection can be scored)."""
-    try:
-        merge_samples(cfg, layout, tasks, selected, write=False)
-    except IncompleteRunError:
-        return False
-    return True
 
 
 def _load_tasks(cfg: RunConfig, loaded: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, list[tuple[int, str]]]]:

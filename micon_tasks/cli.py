@@ -155,18 +155,27 @@ def _tasks_arg(values: Sequence[str]) -> list[str]:
     return [v for v in values if v.strip()]
 
 
-def cmd_run(args: argparse.Namespace, *, predict_only: bool) -> int:
+def judge_from_args(args: argparse.Namespace, *, predict_only: bool) -> tuple[Any, Any]:
+    """(judge, judge_args) for evaluate() from --judge / --judge_args (None, None when only generating)."""
     from micon_tasks.argstr import parse_args_string
-    from micon_tasks.runner import DEFAULT_JUDGE, DEFAULT_JUDGE_ARGS, evaluate
+    from micon_tasks.runner import DEFAULT_JUDGE, DEFAULT_JUDGE_ARGS
 
-    judge, judge_args = None, None
+    if predict_only:
+        return None, None
+    judge = args.judge or DEFAULT_JUDGE
+    if "=" in judge:  # micon=openai,xversebench=xversebench: --judge_args in the suite=key=value form
+        return judge, args.judge_args
+    judge_args = parse_args_string(args.judge_args, what="--judge_args")
+    if args.judge is None:
+        judge_args = {**DEFAULT_JUDGE_ARGS, **judge_args}
+    return judge, judge_args
+
+
+def cmd_run(args: argparse.Namespace, *, predict_only: bool) -> int:
+    from micon_tasks.runner import evaluate
+
     predict_only = predict_only or getattr(args, "predict_only", False)
-    if not predict_only:
-        judge = args.judge or DEFAULT_JUDGE
-        per_suite = "=" in judge  # micon=openai,xversebench=xversebench: --judge_args in the suite=key=value form
-        judge_args = args.judge_args if per_suite else parse_args_string(args.judge_args, what="--judge_args")
-        if args.judge is None and not per_suite:
-            judge_args = {**DEFAULT_JUDGE_ARGS, **judge_args}
+    judge, judge_args = judge_from_args(args, predict_only=predict_only)
     results = evaluate(
         model=args.model, model_args=args.model_args, tasks=_tasks_arg(args.tasks), judge=judge, judge_args=judge_args,
         source=args.source, output_path=args.output_path, dar=args.dar, dar_args=args.dar_args, limit=args.limit,
@@ -267,7 +276,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             from micon_tasks.runner.config import RunConfig
 
             n = RunConfig(model="-", tasks=[name], limit=args.limit).limit_count(n)
-        if not getattr(task, "decoded_on_load", False):  # a raw folder's conversion decoded every pixel already
+        if not task.decoded_on_load:  # a raw folder's conversion decoded every pixel already
             decode_references(task.dataset, task=name, limit=n)  # every pixel, not only the headers
         n_refs = sum(len(r) for r in task.dataset["ref_roles"][:n])
         hard = sum(1 for c in task.checkpoints if c.hard)

@@ -130,21 +130,16 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from micon_tasks.runner import DEFAULT_JUDGE, DEFAULT_JUDGE_ARGS
+    from micon_tasks import cli  # here: the cli imports this module to list its command
 
     grid = parse_grid(args.grid)
-    judge, judge_args = None, None
-    if not args.predict_only:
-        judge = args.judge or DEFAULT_JUDGE
-        judge_args = parse_args_string(args.judge_args, what="--judge_args")
-        if args.judge is None:
-            judge_args = {**DEFAULT_JUDGE_ARGS, **judge_args}
-    summary = sweep(args.model, [t for t in args.tasks if t.strip()], grid, args.output_path, dar_args=args.dar_args,
+    judge, judge_args = cli.judge_from_args(args, predict_only=args.predict_only)
+    summary = sweep(args.model, cli._tasks_arg(args.tasks), grid, args.output_path, dar_args=args.dar_args,
                     model_args=args.model_args, judge=judge, judge_args=judge_args, source=args.source,
                     limit=args.limit, seed=args.seed, predict_only=args.predict_only, overwrite=args.overwrite,
                     include_path=args.include_path, dataset_path=args.dataset_path,
                     checkpoints_from=args.checkpoints_from, batch_size=args.batch_size, redo_failed=args.redo_failed,
-                    progress=not args.no_progress)
+                    progress=not args.no_progress, num_images=args.num_images, results_name=args.results_name)
     print(markdown(summary))
     print(f"sweep: {Path(args.output_path) / 'sweep.json'}, {Path(args.output_path) / 'sweep.md'}")
     return 0

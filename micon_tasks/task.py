@@ -58,6 +58,10 @@ class Task:
         self.revision = revision
         self._dataset = dataset
         self._undecoded: Any = None  # a RowReader over the dataset, references left encoded
+        #: images generated per case in this run (the card's, unless the runner is told otherwise)
+        self.num_images: int = int(self.config.num_images)
+        #: whether loading decoded every reference already (a raw folder's conversion does)
+        self.decoded_on_load = False
         self._location: dict[str, Any] | None = None
         cfg = self.config
         # The caller's file is relative to the current folder; the card's own, to the card.
@@ -121,7 +125,6 @@ class Task:
             where: dict[str, Any] = {}
             ds = load_source(self.config, self.source, dataset_path=self.dataset_path, revision=self.revision, location=where)
             self._validate(ds)
-            #: whether loading decoded every reference already (a raw folder's conversion does)
             self.decoded_on_load = bool(where.pop("decoded", False))
             self._dataset, self._location = ds, where
         return self._dataset

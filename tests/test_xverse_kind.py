@@ -77,6 +77,12 @@ def test_a_failed_case_scores_zero_on_every_entry_it_owed(multi):
     assert block["n_failed"] == 1 and block["counts"]["failed"] == 1
     with pytest.raises(ValueError, match="failure_reason"):
         KIND.score_case(multi, None, case_id="multi_000")
+    multi.num_images = 1  # the runner sets this run's count (--num_images 1): one image, AES per image
+    try:
+        one = KIND.score_case(multi, None, case_id="multi_002", failure_reason="generation failed: refused")
+    finally:
+        multi.num_images = multi.config.num_images
+    assert one.extra["counts"] == {"DPG": 1, "ID": 1, "IP": 2, "AES": 1}
 
 
 def test_malformed_entries_are_refused_with_the_case(single):

@@ -248,7 +248,7 @@ class RunConfig:
 
     def images_for(self, task: Any) -> int:
         """How many images each case of ``task`` gets: ``--num_images``, else the task card's."""
-        return self.num_images if self.num_images is not None else int(getattr(task.config, "num_images", 1))
+        return self.num_images if self.num_images is not None else int(task.config.num_images)
 
     @property
     def dir_name(self) -> str:

@@ -33,6 +33,7 @@ from micon_tasks.runner.lock import RunLock
 from micon_tasks.runner.records import atomic_write_json
 from micon_tasks.runner.report import results_markdown
 from micon_tasks.runner.stages import run_stage
+from micon_tasks.task import include_path as include_path_cards
 from micon_tasks.task import load_task
 
 __all__ = ["evaluate", "judge_outputs", "aggregate_outputs", "find_model_dir", "DEFAULT_JUDGE", "DEFAULT_JUDGE_ARGS"]
@@ -85,7 +86,7 @@ def evaluate(
     if output_path is None:
         raise ConfigError("output_path is required: the generate, judge and aggregate stages keep their files there")
     if include_path is not None:
-        _include(include_path)
+        include_path_cards(include_path)
     adapter_obj, model_name, margs = _named(model, model_args, "model")
     judge_obj = None
     if predict_only:
@@ -140,7 +141,7 @@ def judge_outputs(
         raise ConfigError(f"{layout.root} was generated without a judge; name one (--judge)")
     cfg.predict_only = False
     if cfg.include_path:
-        _include(cfg.include_path)
+        include_path_cards(cfg.include_path)
     return _run(cfg, layout, mode="judge", overwrite=overwrite, judge_obj=judge_obj, redo_failed=redo_failed, progress=progress,
                 results_name=results_name)
 
@@ -152,7 +153,7 @@ def aggregate_outputs(output_dir: str | Path, results_name: str | None = None) -
     if cfg.judge is None:
         raise ConfigError(f"{layout.root} has not been judged; run `micon judge {layout.root}` first")
     if cfg.include_path:
-        _include(cfg.include_path)
+        include_path_cards(cfg.include_path)
     return _run(cfg, layout, mode="aggregate", progress=False, results_name=results_name)  # type: ignore[return-value]
 
 
@@ -266,6 +267,7 @@ def _load_tasks(cfg: RunConfig, loaded: dict[str, Any] | None = None) -> tuple[d
     for name in cfg.tasks:
         task = (loaded or {}).get(name) or load_task(name, cfg.source, dataset_path=cfg.dataset_path,
                                                      checkpoints_from=cfg.checkpoints_from)
+        task.num_images = cfg.images_for(task)  # what a failed case owes is scored by this run's count
         ids = task.case_ids[: cfg.limit_count(len(task))]
         seen: set[str] = set()
         for cid in ids:
@@ -352,14 +354,6 @@ def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
     if dataclasses.is_dataclass(dar_obj):
         return json.loads(json.dumps(dataclasses.asdict(dar_obj)))
     return json.loads(json.dumps(dict(vars(dar_obj))))
-
-
-def _include(path: str | Path) -> None:
-    from micon_tasks.task import include_path
-
-    report = include_path(path)
-    for file, msg in report.errors:
-        log.warning("include_path: %s was not loaded: %s", file, msg)
 
 
 def _free() -> None:

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from micon_tasks.runner.pipeline import _include
+from micon_tasks.errors import MiconError
+from micon_tasks.task import include_path, load_task
 from micon_tasks.webreport.cases import CardBuilder, CheckpointInfo, case_key
 from micon_tasks.webreport.compare import compare_runs
 from micon_tasks.webreport.refs import TaskData, describe_location, read_task_data
-from micon_tasks.webreport.runs import ReportInputError, Run, load_run
+from micon_tasks.webreport.runs import ReportInputError, Run, inside, load_run
 from micon_tasks.webreport.scores import run_scores
 from micon_tasks.webreport.thumbs import ThumbMaker
 
@@ -55,7 +56,7 @@ def _prepare(out: Path, runs: list[Run]) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
         raise ReportInputError(f"{out} is not empty and holds no earlier report; choose a new or empty folder (-o)")
     for run in runs:
-        if Path(os.path.realpath(run.root)).is_relative_to(os.path.realpath(out)):
+        if inside(run.root, out):
             raise ReportInputError(f"the report folder {out} holds the run {run.root}; choose another folder (-o)")
     (out / "assets" / "thumbs").mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("made by `micon report`; rebuilding it here reuses the thumbnails\n", "utf-8")
@@ -75,8 +76,8 @@ def _checkpoints(runs: list[Run]) -> tuple[dict[str, dict[str, CheckpointInfo]],
             if task in out:
                 continue
             try:
-                obj = registry.get_task(task)(source="sample", checkpoints_from=run.config.get("checkpoints_from"))
-            except Exception as exc:  # an unknown task or unreadable checkpoint file: verdicts show bare ids
+                obj = load_task(task, "sample", checkpoints_from=run.config.get("checkpoints_from"))
+            except (MiconError, registry.UnknownNameError) as exc:  # unknown task, unreadable checkpoint file
                 out[task] = {}
                 meta[task] = {"title": task, "dims": [], "note": f"checkpoint questions unavailable: {exc}"}
                 continue
@@ -162,7 +163,7 @@ def build_report(run_dirs: Sequence[str | Path], out_dir: str | Path, *, max_cas
     out = Path(out_dir).resolve()
     _prepare(out, runs)
     for path in dict.fromkeys(r.config["include_path"] for r in runs if r.config.get("include_path")):
-        _include(path)  # the runs' own task cards, registered as the runner does
+        include_path(path)  # the runs' own task cards, registered as the runner does (broken files warn)
     notices: list[str] = []
     checkpoints, task_meta = _checkpoints(runs)
     selected = [_selected(r, max_cases) for r in runs]

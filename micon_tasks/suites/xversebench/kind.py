@@ -51,7 +51,7 @@ class MetricsKind(ScoringKind):
         if result is None:
             if not failure_reason:
                 raise ValueError(f"task {task.name!r}, case {case_id!r}: no judge result and no failure_reason")
-            n = int(task.config.num_images)
+            n = int(task.num_images)  # this run's image count (--num_images may differ from the card's)
             subjects = [E.Subject(E.ROLES[i], t, "") for i, t in enumerate(task.subject_types(case_id))]
             for m, ids in E.expected_entries(subjects, n, grid=E.aes_grid(n, "auto")).items():
                 counts[m] = len(ids)  # owed entries score 0

@@ -78,9 +78,5 @@ class XVerseBenchTask(Task):
             raise KeyError(f"task {self.name!r} has no case {case_id!r}") from None
         return [s["type"] for s in self.dataset.select_columns(["subjects"])[i]["subjects"]]
 
-    @property
-    def num_images(self) -> int:
-        return int(getattr(self.config, "num_images", 1) or 1)
-
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "split": self.split, "num_images": self.num_images}

@@ -59,6 +59,8 @@ class ApiAdapter(ModelAdapter):
 
     def close(self) -> None:
         client, self._client = self._client, None
-        closer = getattr(client, "close", None) or getattr(getattr(client, "aio", None), "aclose", None)
+        # An SDK with a separate async client (google-genai's client.aio) closes that one; its sync close()
+        # would leave the connections this adapter used open.
+        closer = getattr(getattr(client, "aio", None), "aclose", None) or getattr(client, "close", None)
         result = closer() if callable(closer) else None
         self._loop.close(result if hasattr(result, "__await__") else None)

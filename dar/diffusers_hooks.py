@@ -12,18 +12,12 @@ scheduler's ``step_index / len(timesteps)`` (or ``dar.denoising_step`` for a bar
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 
-from .config import DARConfig
 from .layouts import ModelLayout, Placement, Route, coord_grid, register_layout
 from .routing import dispatch_router, functional_router
-from .routing import install as _install
-from .stats import DARStats
 
-__all__ = ["install", "supported_models", "DiffusersLayout"]
+__all__ = ["DiffusersLayout"]
 
 
 def _scheduler_step(scheduler) -> tuple[float | None, int | None, tuple]:
@@ -162,17 +156,3 @@ class FluxLayout(DiffusersLayout):
             if shape is not None:
                 grids[round(value)] = shape
         return ref, query, ids, grids
-
-
-def supported_models() -> list[str]:
-    return ["FluxTransformer2DModel", "Flux2Transformer2DModel", "OmniGenTransformer2DModel",
-            "QwenImageTransformer2DModel"]
-
-
-def install(model: torch.nn.Module, config: DARConfig, scheduler: Any = None,
-            stats: DARStats | None = None) -> Callable[[], None]:
-    """Hook DAR into a supported diffusers transformer; returns the function that undoes everything."""
-    from .layouts import layout_for
-
-    undo, _ = _install(layout_for(model)(model, config, scheduler=scheduler), config, stats)
-    return undo

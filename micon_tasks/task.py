@@ -23,7 +23,7 @@ from micon_tasks.checkpoints import build_checkpoints, read_qa_file, resolve_che
 from micon_tasks.config import TaskConfig
 from micon_tasks.errors import CaseValidationError, ConfigError
 from micon_tasks.images import open_lazy, to_rgb
-from micon_tasks.index import IncludeReport, _class_name, include_path, task_index  # noqa: F401 - _class_name: suites
+from micon_tasks.index import IncludeReport, include_path, task_index
 from micon_tasks.types import AnswerSet, Case, CaseScore, Checkpoint, JudgeResult
 
 if TYPE_CHECKING:

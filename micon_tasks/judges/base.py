@@ -362,10 +362,6 @@ def _image_digests(prompts: list[Prompt]) -> list[str]:
     return out
 
 
-def _used_attempt(pairs: list[tuple[Prompt, Completion]], name: str) -> int:
-    return next(p.attempt for p, _ in pairs if p.name == name)
-
-
 def _is_clean(result: JudgeResult, req: JudgeRequest) -> bool:
     if any(v.status == "error" for v in result.verdicts):
         return False

@@ -269,7 +269,7 @@ class Judge:
         pairs = self._run(list(rendered.items()))
         calls = {i: sum(c.attempts for _, c in pairs[i]) for i in rendered}
         history: dict[int, dict[str, list[dict[str, Any]]]] = {i: {} for i in rendered}
-        current: dict[int, JudgeResult] = {i: self._assemblesafe_result(requests[i], pairs[i], prov) for i in rendered}
+        current: dict[int, JudgeResult] = {i: self._assemble(requests[i], pairs[i], prov) for i in rendered}
         for attempt in range(1, self.reask + 1):
             asks = [(i, again) for i, res in current.items()
                     if (again := self._reask_prompts(requests[i], res, pairs[i], rendered[i], attempt))]
@@ -282,7 +282,7 @@ class Judge:
                     slot = next(n for n, (q, _) in enumerate(pairs[i]) if q.name == p.name)
                     trial = list(pairs[i])
                     trial[slot] = (p, c)
-                    res = self._assemblesafe_result(requests[i], trial, prov)
+                    res = self._assemble(requests[i], trial, prov)
                     tries = history[i].setdefault(p.name, [attempt_record(pairs[i][slot], current[i], requests[i])])
                     tries.append(attempt_record((p, c), res, requests[i]))
                     if n_errors(res, requests[i]) < n_errors(current[i], requests[i]):
@@ -308,7 +308,8 @@ class Judge:
                 import warnings
 
                 warnings.warn(f"judge cache {self.cache.path} not written ({exc})", stacklevel=2)
-        return [safe_result(r) for r in _fill(results, requests, prov)]  # _safe again: cache hits and error results
+        # Judged results were made safe above (before caching); cache hits and error results are made safe here.
+        return [r if i in current else safe_result(r) for i, r in enumerate(_fill(results, requests, prov))]
 
     def _run(self, work: list[tuple[int, list[Prompt]]]) -> dict[int, list[tuple[Prompt, Completion]]]:
         """Complete every prompt of ``work`` in one backend call; (prompt, completion) pairs per owner."""
@@ -330,16 +331,13 @@ class Judge:
                        originals: list[Prompt], attempt: int) -> list[Prompt]:
         return reask_prompts(self.seed, req, res, pairs, originals, attempt)
 
-    def _assemblesafe_result(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]],
-                       prov: dict[str, Any]) -> JudgeResult:
+    def _assemble(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]], prov: dict[str, Any]) -> JudgeResult:
+        """The request kind reads the replies; a reply that breaks it is the case's error result, never a raise."""
         try:
-            return self._assemble(req, pairs, prov)
+            return request_kind(req.kind).assemble(req, pairs, prov)
         except Exception as exc:  # noqa: BLE001
             where = f"task {req.task!r}, case {req.case.case_id!r}"
             return error_result(req, f"{where}: cannot read the judge reply: {exc}", prov)
-
-    def _assemble(self, req: JudgeRequest, pairs: list[tuple[Prompt, Completion]], prov: dict[str, Any]) -> JudgeResult:
-        return request_kind(req.kind).assemble(req, pairs, prov)
 
     def close(self) -> None:
         self._image_prep.close()

@@ -10,10 +10,10 @@ from __future__ import annotations
 from micon_tasks.scoring import checkpoints
 from micon_tasks.scoring.base import ScoringKind
 from micon_tasks.scoring.checkpoints import *  # noqa: F403 - the checkpoint arithmetic, re-exported
-from micon_tasks.scoring.common import bootstrap_stderr, mean, task_seed
+from micon_tasks.scoring.common import bootstrap_stderr, mean, mean_stderr, task_seed
 from registry import scoring_kinds
 
-__all__ = ["ScoringKind", "bootstrap_stderr", "mean", "task_seed", "get_kind", *checkpoints.__all__]
+__all__ = ["ScoringKind", "bootstrap_stderr", "mean", "mean_stderr", "task_seed", "get_kind", *checkpoints.__all__]
 
 scoring_kinds.add("checkpoints", checkpoints.CheckpointsKind())
 

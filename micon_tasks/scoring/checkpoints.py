@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from micon_tasks.scoring.base import ScoringKind
-from micon_tasks.scoring.common import bootstrap_stderr, mean, task_seed
+from micon_tasks.scoring.common import bootstrap_stderr, mean, mean_stderr, task_seed
 from micon_tasks.types import CaseScore, Checkpoint, JudgeResult
 
 __all__ = [
@@ -224,7 +224,7 @@ def aggregate_benchmark(tasks: Mapping[str, dict[str, Any]], scores: Mapping[str
     macro_stderr = None
     if scored and n_total:
         avg_stderr = math.sqrt(sum((r["n_cases"] / n_total) ** 2 * r["stderr"] ** 2 for r in scored.values()))
-        macro_stderr = math.sqrt(sum(r["stderr"] ** 2 for r in scored.values())) / len(scored)
+        macro_stderr = mean_stderr([r["stderr"] for r in scored.values()])
 
     bench_dims: dict[str, float] = {}
     dim_weights: dict[str, int] = {}

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 
-__all__ = ["mean", "bootstrap_stderr", "task_seed"]
+__all__ = ["mean", "mean_stderr", "bootstrap_stderr", "task_seed"]
 
 
 def mean(values: Sequence[float]) -> float | None:
     """The plain mean, or None for no values (never 0: an empty task has no score)."""
     return sum(values) / len(values) if values else None
+
+
+def mean_stderr(stderrs: Sequence[float | None]) -> float | None:
+    """Standard error of an unweighted mean of independent parts: sqrt(sum of their squared errors) / n.
+    None when there is no part or a part's error is unknown."""
+    if not stderrs or any(e is None for e in stderrs):
+        return None
+    return math.sqrt(sum(e * e for e in stderrs)) / len(stderrs)  # type: ignore[operator]
 
 
 def bootstrap_stderr(values: Sequence[float], *, iters: int = 1000, seed: int = 0) -> float | None:

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from micon_tasks.scoring.base import ScoringKind
-from micon_tasks.scoring.common import bootstrap_stderr, mean, task_seed
+from micon_tasks.scoring.common import bootstrap_stderr, mean, mean_stderr, task_seed
 from micon_tasks.suites.omnicontext.options import SCALE, RubricOptions
 from micon_tasks.types import CaseScore, JudgeResult
 
@@ -33,9 +33,7 @@ def macro(values: list[float | None], stderrs: list[float | None] | None = None)
     if not present:
         return None, None
     value = sum(v for v, _ in present) / len(present)
-    errs = [e for _, e in present]
-    err = math.sqrt(sum(e * e for e in errs)) / len(present) if all(e is not None for e in errs) else None
-    return value, err
+    return value, mean_stderr([e for _, e in present])
 
 
 class RubricKind(ScoringKind):

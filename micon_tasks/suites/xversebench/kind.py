@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from micon_tasks.errors import ConfigError
-from micon_tasks.scoring import ScoringKind, task_seed
+from micon_tasks.scoring import ScoringKind, mean_stderr, task_seed
 from micon_tasks.suites.xversebench import entries as E
 from micon_tasks.suites.xversebench.aggregate import bootstrap_avg_stderr, overall, pooled_mean, split_avg
 from micon_tasks.types import CaseScore, JudgeResult
@@ -126,10 +126,10 @@ class MetricsKind(ScoringKind):
         complete = len(names) == len(suite.get("tasks", names))
         avgs = [blocks[t]["avg"] for t in names]
         if complete and len(names) > 1:
-            head = {"name": "Overall", "value": overall(avgs), "stderr": _mean_se([blocks[t]["stderr"] for t in names])}
+            head = {"name": "Overall", "value": overall(avgs), "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
         else:  # one split alone has no Overall: its AVG is the headline, named as such
             head = {"name": "AVG (" + ", ".join(blocks[t]["split"] for t in names) + ")",
-                    "value": overall(avgs), "stderr": _mean_se([blocks[t]["stderr"] for t in names])}
+                    "value": overall(avgs), "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
         columns, row = [], []
         for t in names:
             split = blocks[t]["split"]
@@ -170,9 +170,3 @@ class MetricsKind(ScoringKind):
             lines.append("- Overall needs both splits; this run has " + ", ".join(suite_block["views"]["splits"]))
         lines += [f"- {n}" for n in suite_block.get("notes", [])]
         return "\n".join(lines) + "\n"
-
-
-def _mean_se(ses: list[float | None]) -> float | None:
-    if not ses or any(s is None for s in ses):
-        return None
-    return math.sqrt(sum(s * s for s in ses)) / len(ses)  # type: ignore[operator]

@@ -4,7 +4,9 @@ Builds (once, deterministically, not committed) a synthetic MICON-Bench in the o
 ``benchmarks/synthetic_benchmark.py``: 1043 cases and 2518 reference PNGs of 1024 x 1024, and a 130-case
 subset. Each stage runs as its own ``micon`` process (fresh cache for ``validate``), against the ``collage``
 model at 1024 x 1024 and a loopback judge that answers instantly (a separate process, so its CPU is not
-counted), and prints a table: stage x size -> wall s, ms per case, harness CPU ms per case, peak RSS.
+counted), and prints a table: stage x size -> wall s, ms per case, the harness's own ms per case (wall less
+start-up and, for generation, the model's own time), for generation how long the model's thread waited for the
+harness per case (``timings.harness_wait_s``), CPU ms per case and peak RSS.
 
     python benchmarks/scale.py [--sizes 130,1043] [--work /tmp/micon-scale] [--repeats 1] [--delay 0]
 """
@@ -80,10 +82,14 @@ def measure(work: Path, n: int, delay: float) -> dict[str, dict[str, float]]:
     finally:
         server.stdin.close()
         server.wait(timeout=30)
-    model_s = 0.0
+    model_s = wait_s = 0.0
     for shard in (out / "collage" / "shards").glob("generate_*.jsonl"):
-        model_s += sum(json.loads(line)["timings"]["generate_s"] for line in shard.read_text().splitlines() if line)
+        for line in shard.read_text().splitlines():
+            timings = json.loads(line)["timings"] if line else {}
+            model_s += timings.get("generate_s", 0.0)
+            wait_s += timings.get("harness_wait_s", 0.0)
     rows["generate"]["model_s"] = model_s
+    rows["generate"]["wait_s"] = wait_s
     for row in rows.values():
         row["n"] = n_cases
     return rows
@@ -97,7 +103,8 @@ def main() -> int:
     ap.add_argument("--delay", type=float, default=0.0, help="judge latency in seconds (0: instant)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    print(f"{'stage':<28} {'cases':>6} {'wall s':>8} {'ms/case':>8} {'harness ms/case':>16} {'CPU ms/case':>12} {'peak RSS':>9}")
+    print(f"{'stage':<28} {'cases':>6} {'wall s':>8} {'ms/case':>8} {'harness ms/case':>16} {'model waits':>12} "
+          f"{'CPU ms/case':>12} {'peak RSS':>9}")
     for n in (int(x) for x in args.sizes.split(",")):
         runs = [measure(args.work, n, args.delay) for _ in range(args.repeats)]
         start = statistics.median(r["start-up (micon ls tasks)"]["wall"] for r in runs)
@@ -109,8 +116,11 @@ def main() -> int:
             # the harness's own time: the stage's wall less start-up and, for generation, the model's own time
             own = wall - (start if stage != "start-up (micon ls tasks)" else 0)
             own -= statistics.median(r[stage].get("model_s", 0.0) for r in runs)
+            # generation: how long the model's thread waited for the harness (decoding, writing), per case
+            waits = [r[stage]["wait_s"] for r in runs if "wait_s" in r[stage]]
+            wait = f"{1000 * statistics.median(waits) / cases:.1f}" if waits else "-"
             print(f"{stage:<28} {cases:>6} {wall:>8.1f} {1000 * wall / cases:>8.1f} {1000 * own / cases:>16.1f} "
-                  f"{1000 * cpu / cases:>12.1f} {rss / 1024:>7.2f} GB")
+                  f"{wait:>12} {1000 * cpu / cases:>12.1f} {rss / 1024:>7.2f} GB")
     return 0
 
 

@@ -22,6 +22,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+try:
+    from pybase64 import b64encode as _b64encode  # same output as base64.b64encode, about 20x faster
+except ImportError:  # pragma: no cover - an install without it is slower, not wrong
+    from base64 import b64encode as _b64encode
+
 from micon_tasks.errors import ConfigError
 from micon_tasks.png import png_bytes
 
@@ -126,12 +131,14 @@ def stored_bytes(image: Any, spec: ImageSpec) -> tuple[bytes, str] | None:
 
 def data_url(image: Any, spec: ImageSpec) -> bytes:
     """``data:<mime>;base64,...`` as ASCII bytes (a request body is bytes: no copy through str): the stored
-    bytes when they fit the spec, else :func:`encode`. Built in a worker thread (base64 holds the GIL)."""
-    import base64
+    bytes when they fit the spec, else :func:`encode`. Built in a worker thread.
 
+    Base64 comes from ``pybase64`` (SIMD): the standard library's holds the GIL for about 2.4 ms per 2 MB
+    image, which was the largest share of the judge stage's CPU and stalled the event loop; this takes 0.1 ms.
+    """
     stored = stored_bytes(image, spec)
     data, mime = stored if stored is not None else (encode(image, spec), MIME[spec.fmt])
-    return b"data:" + mime.encode() + b";base64," + base64.b64encode(data)
+    return b"data:" + mime.encode() + b";base64," + _b64encode(data)
 
 
 def prompt_specs(prompt: Any, default: ImageSpec) -> list[ImageSpec]:

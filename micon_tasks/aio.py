@@ -9,6 +9,7 @@ wait for the result; it also works when the caller already runs an event loop (a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine
@@ -45,7 +46,11 @@ class BackgroundLoop:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and wait for its result (exceptions propagate)."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the loop; its future (several loops can then work at once)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self, final: Coroutine[Any, Any, Any] | None = None) -> None:
         """Run ``final`` (e.g. closing a client) on the loop, then stop the loop and its thread."""

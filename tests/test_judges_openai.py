@@ -624,11 +624,11 @@ def test_one_long_lived_client_serves_every_batch(server_factory):
     srv = server_factory()
     judge = judge_for(srv)
     judge.judge_batch([make_request("a")])
-    client = judge._client
+    client = judge._clients[0]
     judge.judge_batch([make_request("b")])
-    assert client is not None and judge._client is client  # not a new client (and connections) per batch
+    assert client is not None and judge._clients[0] is client  # not a new client (and connections) per batch
     judge.close()
-    assert judge._client is None
+    assert judge._clients == [None] * len(judge._clients)
     # a judge can be used again after close (a new loop and client)
     assert all(v.status == "pass" for v in judge.judge_batch([make_request("c")])[0].verdicts)
     judge.close()

@@ -16,6 +16,7 @@ temperature 0.1 a server that honours seeds answers a case the same way whatever
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
@@ -110,9 +111,11 @@ class OpenAIJudge(Judge):
         self._rng = random.Random(seed if seed is not None else 0)  # backoff jitter only
         self._api_key = os.environ.get(self.api_key_env) or None
         register_secret(self._api_key)
-        self._loop = BackgroundLoop("micon-judge-openai")
-        self._client: Any = None
-        self._sem: asyncio.Semaphore | None = None
+        # Several event loops ("lanes"), each in its own thread with its own HTTP client: sending a request's
+        # megabytes of images is a kernel copy on the loop's thread, and one loop capped the stage at one core.
+        n_lanes = max(1, min(self.concurrency, os.cpu_count() or 1, _MAX_LANES))
+        self._loops = [BackgroundLoop(f"micon-judge-openai-{n}") for n in range(n_lanes)]
+        self._clients: list[Any] = [None] * n_lanes
 
     def _prepare_image(self, image: Any, spec: Any) -> bytes:
         """Fitted, encoded and base64'd in the judge's worker threads, once per batch."""
@@ -167,9 +170,9 @@ class OpenAIJudge(Judge):
         except ImportError:
             return ssl.create_default_context()
 
-    def _ensure_client(self) -> Any:
-        """Built on the judge's loop thread, once; SDK retries off (the project's policy decides)."""
-        if self._client is None:
+    def _ensure_client(self, lane: int) -> Any:
+        """Built on the lane's loop thread, once; SDK retries off (the project's policy decides)."""
+        if self._clients[lane] is None:
             import openai
 
             for name in ("httpx", "httpx2", "openai"):  # request lines would print the endpoint URL
@@ -177,18 +180,38 @@ class OpenAIJudge(Judge):
                 if lg.getEffectiveLevel() < logging.WARNING:
                     lg.setLevel(logging.WARNING)
             http_client = openai.DefaultAsyncHttpxClient(verify=self._tls_context())
-            self._client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "EMPTY",
-                                              timeout=self.timeout, max_retries=0, http_client=http_client)
-            self._sem = asyncio.Semaphore(self.concurrency)
-        return self._client
+            self._clients[lane] = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "EMPTY",
+                                                     timeout=self.timeout, max_retries=0, http_client=http_client)
+        return self._clients[lane]
 
     def _complete(self, prompts: list[Prompt]) -> list[Completion]:
-        return self._loop.run(self._complete_async(prompts))
-
-    async def _complete_async(self, prompts: list[Prompt]) -> list[Completion]:
-        client = self._ensure_client()
+        """Every lane takes prompts from one queue, with ``concurrency`` requests in flight across all lanes."""
         self.reserve_images(prompts)
-        return list(await asyncio.gather(*(self._one(client, p) for p in prompts)))
+        queue = collections.deque(enumerate(prompts))  # popleft is atomic: lanes share it without a lock
+        out: list[Completion | None] = [None] * len(prompts)
+        lanes = len(self._loops)
+        slots = [self.concurrency // lanes + (n < self.concurrency % lanes) for n in range(lanes)]
+        futures = [loop.submit(self._drain(n, queue, out, slots[n])) for n, loop in enumerate(self._loops)]
+        for future in futures:
+            future.result()
+        missing = [n for n, c in enumerate(out) if c is None]
+        if missing:  # every slot ends only when the queue is empty, so this is a bug, never a verdict
+            raise RuntimeError(f"judge 'openai': {len(missing)} prompt(s) were never sent")
+        return out  # type: ignore[return-value]
+
+    async def _drain(self, lane: int, queue: collections.deque[tuple[int, Prompt]], out: list[Completion | None],
+                     slots: int) -> None:
+        client = self._ensure_client(lane)
+
+        async def slot() -> None:
+            while True:
+                try:
+                    n, prompt = queue.popleft()
+                except IndexError:
+                    return
+                out[n] = await self._one(client, prompt)
+
+        await asyncio.gather(*(slot() for _ in range(slots)))
 
     async def _content(self, p: Prompt) -> list[bytes]:
         """The message's content parts as JSON text, in pieces that join to the array's inside.
@@ -206,35 +229,34 @@ class OpenAIJudge(Judge):
         return pieces
 
     async def _one(self, client: Any, p: Prompt) -> Completion:
-        assert self._sem is not None
-        async with self._sem:
-            try:
-                if p.seed is None:  # Judge.judge_batch sets it on every prompt; a bare _complete call must too
-                    raise ValueError(f"prompt {p.name!r} has no per-request seed")
-                parts: list[bytes] | None = await self._content(p)
-            except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be encoded
-                return Completion(error=f"cannot encode the request: {type(exc).__name__}: {exc}", attempts=0)
-            finally:
-                self.release_images(p)  # the parts hold them now; a prepared image lives while prompts need it
-            made = 0
+        # called from one of a lane's slots (``_drain``): at most ``concurrency`` requests are in flight
+        try:
+            if p.seed is None:  # Judge.judge_batch sets it on every prompt; a bare _complete call must too
+                raise ValueError(f"prompt {p.name!r} has no per-request seed")
+            parts: list[bytes] | None = await self._content(p)
+        except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be encoded
+            return Completion(error=f"cannot encode the request: {type(exc).__name__}: {exc}", attempts=0)
+        finally:
+            self.release_images(p)  # the parts hold them now; a prepared image lives while prompts need it
+        made = 0
 
-            async def attempt() -> Completion:
-                nonlocal made, parts
-                made += 1
-                if parts is None:  # a retry: the last attempt's images were dropped once sent; prepare them again
-                    try:
-                        parts = await self._content(p)
-                    finally:
-                        self.release_images(p)
-                body, parts = _Body(self._head(p), parts), None
-                return await self._attempt(client, body)
+        async def attempt() -> Completion:
+            nonlocal made, parts
+            made += 1
+            if parts is None:  # a retry: the last attempt's images were dropped once sent; prepare them again
+                try:
+                    parts = await self._content(p)
+                finally:
+                    self.release_images(p)
+            body, parts = _Body(self._head(p), parts), None
+            return await self._attempt(client, body)
 
-            try:
-                done = await retry_async(attempt, self._classify, self.policy, rng=self._rng)
-            except _CallError as exc:
-                return Completion(error=scrub_and_truncate(exc.message, 400), attempts=exc.attempts)
-            done.attempts = made
-            return done
+        try:
+            done = await retry_async(attempt, self._classify, self.policy, rng=self._rng)
+        except _CallError as exc:
+            return Completion(error=scrub_and_truncate(exc.message, 400), attempts=exc.attempts)
+        done.attempts = made
+        return done
 
     def _head(self, p: Prompt) -> bytes:
         """The request body's JSON up to the message's content parts (see ``_content`` and ``_Body``)."""
@@ -277,8 +299,9 @@ class OpenAIJudge(Judge):
         return _CallError(text, retryable=failure.retryable), failure.retry_after
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        self._loop.close(client.close() if client is not None else None)
+        for n, loop in enumerate(self._loops):
+            client, self._clients[n] = self._clients[n], None
+            loop.close(client.close() if client is not None else None)
         super().close()
 
 
@@ -318,3 +341,4 @@ class _Body:
 
 
 _SMALL = 1 << 16  # pieces below this size travel together
+_MAX_LANES = 8  # event loops per judge: enough to keep a fast link busy, few enough to leave cores for encoding

@@ -301,7 +301,7 @@ def _tiny_bagel(folder: Path) -> dict:
     from safetensors.torch import save_file
 
     from adapters.upstream._common import upstream_imports
-    from adapters.upstream.bagel import SPEC
+    from adapters.upstream.bagel import SPEC, bagel_config
     from micon_tasks.testing.tiny_tokenizers import _byte_symbols
 
     torch.manual_seed(0)
@@ -318,27 +318,13 @@ def _tiny_bagel(folder: Path) -> dict:
                image_size=980)
     (folder / "vit_config.json").write_text(json.dumps(vit))
     with upstream_imports(SPEC, Path(CODE["bagel"]).resolve()):
+        import modeling.bagel as mb
         from modeling.autoencoder import AutoEncoder, AutoEncoderParams
-        from modeling.bagel import (
-            Bagel,
-            BagelConfig,
-            Qwen2Config,
-            Qwen2ForCausalLM,
-            SiglipVisionConfig,
-            SiglipVisionModel,
-        )
 
-        llm_config = Qwen2Config(**llm)
-        llm_config.qk_norm, llm_config.tie_word_embeddings = True, False
-        llm_config.layer_module = "Qwen2MoTDecoderLayer"
-        vit_config = SiglipVisionConfig(**vit)
-        vit_config.rope = False
-        vit_config.num_hidden_layers -= 1
+        llm_config, vit_config = mb.Qwen2Config(**llm), mb.SiglipVisionConfig(**vit)
         ae_params = AutoEncoderParams(**vae_params)
-        config = BagelConfig(visual_gen=True, visual_und=True, llm_config=llm_config, vit_config=vit_config,
-                             vae_config=ae_params, vit_max_num_patch_per_side=70,
-                             connector_act="gelu_pytorch_tanh", latent_patch_size=2, max_latent_size=64)
-        model = Bagel(Qwen2ForCausalLM(llm_config), SiglipVisionModel(vit_config), config)
+        config = bagel_config(mb.BagelConfig, llm_config, vit_config, ae_params)  # the adapter's own recipe
+        model = mb.Bagel(mb.Qwen2ForCausalLM(llm_config), mb.SiglipVisionModel(vit_config), config)
         model.vit_model.vision_model.embeddings.convert_conv2d_to_linear(vit_config, meta=False)
         _randomise_zero_inits(model)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "ema.safetensors"))

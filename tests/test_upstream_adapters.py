@@ -159,9 +159,9 @@ def _tiny_omnigen2(folder: Path) -> None:
 @_needs("omnigen2", "MICON_OMNIGEN2_CODE", "VectorSpaceLab/OmniGen2")
 def test_omnigen2_runs_with_dar_off_zero_and_on(tmp_path):
     _tiny_omnigen2(tmp_path)
-    adapter = load_adapter("omnigen2", {"code_path": CODE["omnigen2"], "pretrained": str(tmp_path),
-                                        "dtype": "float32", "device": "cpu", "steps": 2, "width": 32, "height": 32,
-                                        "negative_prompt": "blurry"})
+    args = {"code_path": CODE["omnigen2"], "pretrained": str(tmp_path), "dtype": "float32", "device": "cpu",
+            "steps": 2, "negative_prompt": "blurry"}
+    adapter = load_adapter("omnigen2", {**args, "width": 32, "height": 32})
     off, zero, on, zero_calls, on_calls = _dar_triple(adapter)
     assert off.size == (32, 32)
     assert _pixels(zero) == _pixels(off)
@@ -172,6 +172,9 @@ def test_omnigen2_runs_with_dar_off_zero_and_on(tmp_path):
     assert cond_only.size == (32, 32) and adapter.last_dar_calls == 2
     assert adapter.model_info()["dar"]["last_generation"]["rebalanced"] == 2
     _refuses_unreached_dar(adapter, OMNIGEN2_UNREACHED)
+    assert adapter.generate(_refs(), "x", seed=1, size=(48, 16)).size == (32, 32)  # explicit width/height win
+    unsized = load_adapter("omnigen2", args)
+    assert unsized.generate(_refs(), "x", seed=1, size=(48, 32)).size == (48, 32)  # a task's size reaches the call
     import omnigen2.models.attention_processor as ap
     import torch.nn.functional as F
 
@@ -226,10 +229,10 @@ def _tiny_uno(folder: Path) -> dict:
 @_needs("uno", "MICON_UNO_CODE", "bytedance/UNO")
 def test_uno_runs_with_dar_off_zero_and_on(tmp_path):
     params = _tiny_uno(tmp_path)
-    adapter = load_adapter("uno", {"code_path": CODE["uno"], "pretrained": str(tmp_path / "lora"),
-                                   "flux": str(tmp_path / "flux"), "t5": str(tmp_path / "t5"),
-                                   "clip": str(tmp_path / "clip"), "lora_rank": 4, "device": "cpu", "steps": 2,
-                                   "width": 32, "height": 32, "ref_size": 32, **params})
+    args = {"code_path": CODE["uno"], "pretrained": str(tmp_path / "lora"), "flux": str(tmp_path / "flux"),
+            "t5": str(tmp_path / "t5"), "clip": str(tmp_path / "clip"), "lora_rank": 4, "device": "cpu", "steps": 2,
+            "ref_size": 32, **params}
+    adapter = load_adapter("uno", {**args, "width": 32, "height": 32})
     off, zero, on, zero_calls, on_calls = _dar_triple(adapter)
     assert off.size == (32, 32)
     assert _pixels(zero) == _pixels(off)
@@ -238,6 +241,8 @@ def test_uno_runs_with_dar_off_zero_and_on(tmp_path):
     adapter.generate(_refs(), "x", seed=1, dar={"layers": [1], "steps": (0.5, 1.0)})
     assert adapter.last_dar_calls == 1
     assert adapter.last_dar_stats.passed == {"layer_excluded": 2, "step_excluded": 1}
+    unsized = load_adapter("uno", args)
+    assert unsized.generate(_refs(), "x", seed=1, size=(48, 32)).size == (48, 32)  # a task's size reaches the call
     _refuses_unreached_dar(adapter, {"layer_excluded": 4})
     import uno.flux.math
     import uno.flux.modules.layers as layers
@@ -352,6 +357,7 @@ def test_bagel_runs_with_dar_off_zero_and_on(tmp_path, monkeypatch):
     assert len(set(by_kind.values())) == 3
     adapter.generate(_refs(), "x", seed=1, dar={"cfg_branches": "cond", "layers": [0]})
     assert adapter.last_dar_calls == 2
+    assert adapter.generate(_refs(), "x", seed=1, size=(64, 32)).size == (64, 32)  # a task's size, not the ref's
     _refuses_unreached_dar(adapter, BAGEL_UNREACHED)
     import modeling.bagel.qwen2_navit as navit
 

@@ -71,14 +71,28 @@ def test_gpt_image_request_carries_refs_model_size(openai_key, n_refs):
         assert list(_decoded(sent).getdata()) == list(ref.getdata())
 
 
-@pytest.mark.parametrize("args, asked, sent", [("", None, "1024x1024"), ("", (1536, 1024), "1536x1024"),
-                                               (",size=auto", (1536, 1024), "auto")])
-def test_gpt_image_size_follows_the_task_unless_given(openai_key, args, asked, sent):
-    with FakeServer([openai_image(OUT)]) as server:
-        adapter = load_adapter("gpt_image", f"{openai_key},base_url={server.url}/v1{args}")
+def _asked_size(req) -> str:
+    """What a request asked the provider for: gpt_image's ``size`` field, or Gemini's aspect ratio."""
+    if req.path.endswith("/images/edits"):
+        return {name: data.decode() for name, filename, _, data in req.multipart() if filename is None}["size"]
+    return req.json()["generationConfig"]["imageConfig"]["aspectRatio"]
+
+
+@pytest.mark.parametrize("name, args, asked, sent", [
+    ("gpt_image", "", None, "1024x1024"), ("gpt_image", "", (1536, 1024), "1536x1024"),
+    ("gpt_image", ",size=auto", (1536, 1024), "auto"),
+    ("nano_banana", "", None, "1:1"), ("nano_banana", "", (1536, 1024), "3:2"),
+    ("nano_banana", ",aspect_ratio=16:9", (1536, 1024), "16:9"),
+])
+def test_api_output_size_follows_the_task_unless_given(request, name, args, asked, sent):
+    """The adapter's own size setting wins; without it the task's width and height, else 1024 x 1024."""
+    openai = name == "gpt_image"
+    key = request.getfixturevalue("openai_key" if openai else "gemini_key")
+    with FakeServer([openai_image(OUT) if openai else gemini_image(OUT)]) as server:
+        adapter = load_adapter(name, f"{key},base_url={server.url}{'/v1' if openai else ''}{args}")
         adapter.generate(_refs(1), "x", size=asked)
     (req,) = server.requests
-    assert {name: data.decode() for name, filename, _, data in req.multipart() if filename is None}["size"] == sent
+    assert _asked_size(req) == sent
 
 
 def test_gpt_image_retries_429_then_succeeds(openai_key):
@@ -160,16 +174,6 @@ def test_nano_banana_request_carries_refs_model_size(gemini_key, n_refs):
     assert config["responseModalities"] == ["IMAGE"]
     assert config["imageConfig"]["aspectRatio"] == "16:9"
     assert config["seed"] == 5
-
-
-@pytest.mark.parametrize("args, asked, sent", [("", None, "1:1"), ("", (1536, 1024), "3:2"),
-                                               (",aspect_ratio=16:9", (1536, 1024), "16:9")])
-def test_nano_banana_aspect_ratio_follows_the_task_unless_given(gemini_key, args, asked, sent):
-    with FakeServer([gemini_image(OUT)]) as server:
-        adapter = load_adapter("nano_banana", f"{gemini_key},base_url={server.url}{args}")
-        adapter.generate(_refs(1), "x", size=asked)
-    (req,) = server.requests
-    assert req.json()["generationConfig"]["imageConfig"]["aspectRatio"] == sent
 
 
 @pytest.mark.parametrize(

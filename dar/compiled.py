@@ -23,7 +23,7 @@ from .config import DARConfig
 __all__ = ["analysis", "reset", "broken"]
 
 _LOCK = threading.Lock()
-_compiled: Callable | None = None
+_compiled: Callable | None = None  # the guarded compiled analysis, built once per process
 _broken: str | None = None  # why compiling failed in this process
 
 
@@ -45,17 +45,14 @@ def _wants(config: DARConfig, device: torch.device) -> bool:
     return config.compile is True or device.type == "cuda"
 
 
-def analysis(config: DARConfig, device: torch.device) -> Callable:
-    """The analysis function for this config and device: compiled when asked and working, else eager."""
+def _build() -> Callable:
+    """``torch.compile`` of the eager analysis, wrapped to fall back to it (and say why, once) on failure.
+
+    Built once: the config and the device only decide *whether* it is used; torch's own cache, keyed by
+    the guards on the arguments, holds the graphs per shape and config."""
     from .op import eager_analysis
 
-    if not _wants(config, torch.device(device)):
-        return eager_analysis
-    global _compiled
-    with _LOCK:
-        if _compiled is None:
-            _compiled = torch.compile(eager_analysis, dynamic=False)
-        compiled = _compiled
+    compiled = torch.compile(eager_analysis, dynamic=False)
 
     def run(*args):
         global _broken
@@ -70,4 +67,20 @@ def analysis(config: DARConfig, device: torch.device) -> Callable:
                               RuntimeWarning, stacklevel=2)
             return eager_analysis(*args)
 
+    return run
+
+
+def analysis(config: DARConfig, device: torch.device) -> Callable:
+    """The analysis function for this config and device: compiled when asked and working, else eager."""
+    global _compiled
+    if not _wants(config, torch.device(device)):
+        from .op import eager_analysis
+
+        return eager_analysis
+    run = _compiled
+    if run is None:
+        with _LOCK:
+            if _compiled is None:
+                _compiled = _build()
+            run = _compiled
     return run

@@ -27,6 +27,11 @@ class ForwardState:
 
     Masks are in the attention's key/query coordinates. ``ref_mask`` rows that must be left alone
     (e.g. the unconditional CFG branch) are all False. ``query_mask``/``ref_ids`` may be None.
+    A forward hooked through a layout (:mod:`dar.routing`) also carries its ``placement`` (the layout's
+    :class:`~dar.layouts.Placement`: branch, step index, whether conditional, grids) and its ``hook`` (the
+    installation, whose ``layout`` holds ``outside_layers`` and ``strict``); those are read there, not
+    copied here. The fields here are what the placement becomes for the attention calls (masks moved to
+    the device and cut to the conditional rows, the effective step, the forward's pass-through reason).
     """
 
     config: DARConfig | None
@@ -39,15 +44,9 @@ class ForwardState:
     has_refs: bool = True  # whether ref_mask has any True (computed on the CPU by the hook)
     stats: Any = field(default=None, compare=False, repr=False)  # the enabling handle's DARStats
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # per-shape masks, reused by layers
-    # set by the layout hooks (dar.routing); see dar.layouts.Placement
-    conditional: bool = True
-    reason: str | None = None  # pass-through reason for every call of this forward
-    outside_layers: str | None = None  # pass-through reason for calls outside the hooked attention modules
-    strict: str | None = None  # a layout name: a call on another sequence raises instead of passing
-    step_index: int | None = None
-    branch: int = 0
-    placement: Any = field(default=None, compare=False, repr=False)  # the layout's Placement (maps)
-    hook: Any = field(default=None, compare=False, repr=False)  # the installation (reuse cache, maps)
+    reason: str | None = None  # pass-through reason for every call of this forward (set by dar.routing)
+    placement: Any = field(default=None, compare=False, repr=False)  # the layout's Placement (dar.routing)
+    hook: Any = field(default=None, compare=False, repr=False)  # the installation (layout, reuse cache, maps)
 
 
 _STATE: ContextVar[ForwardState | None] = ContextVar("dar_forward_state", default=None)

@@ -2,7 +2,7 @@
 
 Why a registry: every model family puts its reference-image tokens somewhere else in its joint attention
 sequence and calls attention through a different function (diffusers' ``dispatch_attention_fn``, a
-module's ``F.scaled_dot_product_attention``, UNO's ``attention``, BAGEL's ``flash_attn_varlen_func``).
+module's ``F.scaled_dot_product_attention``, UNO's RoPE ``apply_rope``, BAGEL's ``flash_attn_varlen_func``).
 That knowledge is all a family contributes, as a :class:`ModelLayout` subclass registered under the
 model's class name (as diffusers keeps per-model block metadata). Everything else, the wrapping of the
 attention function, the layer/step/branch scope, the counting, the maps and the weight reuse, lives once

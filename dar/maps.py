@@ -59,7 +59,7 @@ class MapRecorder:
             entry["w"] += w[place.map_row].index_select(0, positions).float()
             entry["calls"] += 1
             entry["layers"].add(layer)
-            entry["steps"].add(state.step_index if state.step_index is not None else state.step)
+            entry["steps"].add(place.step_index if place.step_index is not None else state.step)
 
     def result(self) -> list[dict[str, Any]] | dict[str, str]:
         """One entry per reference in order: ``{"r_hat", "w"}`` float32 arrays of the grid's shape, ``grid``,

@@ -13,7 +13,8 @@ calls (a :class:`dar.layouts.ModelLayout`). The rest is the same for every model
   it in the handle's :class:`~dar.stats.DARStats`, reuses weights across steps (``reuse_steps``) and
   feeds the attention maps (``record_maps``).
 
-Calls outside a hooked forward (another model of the same class) pass straight through, uncounted.
+Calls outside a hooked forward (another model of the same class, or a forward under ``dar.references``
+alone, which is :mod:`dar.hf`'s) pass straight through, uncounted.
 Order of the pass-through reasons: a call outside the hooked attention modules (the layout's
 ``outside_layers``); a forward-level reason (``no_reference_keys`` when the forward holds no reference
 token, a layout's own such as ``cache_update``); a call-level reason (``causal``); the scope options
@@ -58,19 +59,20 @@ def key_weights(query: torch.Tensor, key: torch.Tensor, *, attn_mask: torch.Tens
     """DAR key weights (B, Lk) for one attention call with SDPA-layout (B, H, L, D) query and key, or None
     when DAR leaves the call alone (the reason is counted). ``call_reason``: a router's own reason."""
     state = _STATE.get()
-    if state is None or state.config is None:
-        return None  # outside a hooked forward: not ours to count
-    config, layer = state.config, _LAYER.get()
-    if layer is None and state.outside_layers:
-        reason = state.outside_layers
+    if state is None or state.config is None or state.hook is None:
+        return None  # outside a forward hooked through a layout: not ours to count
+    hook: Installation = state.hook
+    config, layout, place, layer = state.config, hook.layout, state.placement, _LAYER.get()
+    if layer is None and layout.outside_layers:
+        reason = layout.outside_layers
     else:
         reason = state.reason or call_reason or config.exclusion(layer=layer, step=state.step,
-                                                                 conditional=state.conditional)
+                                                                 conditional=place.conditional)
     batch, length_k = query.shape[0], key.shape[2]
     if reason is None:
         if state.ref_mask.shape != (batch, length_k) or state.query_mask.shape[-1] != query.shape[2]:
-            if state.strict:
-                raise RuntimeError(f"{state.strict} DAR: attention layer {layer} has {length_k} keys and "
+            if layout.strict:
+                raise RuntimeError(f"{type(layout).__name__} DAR: attention layer {layer} has {length_k} keys and "
                                    f"{query.shape[2]} queries, but the layout located {state.ref_mask.shape[-1]} "
                                    f"and {state.query_mask.shape[-1]}; the upstream code changed")
             reason = "other_sequence"  # not the joint sequence (e.g. FLUX.2's ref-only KV passes)
@@ -79,12 +81,11 @@ def key_weights(query: torch.Tensor, key: torch.Tensor, *, attn_mask: torch.Tens
     if reason is not None:
         _count(state, reason)
         return None
-    hook: Installation | None = state.hook
     slot = cached = None
-    if hook is not None and config.reuse_steps > 1 and state.step_index is not None:
-        slot = (layer, state.branch, batch, length_k)
+    if config.reuse_steps > 1 and place.step_index is not None:
+        slot = (layer, place.branch, batch, length_k)
         cached = hook.reused.get(slot)
-        if cached is not None and not 0 <= state.step_index - cached[0] < config.reuse_steps:
+        if cached is not None and not 0 <= place.step_index - cached[0] < config.reuse_steps:
             cached = None
     if cached is not None:
         w, r_hat = cached[1], cached[2]
@@ -93,10 +94,10 @@ def key_weights(query: torch.Tensor, key: torch.Tensor, *, attn_mask: torch.Tens
                                is_causal=is_causal, query_mask=state.query_mask, ref_ids=state.ref_ids,
                                sampled=state.sampled)
         if slot is not None:
-            hook.reused[slot] = (state.step_index, w, r_hat)
+            hook.reused[slot] = (place.step_index, w, r_hat)
     if state.stats is not None:
         state.stats.add_rebalanced()
-    if hook is not None and hook.maps is not None:
+    if hook.maps is not None:
         hook.maps.add(state, layer, w, r_hat)
     return w
 
@@ -218,10 +219,7 @@ class Installation:
         ids = place.ref_ids
         state = ForwardState(config=config, ref_mask=_to_device(ref, device), query_mask=place.query_mask,
                              ref_ids=None if ids is None else _to_device(ids, device), step=step, sampled=sampled,
-                             has_refs=bool(ref.any()), stats=self.stats, conditional=place.conditional,
-                             reason=reason, outside_layers=self.layout.outside_layers,
-                             strict=type(self.layout).__name__ if self.layout.strict else None,
-                             step_index=place.step_index, branch=place.branch, placement=place, hook=self)
+                             has_refs=bool(ref.any()), stats=self.stats, reason=reason, placement=place, hook=self)
         _stack(self._local).append(_STATE.set(state))
 
     def post(self, module, args, kwargs, output):

@@ -200,6 +200,11 @@ class Task:
         row["refs"] = [open_lazy(ref["bytes"]) for ref in row["refs"]]
         return self.row_to_case(row, decode=False)
 
+    def release_rows(self) -> None:
+        """Drop the batch of rows ``lazy_case`` keeps in hand: a finished task's images leave memory."""
+        if self._undecoded is not None:
+            self._undecoded.release()
+
     def row_to_case(self, row: dict[str, Any], *, decode: bool = True) -> Case:
         refs = []
         for role, im in zip(row["ref_roles"], row["refs"]):

@@ -169,7 +169,9 @@ def test_nano_banana_request_carries_refs_model_size(gemini_key, n_refs):
     for blob, ref in zip(sent, refs):
         # proto3 JSON: the API accepts the field's camelCase and its original snake_case name
         assert blob.get("mimeType", blob.get("mime_type")) == "image/png"
-        assert list(_decoded(base64.b64decode(blob["data"])).getdata()) == list(ref.getdata())
+        # the SDK writes bytes as URL-safe base64 (as protobuf's JSON mapping allows); read either alphabet
+        data = blob["data"].replace("+", "-").replace("/", "_")
+        assert list(_decoded(base64.urlsafe_b64decode(data)).getdata()) == list(ref.getdata())
     config = body["generationConfig"]
     assert config["responseModalities"] == ["IMAGE"]
     assert config["imageConfig"]["aspectRatio"] == "16:9"

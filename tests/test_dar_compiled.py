@@ -95,6 +95,34 @@ def test_falls_back_cleanly_when_no_compiler_works(monkeypatch):
         assert torch.equal(out[0], eager[0]) and torch.equal(out[1].isnan(), eager[1].isnan())
 
 
+def test_compiled_analysis_is_built_once(monkeypatch):
+    """One compile and one wrapper per process, whatever the calls, configs and shapes: the per-call cost is a
+    lookup, and torch's cache (keyed by its guards) sees one function."""
+    builds, runs = [], []
+
+    def counting_compile(fn, **kwargs):
+        builds.append(kwargs)
+
+        def compiled(*args):
+            runs.append(1)
+            return fn(*args)
+
+        return compiled
+
+    monkeypatch.setattr(dar.compiled.torch, "compile", counting_compile)
+    configs = [DARConfig(compile=True), DARConfig(compile=True, gamma=0.3, num_queries=8)]
+    functions = [dar.compiled.analysis(c, torch.device("cpu")) for c in configs * 10]
+    assert all(f is functions[0] for f in functions)
+    q, k, ref, ids, _ = _inputs(3)
+    for config in configs * 3:
+        dar_weights(q, k, ref, config, ref_ids=ids)
+        dar_weights(q[:1, :, :40], k[:1], ref[:1], config)
+    assert builds == [{"dynamic": False}] and len(runs) == 12
+    assert dar.compiled.analysis(DARConfig(compile=False), torch.device("cpu")) is dar.op.eager_analysis
+    dar.compiled.reset()  # a reset (a changed toolchain) builds afresh
+    assert dar.compiled.analysis(configs[0], torch.device("cpu")) is not functions[0] and len(builds) == 2
+
+
 @pytest.mark.slow
 def test_reuse_steps_recomputes_every_k_steps():
     import numpy as np

@@ -172,7 +172,28 @@ def test_stats_report_when_dar_reaches_nothing(monkeypatch):
                 stats=handle.stats)):
             routed(q, q, q, dropout_p=0.5)
             routed(q, q, q, attention_kwargs={"x": 1})
+        # a routed call under dar.references alone (dar.hf's, no layout placed it) is not DAR's: untouched, uncounted
+        ref = torch.tensor([[False, True, True, False]])
+        with dar.references(ref, torch.ones(1, 4, dtype=torch.bool), config=DARConfig(gamma=0.5)):
+            assert torch.equal(routed(q, q.flip(1), q), routed.__wrapped__(q, q.flip(1), q))
     assert handle.stats.rebalanced == 0 and handle.stats.passed == {"dropout": 1, "attention_kwargs": 1}
+
+
+def test_forward_state_does_not_copy_the_placement():
+    """A layout's placement (branch, step index, conditional) and its class options (outside_layers, strict)
+    each have one home, read by dar.routing through the state's ``placement`` and ``hook``; the state's own
+    fields named like placement fields hold what the placement becomes for the attention calls (masks on the
+    device and cut to the conditional rows, the effective step, the forward's pass-through reason)."""
+    from dataclasses import fields
+
+    from dar.context import ForwardState
+    from dar.layouts import Placement
+
+    state = {f.name for f in fields(ForwardState)}
+    assert state & {f.name for f in fields(Placement)} <= {"ref_mask", "query_mask", "ref_ids", "cond_rows", "step",
+                                                           "reason"}
+    assert not state & {"outside_layers", "strict"}
+    assert {"placement", "hook"} <= state
 
 
 def test_cond_branch_only(monkeypatch):

@@ -253,7 +253,7 @@ def test_uno_layout(upstream):
     import uno.flux.modules.layers as layers
     from uno.flux.model import Flux
 
-    model = Flux()
+    model, original = Flux(), uno.flux.math.apply_rope
     off, _ = _uno_run(model, None)
     zero, handle = _uno_run(model, DARConfig(gamma=0.0, record_maps=True))
     assert torch.equal(zero, off) and handle.stats.to_dict() == {"rebalanced": 4, "passed": {}, "forwards": 2}
@@ -262,7 +262,35 @@ def test_uno_layout(upstream):
     assert not torch.allclose(on, off)
     _, handle = _uno_run(model, DARConfig(layers=(1,), steps=(0.5, 1.0)))
     assert handle.stats.rebalanced == 1 and handle.stats.passed == {"layer_excluded": 2, "step_excluded": 1}
-    assert layers.attention is uno.flux.math.attention  # restored
+    assert uno.flux.math.apply_rope is original and layers.attention is uno.flux.math.attention  # restored
+
+
+def test_uno_rotates_once_per_attention_call(upstream, monkeypatch):
+    """RoPE runs once per attention call with DAR on, as with DAR off, whether DAR analyses the call, reuses
+    earlier weights or leaves it alone; gamma 0 and a scope that skips every call are bit-identical to off."""
+    import uno.flux.math
+    from uno.flux.model import Flux
+
+    rotations, real = [], uno.flux.math.apply_rope
+
+    def counting(q, k, pe):
+        rotations.append(q.shape[2])
+        return real(q, k, pe)
+
+    monkeypatch.setattr(uno.flux.math, "apply_rope", counting)
+    model = Flux()
+    off, _ = _uno_run(model, None, steps=4)
+    assert len(rotations) == 8  # 2 blocks x 4 steps
+    for config in (DARConfig(gamma=0.0), DARConfig(layers=(999,)), DARConfig(gamma=0.5),
+                   DARConfig(gamma=0.5, reuse_steps=2), DARConfig(gamma=0.5, steps=(0.5, 1.0))):
+        rotations.clear()
+        out, handle = _uno_run(model, config, steps=4)
+        assert len(rotations) == 8, config
+        if config.gamma == 0.0 or handle.stats.rebalanced == 0:
+            assert torch.equal(out, off), config
+        else:
+            assert not torch.allclose(out, off), config
+    assert uno.flux.math.apply_rope is counting  # restored
 
 
 def _bagel_run(model, config, ref_tokens="both", steps=3):

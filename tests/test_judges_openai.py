@@ -704,3 +704,32 @@ def test_prepared_images_live_only_while_a_prompt_needs_them():
     prep.release(img, spec)
     assert prep._cache == {}  # the last prompt is done: nothing held
     prep.close()
+
+
+def test_a_retry_sends_the_same_body_though_the_first_was_dropped_once_sent(server_factory):
+    """Bodies stream and are dropped once sent (a request waiting for its reply holds no images); a retry
+    prepares the images again and must send exactly the same bytes."""
+    srv = server_factory(scripted({"flaky": lambda b, n: Reply(status=503) if n < 1 else good_reply(b, n)}))
+    judge = judge_for(srv, max_retries=2)
+    (res,) = judge.judge_batch([make_request("flaky", "flaky")])
+    assert all(v.status == "pass" for v in res.verdicts) and res.provenance["attempts"] == 2
+    first, second = list(srv.bodies)[-2:]
+    assert first == second and any(p.get("type") == "image_url" for p in first["messages"][0]["content"])
+
+
+def test_streamed_body_joins_to_the_whole_json_and_drops_its_pieces():
+    from micon_tasks.judges.openai_judge import _Body
+
+    big = b"x" * (1 << 17)
+    body = _Body(b'{"a": [{"b": [', [b'"s"', b", ", b'"' + big + b'"', b", ", b'"t"'])
+    stream = body.stream()
+
+    async def drain() -> list[bytes]:
+        return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(drain())
+    joined = b"".join(chunks)
+    assert json.loads(joined) == {"a": [{"b": ["s", big.decode(), "t"]}]} and body.length == len(joined)
+    assert len(chunks) == 3  # small pieces travel together; the big one alone
+    with pytest.raises(RuntimeError):
+        body.stream()  # sent once: its pieces are gone

@@ -56,3 +56,54 @@ def test_peak_memory_does_not_grow_with_the_number_of_cases(tmp_path):
 
 def _cases_per_task(data: Path) -> dict[str, int]:
     return {folder.name: sum(1 for _ in folder.glob("cases/*.yaml")) for folder in data.iterdir() if folder.is_dir()}
+
+
+def test_row_reader_release_drops_its_batch_and_reads_again(tmp_path):
+    import datasets
+
+    from micon_tasks.data.rows import RowReader
+
+    datasets.Dataset.from_dict({"x": list(range(10))}).save_to_disk(str(tmp_path / "ds"), max_shard_size="1KB")
+    reader = RowReader(datasets.load_from_disk(str(tmp_path / "ds")))
+    assert reader.row(7)["x"] == 7 and reader._batch is not None
+    reader.release()
+    assert reader._batch is None and reader.row(3)["x"] == 3
+
+
+def test_a_finished_task_releases_its_rows(tmp_path):
+    """Each task's row readers keep their last batch (about 80 MB of images at full size): the stage skeleton
+    drops them when the task is done, before the next task starts."""
+    from micon_tasks.runner.distributed import Dist
+    from micon_tasks.runner.layout import Layout
+    from micon_tasks.runner.stages import run_stage
+
+    events: list[str] = []
+
+    class FakeTask:
+        def __init__(self, name: str):
+            self.name = name
+
+        def release_rows(self) -> None:
+            events.append(f"release {self.name}")
+
+    class FakeStage:
+        name, unit = "generate", "img"
+
+        def todo(self, task, shard):
+            return shard
+
+        def start(self):
+            return 2
+
+        def process(self, task, chunk, writer, stats):
+            events.append(f"process {task.name}")
+
+        def flush(self):
+            pass
+
+        def finish(self):
+            pass
+
+    tasks = {n: FakeTask(n) for n in ("a", "b")}
+    run_stage(FakeStage(), Dist(), Layout(tmp_path), tasks, {"a": [(0, "a0")], "b": [(0, "b0")]}, progress=False)
+    assert events == ["process a", "release a", "process b", "release b"]

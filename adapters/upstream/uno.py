@@ -144,9 +144,11 @@ def _clip_embedder(cls: Any, path: Any) -> Any:
 
 @register_layout("uno.flux.model.Flux")
 class UNOLayout(ModelLayout):
-    """FLUX double and single blocks attend over ``[text | image | ref 1 | ... | ref n]``; the blocks'
-    ``attention(q, k, v, pe)`` is routed (RoPE is linear in the key, so the weights found on the rotated
-    keys scale the keys before upstream rotates them). Layers count double blocks first. One call per step."""
+    """FLUX double and single blocks attend over ``[text | image | ref 1 | ... | ref n]``. Upstream's
+    ``attention(q, k, v, pe)`` rotates q and k with ``apply_rope`` and then runs SDPA; the route wraps that
+    ``apply_rope`` (its only caller), so DAR analyses the rotated q and k that attention then uses and scales
+    the rotated keys: RoPE runs once per call, as without DAR, whether DAR analyses, reuses or skips the call.
+    Layers count double blocks first. One call per step."""
 
     strict = True
 
@@ -155,20 +157,17 @@ class UNOLayout(ModelLayout):
         self.num_steps, self.steps = num_steps, StepCounter()
 
     def get_routes(self) -> tuple:
-        from uno.flux.math import apply_rope
-
         from dar.routing import key_weights
 
         def router(original):
-            def attention(q, k, v, pe):
-                w = key_weights(*apply_rope(q, k, pe))
-                if w is not None:
-                    k = k * w.to(k.dtype)[:, None, :, None]
-                return original(q, k, v, pe=pe)
+            def apply_rope(xq, xk, freqs_cis):
+                xq, xk = original(xq, xk, freqs_cis)
+                w = key_weights(xq, xk)
+                return (xq, xk) if w is None else (xq, xk * w.to(xk.dtype)[:, None, :, None])
 
-            return attention
+            return apply_rope
 
-        return (Route("uno.flux.modules.layers", "attention", router),)
+        return (Route("uno.flux.math", "apply_rope", router),)
 
     def attention_modules(self) -> list:
         return [*self.model.double_blocks, *self.model.single_blocks]

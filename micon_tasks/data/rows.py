@@ -33,6 +33,11 @@ class RowReader:
         self._start = 0  # index of the current batch's first row
         self._end = 0  # one past its last row
 
+    def release(self) -> None:
+        """Drop the batch in hand (tens of MB of images); a later ``row`` reads from the start again."""
+        with self._lock:
+            self._reset()
+
     def row(self, index: int) -> dict[str, Any]:
         if self._files is None:
             if self._view is None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from micon_tasks.errors import ConfigError
+from micon_tasks.png import png_bytes
 
 __all__ = ["ImageSpec", "fit", "encode", "data_url", "stored_bytes", "prompt_specs", "ImagePrep",
            "DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "JPEG_QUALITY", "MIME"]
@@ -83,16 +84,17 @@ def fit(image: Any, spec: ImageSpec) -> Any:
 
 
 def encode(image: Any, spec: ImageSpec) -> bytes:
-    """The bytes a judge is sent for ``image``: fitted, then JPEG (quality 95) or PNG (level 1).
+    """The bytes a judge is sent for ``image``: fitted, then JPEG (quality 95) or PNG (``png.png_bytes``).
 
-    Written through a file descriptor (an in-memory file on Linux): Pillow then encodes without
+    A JPEG is written through a file descriptor (an in-memory file on Linux): Pillow then encodes without
     holding the GIL (into a BytesIO its JPEG encoder holds it for the whole image), so encoding
     threads use every core and leave the event loop alone. Same bytes as encoding into memory.
     """
     image = fit(image, spec)
-    params = {"compress_level": 1} if spec.fmt == "png" else {"quality": JPEG_QUALITY}
+    if spec.fmt == "png":
+        return png_bytes(image)  # the project's one PNG writer, which holds no GIL either
     with _scratch_file() as f:
-        image.save(f, format=spec.fmt.upper(), **params)
+        image.save(f, format="JPEG", quality=JPEG_QUALITY)
         f.seek(0)
         return f.read()
 

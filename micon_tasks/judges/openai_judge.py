@@ -23,6 +23,7 @@ import random
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -189,18 +190,19 @@ class OpenAIJudge(Judge):
         return list(await asyncio.gather(*(self._one(client, p) for p in prompts)))
 
     async def _content(self, p: Prompt) -> list[bytes]:
-        """The message's content parts, each already JSON text.
+        """The message's content parts as JSON text, in pieces that join to the array's inside.
 
-        An image part is spliced in as it is: a data URL holds only ASCII that JSON needs no escape for,
-        so the megabytes of base64 are never scanned by a JSON encoder (that cost several ms per request).
+        An image's data URL is a piece of its own, spliced in as it is: it holds only ASCII that JSON needs
+        no escape for, so the megabytes of base64 are never scanned by a JSON encoder nor copied.
         """
-        parts = [json.dumps({"type": "text", "text": p.text}).encode()]
+        pieces = [json.dumps({"type": "text", "text": p.text}).encode()]
         futures = self.prepared_images(p)  # encoded once per batch, in the worker pool
         for (label, _), fut in zip(p.images, futures):
             url = await asyncio.wrap_future(fut)
-            parts.append(json.dumps({"type": "text", "text": f"{label}:"}).encode())
-            parts.append(b'{"type": "image_url", "image_url": {"url": "' + url + b'"}}')
-        return parts
+            pieces.append(b", " + json.dumps({"type": "text", "text": f"{label}:"}).encode()
+                          + b', {"type": "image_url", "image_url": {"url": "')
+            pieces += [url, b'"}}']
+        return pieces
 
     async def _one(self, client: Any, p: Prompt) -> Completion:
         assert self._sem is not None
@@ -208,16 +210,22 @@ class OpenAIJudge(Judge):
             try:
                 if p.seed is None:  # Judge.judge_batch sets it on every prompt; a bare _complete call must too
                     raise ValueError(f"prompt {p.name!r} has no per-request seed")
-                body = self._body(p, await self._content(p))
+                parts: list[bytes] | None = await self._content(p)
             except Exception as exc:  # noqa: BLE001 - e.g. an image that cannot be encoded
                 return Completion(error=f"cannot encode the request: {type(exc).__name__}: {exc}", attempts=0)
             finally:
-                self.release_images(p)  # the body holds them now; a prepared image lives while prompts need it
+                self.release_images(p)  # the parts hold them now; a prepared image lives while prompts need it
             made = 0
 
             async def attempt() -> Completion:
-                nonlocal made
+                nonlocal made, parts
                 made += 1
+                if parts is None:  # a retry: the last attempt's images were dropped once sent; prepare them again
+                    try:
+                        parts = await self._content(p)
+                    finally:
+                        self.release_images(p)
+                body, parts = _Body(self._head(p), parts), None
                 return await self._attempt(client, body)
 
             try:
@@ -227,8 +235,8 @@ class OpenAIJudge(Judge):
             done.attempts = made
             return done
 
-    def _body(self, p: Prompt, content: list[bytes]) -> bytes:
-        """The request body as JSON bytes (see ``_content``)."""
+    def _head(self, p: Prompt) -> bytes:
+        """The request body's JSON up to the message's content parts (see ``_content`` and ``_Body``)."""
         opts = p.options or {}
         body: dict[str, Any] = {"model": self.model, "max_tokens": int(opts.get("max_tokens", self.max_tokens)),
                                 "seed": int(p.seed or 0)}
@@ -237,15 +245,16 @@ class OpenAIJudge(Judge):
             body["temperature"] = temperature
         if self.json_mode:
             body["response_format"] = {"type": "json_object"}
-        head = json.dumps(body)[:-1].encode()
-        return b"".join([head, b', "messages": [{"role": "user", "content": [', b", ".join(content), b"]}]}"])
+        return json.dumps(body)[:-1].encode() + b', "messages": [{"role": "user", "content": ['
 
-    async def _attempt(self, client: Any, body: bytes) -> Completion:
+    async def _attempt(self, client: Any, body: _Body) -> Completion:
         from openai.types.chat import ChatCompletion
 
-        # client.post (the SDK's documented route for raw calls) skips the SDK's recursive
-        # request-typing pass over the base64 images, which cost several ms of CPU per case.
-        resp = await client.post("/chat/completions", cast_to=ChatCompletion, body=body)
+        # client.post (the SDK's documented route for raw calls) skips the SDK's recursive request-typing
+        # pass over the base64 images, which cost several ms of CPU per case; the body streams (see _Body).
+        resp = await client.post("/chat/completions", cast_to=ChatCompletion, content=body.stream(),
+                                 options={"headers": {"Content-Type": "application/json",
+                                                      "Content-Length": str(body.length)}})
         choice = resp.choices[0] if resp.choices else None
         if choice is None:
             return Completion(text="", note="server returned no choices")
@@ -277,6 +286,44 @@ class OpenAIJudge(Judge):
         client, self._client = self._client, None
         self._loop.close(client.close() if client is not None else None)
         super().close()
+
+
+class _Body:
+    """A request body sent piece by piece and dropped as it goes: a request waiting for its reply (seconds,
+    from a real judge) holds none of its megabytes of images, and no joined copy of them is ever made.
+    Small pieces are sent together; each image part is sent as it is."""
+
+    def __init__(self, head: bytes, parts: list[bytes]):
+        """``parts``: the pieces of the content array (``OpenAIJudge._content``)."""
+        pieces = [head, *parts, b"]}]}"]
+        self.length = sum(len(x) for x in pieces)
+        self._pieces: list[bytes] | None = pieces
+
+    def stream(self) -> AsyncIterator[bytes]:
+        pieces, self._pieces = self._pieces, None
+        if pieces is None:
+            raise RuntimeError("a request body is sent once")
+        pieces.reverse()  # popped from the end: each piece is dropped once it is handed on
+
+        async def chunks() -> AsyncIterator[bytes]:
+            small: list[bytes] = []
+            while pieces:
+                piece = pieces.pop()
+                if len(piece) < _SMALL:
+                    small.append(piece)
+                    continue
+                if small:
+                    yield b"".join(small)
+                    small = []
+                yield piece
+                del piece
+            if small:
+                yield b"".join(small)
+
+        return chunks()
+
+
+_SMALL = 1 << 16  # pieces below this size travel together
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:

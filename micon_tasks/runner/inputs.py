@@ -80,6 +80,11 @@ class CaseInputs:
         except OSError as exc:  # a read-only cache slows resumes, it does not stop them
             log.debug("input digests not cached (%s)", exc)
 
+    def release_rows(self) -> None:
+        """Drop the batch of rows in hand (see ``Task.release_rows``)."""
+        if self._arrow is not None:
+            self._arrow.release()
+
     def index(self, case_id: str) -> int | None:
         if self._index is None:
             self._index = {cid: n for n, cid in enumerate(self.task.case_ids)}

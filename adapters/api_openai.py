@@ -13,9 +13,8 @@ from typing import Any
 
 from adapters.api_base import ApiAdapter
 from adapters.base import GenerationError
+from micon_tasks.openai_errors import classify_openai_error
 from micon_tasks.png import png_bytes
-from micon_tasks.retry import retry_after_seconds
-from micon_tasks.secrets import scrub
 from registry import register_adapter
 
 __all__ = ["GPTImageAdapter"]
@@ -101,26 +100,19 @@ class GPTImageAdapter(ApiAdapter):
         return image.convert("RGB")
 
     def _classify(self, exc: BaseException) -> tuple[GenerationError, float | None] | None:
-        import openai
-
-        if isinstance(exc, (openai.APITimeoutError, openai.APIConnectionError, TimeoutError)):
+        """The project's one reading of an OpenAI failure (``micon_tasks.openai_errors``), plus the safety block."""
+        failure = classify_openai_error(exc)
+        if failure is None:
+            return None
+        if failure.kind != "status":
             return GenerationError(f"OpenAI connection failed: {type(exc).__name__}", reason="provider_error",
                                    retryable=True), None
-        if not isinstance(exc, openai.APIStatusError):
-            return None
-        status = exc.status_code
-        body = exc.body if isinstance(exc.body, dict) else {}
-        err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-        code = err.get("code") or err.get("type")
-        message = scrub(str(err.get("message") or exc.message), [self._api_key])
-        retry_after = retry_after_seconds(getattr(exc, "response", None) and exc.response.headers)
-        if status == 429 and code != "insufficient_quota":
+        status, code, message = failure.status, failure.code, failure.message
+        if status == 429 and failure.retryable:
             return GenerationError(f"OpenAI rate limit (429): {message}", reason="rate_limited",
-                                   provider_reason=message, retryable=True), retry_after
-        if code in _SAFETY_CODES or "safety system" in (message or "").lower():
+                                   provider_reason=message, retryable=True), failure.retry_after
+        if code in _SAFETY_CODES or "safety system" in message.lower():
             return GenerationError(f"OpenAI blocked the request ({code}): {message}", reason="safety",
                                    provider_reason=message), None
-        retryable = status >= 500 or status in (408, 409)
         return GenerationError(f"OpenAI error {status} ({code}): {message}", reason="provider_error",
-                               provider_reason=message, retryable=retryable), retry_after
-
+                               provider_reason=message, retryable=failure.retryable), failure.retry_after

@@ -19,12 +19,15 @@ from collections.abc import Iterable
 from micon_tasks.errors import ConfigError
 
 __all__ = ["register_secret", "known_secrets", "scrub", "scrub_and_truncate", "scrub_deep", "REDACTED",
-           "ENV_NAME", "is_env_name", "check_env_names", "endpoint_problem", "is_local_host", "is_secret_query_key"]
+           "ENV_NAME", "is_env_name", "check_env_names", "endpoint_problem", "is_local_host", "is_secret_query_key",
+           "is_secret_name", "secret_query_keys", "value_problem"]
 
 REDACTED = "[REDACTED]"
 #: what an environment-variable name looks like (``api_key_env`` values are checked against it)
 ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-# environment variables whose values are secrets (by name)
+# environment variables whose values are secrets (by name). Narrower than argument names
+# (:func:`is_secret_name`) on purpose: ``PWD`` (the working directory), ``*_AUTH`` or ``*_SIG`` variables
+# hold ordinary values, and scrubbing them would blank paths and flags out of every record.
 _SECRET_ENV = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
 _MIN_ENV_LEN = 8  # shorter values of such variables ("1", "true") are flags, not keys
 _MIN_LEN = 4  # placeholders like "EMPTY" are registered by nobody; shorter values are never real keys
@@ -112,23 +115,68 @@ def scrub_deep(value: object, extra: Iterable[str | None] = (), *, secrets: list
     return walk(value)
 
 
-# -- endpoints ----------------------------------------------------------------------------------------
-#: query-string keys that carry credentials (Azure function keys ``code=``, SAS ``sig=``, ``api-key=`` ...)
+# -- names and values that hold a secret ---------------------------------------------------------------
+#: argument names that hold a secret: ``api_key``, ``access_key``, ``hf_token``, ``auth``, ``bearer``,
+#: ``password`` ... (a name ending ``_env`` names an environment variable instead, and a count such as
+#: ``max_tokens`` or ``num_keys`` is no secret)
+_SECRET_NAME = re.compile(
+    r"(^|[_-])(api[_-]?key|key|access[_-]?key|secret[_-]?key|private[_-]?key|token|access[_-]?token|auth|auth[_-]?token"
+    r"|authorization|bearer|secret|client[_-]?secret|password|passwd|pwd|credentials?|signature|sig)$",
+    re.IGNORECASE,
+)
+_NOT_SECRET_NAME = re.compile(r"([_-]env$)|(^(max|min|num|n)[_-])", re.IGNORECASE)
+#: query-string keys that carry credentials although no argument would be named so (Azure function keys
+#: ``code=``, ``apikey=``, ``x-api-key=``, ``signature=`` ...)
 _SECRET_QUERY = re.compile(r"^(code|key|sig|signature|token|access[_-]?token|api[_-]?key|apikey|x-api-key|"
                            r"secret|client[_-]?secret|password|auth|authorization)$",
                            re.IGNORECASE)
+# credentials before '@' in a URL, with a scheme or scheme-relative (``//user:pass@host``)
+_URL_CREDENTIALS = re.compile(r"^([a-z][a-z0-9+.-]*:)?//[^/@\s]+@", re.IGNORECASE)
+_BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
+
+
+def is_secret_name(key: object) -> bool:
+    """Whether an argument name looks like it holds a secret (``api_key``, ``token``, ``auth`` ...)."""
+    name = str(key)
+    return bool(_SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.search(name)
 
 
 def is_secret_query_key(name: str) -> bool:
-    return _SECRET_QUERY.match(name) is not None
+    """Whether a URL query key carries a credential (a secret-looking name, ``code``, ``sig`` ...)."""
+    return _SECRET_QUERY.match(name) is not None or is_secret_name(name)
 
 
+def secret_query_keys(url: str) -> list[str]:
+    """Names of credential-carrying parameters in a URL's query string (``...?key=...&code=...&sig=...``)."""
+    from urllib.parse import parse_qsl
+
+    if "?" not in url:
+        return []
+    query = url.split("?", 1)[1].split("#", 1)[0]
+    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True) if is_secret_query_key(name)})
+
+
+def value_problem(value: object) -> str | None:
+    """Why a value carries a secret (credentials in a URL, a credential query key, an authorization header
+    value), or None. Never the value itself."""
+    if isinstance(value, str):
+        if _URL_CREDENTIALS.match(value.strip()):
+            return "carries credentials in its URL"
+        params = secret_query_keys(value)
+        if params:
+            return f"carries a secret in its URL query ({', '.join(repr(p) for p in params)})"
+        if _BEARER_VALUE.match(value):
+            return "holds an authorization header value"
+    return None
+
+
+# -- endpoints ----------------------------------------------------------------------------------------
 def endpoint_problem(url: str) -> str | None:
     """Why ``url`` cannot be an endpoint (no scheme, credentials, a credential-like query key), or None.
 
     The reason never repeats the URL's secret parts.
     """
-    from urllib.parse import parse_qsl, urlsplit
+    from urllib.parse import urlsplit
 
     text = url.strip()
     if not text:
@@ -145,7 +193,7 @@ def endpoint_problem(url: str) -> str | None:
         return "carries credentials (user:password@); put the key in the environment instead"
     if not parts.hostname:
         return "has no host"
-    keys = sorted({k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if _SECRET_QUERY.match(k)})
+    keys = secret_query_keys(text)
     if keys:
         return f"carries a credential in its query ({', '.join(keys)}); put the key in the environment instead"
     return None

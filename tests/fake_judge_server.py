@@ -139,8 +139,11 @@ def scripted(scripts: dict[str, Responder], default: Responder = good_reply) -> 
 class FakeJudgeServer:
     """Threaded loopback server for ``POST /v1/chat/completions``; use as a context manager."""
 
-    def __init__(self, responder: Responder = good_reply, *, api_key: str | None = None):
+    def __init__(self, responder: Responder = good_reply, *, api_key: str | None = None, keep_images: bool = True):
         self.responder = responder
+        # False: image data URLs are cut out of each body before it is parsed (see _without_images), so a
+        # benchmark measures the harness, not this server parsing megabytes of base64 under one GIL
+        self.keep_images = keep_images
         self.api_key = api_key  # when set, other keys get 401 (whose message echoes the key sent)
         # {"scenario", "kind", "auth", "time", "seed" (the request's seed field or None), "digest" (of its text)}
         self.requests: list[dict[str, Any]] = []
@@ -181,7 +184,7 @@ class FakeJudgeServer:
                 if not self.path.rstrip("/").endswith("/chat/completions"):
                     return self._send(404, {"error": {"message": f"no route {self.path}"}})
                 try:
-                    body = json.loads(raw)
+                    body = json.loads(raw if outer.keep_images else _without_images(raw))
                 except ValueError:
                     return self._send(400, {"error": {"message": "body is not JSON"}})
                 text = prompt_text(body)
@@ -265,6 +268,19 @@ class FakeJudgeServer:
         self.stop()
 
 
+def _without_images(raw: bytes) -> bytes:
+    """The body with each ``"data:..."`` URL replaced by ``"data:;length=N"`` (N: the URL's length)."""
+    out, pos = [], 0
+    while (start := raw.find(b'"data:', pos)) >= 0:
+        end = raw.find(b'"', start + 1)
+        if end < 0:
+            break
+        out += [raw[pos:start], b'"data:;length=%d"' % (end - start - 1)]
+        pos = end + 1
+    out.append(raw[pos:])
+    return b"".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delay", type=float, default=0.0, help="seconds before each good reply")
@@ -275,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         reply.delay = args.delay
         return reply
 
-    server = FakeJudgeServer(slow_good).start()
+    server = FakeJudgeServer(slow_good, keep_images=False).start()  # a benchmark's server: images are not parsed
     print(server.base_url, flush=True)
     try:
         sys.stdin.read()  # serve until the parent closes our stdin

@@ -114,6 +114,16 @@ def test_gpt_image_gives_up_after_max_retries(openai_key):
     assert len(server.requests) == 3
 
 
+def test_gpt_image_exhausted_quota_is_final(openai_key):
+    with FakeServer([openai_error(429, "insufficient_quota", "You exceeded your current quota")]) as server:
+        adapter = load_adapter("gpt_image", f"{openai_key},base_url={server.url}/v1,max_retries=3")
+        with pytest.raises(GenerationError) as info:
+            adapter.generate(_refs(2), "x")
+    assert info.value.reason == "provider_error" and not info.value.retryable
+    assert info.value.provider_reason == "You exceeded your current quota"
+    assert len(server.requests) == 1  # waiting does not refill a quota: no retry
+
+
 def test_gpt_image_refusal_is_a_generation_failure_with_reason(openai_key):
     reason = "Your request was rejected as a result of our safety system."
     with FakeServer([openai_error(400, "moderation_blocked", reason)]) as server:

@@ -108,6 +108,22 @@ def test_hub_source_calls_load_dataset_with_the_repo_split_and_revision(monkeypa
     assert len(calls) == 1  # eight tasks share one read of the source
 
 
+def test_location_comes_from_the_projects_resolver_with_omnicontexts_own_sample_and_repo(monkeypatch, tmp_path):
+    """One resolver for every suite: OmniContext keeps only its sample and Hub repo, and never follows
+    $MICON_DATASET (MICON-Bench's data), whatever that variable names."""
+    from micon_tasks.data.sources import resolve_data_location
+
+    monkeypatch.setenv("MICON_DATASET", str(tmp_path))
+    task = load_task("omnicontext_single_object")
+    assert task.data_location == {"kind": "hub", "location": data.HUB_REPO, "revision": None, "chosen_by": "task card"}
+    assert task.data_location == resolve_data_location(task.config, env_var=None, default_repo=data.HUB_REPO)
+    assert load_task("omnicontext_single_object", source="sample").data_location["location"] == str(data.SAMPLE_ROOT)
+    assert load_task("omnicontext_single_object", dataset_path=str(tmp_path)).data_location == {
+        "kind": "folder", "location": str(tmp_path.resolve()), "revision": None, "chosen_by": "dataset_path"}
+    with pytest.raises(DataSourceError, match=r"'omnicontext_single_object': dataset_path '/no/such/copy' is neither"):
+        load_task("omnicontext_single_object", dataset_path="/no/such/copy").data_location  # noqa: B018
+
+
 def test_unreachable_hub_is_one_clear_error(monkeypatch):
     import datasets
 

@@ -114,6 +114,42 @@ def test_readable_scores(reply, value, salvaged):
     assert (v.status, v.value, v.salvaged, v.checkpoint_id) == ("scored", value, salvaged, "PF")
 
 
+def test_a_reply_is_parsed_once_and_keeps_its_reasoning(monkeypatch):
+    import micon_tasks.judges.parser as parser
+    import micon_tasks.suites.omnicontext.requests as requests
+
+    calls = []
+    real = parser.extract_object
+    counting = lambda *a, **k: calls.append(a) or real(*a, **k)  # noqa: E731
+    monkeypatch.setattr(parser, "extract_object", counting)
+    monkeypatch.setattr(requests, "extract_object", counting, raising=False)  # a second reading would show here
+    v = read_score('{"score": 8, "reasoning": "all there", "reason": "other"}', "PF")
+    assert (v.value, v.rationale) == (8.0, "all there") and len(calls) == 1
+    assert read_score('{"score": 8, "reason": "said as reason"}', "PF").rationale == "said as reason"
+    assert read_score('{"score": 8, "reasoning": 3}', "PF").rationale is None
+
+
+def test_card_settings_are_checked_once_per_card(monkeypatch):
+    import micon_tasks.suites.omnicontext.options as options
+    from micon_tasks.errors import ConfigError
+
+    card = {"criteria": [{"name": "PF", "template": "prompt_following_v1"}], "request": {"ref_multiple": 8}}
+    checked = []
+    real = options.template_exists
+    monkeypatch.setattr(options, "template_exists", lambda name: checked.append(name) or real(name))
+    monkeypatch.setattr(options, "_READ", {})
+    first = options.RubricOptions.from_options(card, task="once")
+    assert options.RubricOptions.from_options(json.loads(json.dumps(card)), task="once") is first
+    assert checked == ["prompt_following_v1"] and first.request["ref_multiple"] == 8
+    with pytest.raises(TypeError):
+        first.request["ref_multiple"] = 1  # shared by every reader: read-only
+    other = options.RubricOptions.from_options({**card, "request": {"ref_multiple": 32}}, task="once")
+    assert other.request["ref_multiple"] == 32  # another setting is another reading
+    for _ in range(2):  # a bad card is refused every time, never remembered as good
+        with pytest.raises(ConfigError, match="scoring.combine"):
+            options.RubricOptions.from_options({**card, "combine": "mean"}, task="once")
+
+
 @pytest.mark.parametrize("reply", [
     None, "", "   ", "I'm sorry, I can't help with that.", '{"score": 11}', '{"score": -1}', "12", '{"score": [7]}',
     "[7]", '{"score": true}', '{"score": null}', '{"score": "seven"}', '{"score": NaN}', '{"score": 1e400}',

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from micon_tasks.errors import ConfigError
-from micon_tasks.runner.config import RunConfig, config_diff, is_secret_name, refuse_secrets
+from micon_tasks.runner.config import RunConfig, config_diff, refuse_secrets
+from micon_tasks.secrets import endpoint_problem, is_secret_name
 
 SECRET = "s3cr3t-Zq81xW"
 
@@ -48,6 +49,29 @@ def test_ordinary_arguments_pass(args):
 def test_secret_names():
     assert all(map(is_secret_name, ["api_key", "KEY", "access-key", "bearer", "auth", "my_password"]))
     assert not any(map(is_secret_name, ["api_key_env", "max_tokens", "keyframes", "pretrained", "base_url", "author"]))
+
+
+@pytest.mark.parametrize("url", [
+    f"https://example.org/v1?key={SECRET}", f"https://example.org/v1?alt=json&api_key={SECRET}",
+    f"http://localhost:8000/v1?token={SECRET}#frag", f"https://h/v1?hf_token={SECRET}", f"https://h/v1?code={SECRET}",
+    f"https://h/v1?X-Amz-Signature={SECRET}", f"https://h/v1?my_password={SECRET}",
+])
+def test_an_endpoint_and_an_argument_agree_on_secret_query_keys(url):
+    """One definition of a credential in a URL query: refused as --judge_args base_url and as an endpoint
+    ($OPENAI_BASE_URL, which never passes through the argument check) alike."""
+    with pytest.raises(ConfigError):
+        refuse_secrets({"base_url": url}, "--judge_args")
+    problem = endpoint_problem(url)
+    assert problem and "query" in problem and SECRET not in problem
+
+
+def test_working_directory_is_no_secret_though_pwd_names_an_argument_secret(monkeypatch, tmp_path):
+    """Argument names are read broadly (``pwd``); environment names narrowly: $PWD is never scrubbed."""
+    from micon_tasks.secrets import scrub
+
+    assert is_secret_name("pwd")
+    monkeypatch.setenv("PWD", str(tmp_path / "a-long-working-directory"))
+    assert scrub(f"wrote {tmp_path}/a-long-working-directory/x.png") == f"wrote {tmp_path}/a-long-working-directory/x.png"
 
 
 def test_run_config_refuses_secrets_in_model_and_judge_args():

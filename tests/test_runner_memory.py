@@ -107,3 +107,22 @@ def test_a_finished_task_releases_its_rows(tmp_path):
     tasks = {n: FakeTask(n) for n in ("a", "b")}
     run_stage(FakeStage(), Dist(), Layout(tmp_path), tasks, {"a": [(0, "a0")], "b": [(0, "b0")]}, progress=False)
     assert events == ["process a", "release a", "process b", "release b"]
+
+
+def test_case_inputs_never_keep_their_task_alive():
+    """The per-task input digests live in a cache keyed weakly by the task; holding the task strongly from
+    the digests made every task ever loaded (and its dataset) live as long as the process."""
+    import gc
+    import weakref
+
+    from micon_tasks.runner.inputs import case_inputs
+
+    class FakeTask:
+        name = "t"
+
+    task = FakeTask()
+    assert case_inputs(task).task is task
+    alive = weakref.ref(task)
+    del task
+    gc.collect()
+    assert alive() is None

@@ -181,6 +181,12 @@ def test_micon_dataset_variable_may_point_at_a_local_copy(raw, monkeypatch):
     assert len(load_task("object_composition")) == 2
 
 
+def test_a_micon_dataset_variable_naming_nothing_is_refused_naming_the_variable(monkeypatch):
+    monkeypatch.setenv("MICON_DATASET", "/no/such/copy")
+    with pytest.raises(DataSourceError, match=r"\$MICON_DATASET '/no/such/copy' is neither a Hub repo id"):
+        load_task("object_composition").data_location  # noqa: B018
+
+
 def test_unknown_source_is_an_error():
     with pytest.raises(DataSourceError, match="neither 'hub', 'sample', a Hub repo id"):
         load_task("object_composition", source="/no/such/place").dataset

@@ -31,11 +31,23 @@ def result(*verdicts, aes_on="grid", notes=()):
 
 
 def test_card_options_are_checked():
-    KIND.check_options({"metrics": ["dpg", "aes"], "split": "single"}, task="t")
+    KIND.check_options({"metrics": ["dpg", "aes"]}, task="t")
     with pytest.raises(ConfigError, match="'t'.*metrics"):
         KIND.check_options({"metrics": ["clip"]}, task="t")
-    with pytest.raises(ConfigError, match="takes metrics, split"):
+    with pytest.raises(ConfigError, match="takes metrics"):
         KIND.check_options({"weights": [1]}, task="t")
+
+
+def test_the_split_is_declared_once_by_dataset_name(single, multi):
+    """The split the task reads and the split its scores are filed under cannot disagree: there is one
+    declaration (the card's dataset_name), and a second one in scoring is refused."""
+    for task, split in ((single, "single"), (multi, "multi")):
+        assert task.config.dataset_name == split and task.split == split
+        assert "split" not in task.config.scoring.options
+        assert task.data_location["split"] == split
+        assert KIND.summarise_task(task, [], seed=0)["split"] == split
+    with pytest.raises(ConfigError, match=r"'t', field 'scoring.split'.*dataset_name"):
+        KIND.check_options({"metrics": ["dpg"], "split": "multi"}, task="t")
 
 
 def test_entries_pool_over_cases_not_case_means(single):

@@ -33,7 +33,6 @@ __all__ = [
     "features",
     "load_source",
     "raw_to_dataset",
-    "resolve_hub_repo",
     "resolve_data_location",
 ]
 
@@ -205,43 +204,40 @@ def _offline_message(repo: str, config: TaskConfig, exc: BaseException) -> str:
     )
 
 
-def resolve_hub_repo(config: TaskConfig, dataset_path: str | None = None) -> str:
-    return dataset_path or os.environ.get("MICON_DATASET") or config.dataset_path or DEFAULT_REPO
-
-
 def resolve_data_location(
-    config: TaskConfig, source: str | os.PathLike = "hub", *, dataset_path: str | None = None, revision: str | None = None
+    config: TaskConfig, source: str | os.PathLike = "hub", *, dataset_path: str | None = None, revision: str | None = None,
+    sample_root: Path = SAMPLE_ROOT, env_var: str | None = "MICON_DATASET", default_repo: str = DEFAULT_REPO,
 ) -> dict[str, Any]:
-    """Which data a source means, without downloading anything.
+    """Which data a source means, without downloading anything; the one resolver of every Hub-backed suite.
 
     ``{"kind": "sample" | "folder" | "hub", "location": <absolute folder or Hub repo id>, "revision":
-    <the requested revision or None>, "chosen_by": "source" | "dataset_path" | "$MICON_DATASET" |
-    "task card" | "default"}``. :func:`load_source` reads exactly this location.
+    <the requested revision or None>, "chosen_by": "source" | "dataset_path" | "$<env_var>" |
+    "task card" | "default"}``. :func:`load_source` reads exactly this location. A suite with its own data
+    passes its bundled sample (``sample_root``), the variable that may name a local copy (``env_var``,
+    None for none) and its Hub repo (``default_repo``). A name that is neither an existing folder nor a
+    Hub repo id (``owner/name``) is refused here, naming what chose it.
     """
     src = os.fspath(source)
     if src == "sample":
-        return {"kind": "sample", "location": str(SAMPLE_ROOT), "revision": None, "chosen_by": "source"}
+        return {"kind": "sample", "location": str(sample_root), "revision": None, "chosen_by": "source"}
     if src == "hub":
         if dataset_path:
             repo, chosen = dataset_path, "dataset_path"
-        elif os.environ.get("MICON_DATASET"):
-            repo, chosen = os.environ["MICON_DATASET"], "$MICON_DATASET"
+        elif env_var and os.environ.get(env_var):
+            repo, chosen = os.environ[env_var], f"${env_var}"
         elif config.dataset_path:
             repo, chosen = config.dataset_path, "task card"
         else:
-            repo, chosen = DEFAULT_REPO, "default"
-        if Path(repo).expanduser().is_dir():  # MICON_DATASET / dataset_path may name a local copy
-            return {"kind": "folder", "location": str(Path(repo).expanduser().resolve()), "revision": None, "chosen_by": chosen}
-        return {"kind": "hub", "location": repo, "revision": revision, "chosen_by": chosen}
-    path = Path(src).expanduser()
-    if path.is_dir():
-        return {"kind": "folder", "location": str(path.resolve()), "revision": None, "chosen_by": "source"}
-    if not _REPO_ID.fullmatch(src):
-        raise DataSourceError(
-            f"task {config.task!r}: source {src!r} is neither 'hub', 'sample', a Hub repo id "
-            "(owner/name) nor an existing folder"
-        )
-    return {"kind": "hub", "location": src, "revision": revision, "chosen_by": "source"}
+            repo, chosen = default_repo, "default"
+    else:
+        repo, chosen = src, "source"
+    path = Path(repo).expanduser()
+    if path.is_dir():  # a source, dataset_path or the variable may name a local copy
+        return {"kind": "folder", "location": str(path.resolve()), "revision": None, "chosen_by": chosen}
+    if not _REPO_ID.fullmatch(repo):
+        what = f"source {repo!r} is neither 'hub', 'sample'," if chosen == "source" else f"{chosen} {repo!r} is neither"
+        raise DataSourceError(f"task {config.task!r}: {what} a Hub repo id (owner/name) nor an existing folder")
+    return {"kind": "hub", "location": repo, "revision": revision, "chosen_by": chosen}
 
 
 def _download(repo: str, config: TaskConfig, revision: str | None) -> Path:

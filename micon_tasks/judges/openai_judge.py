@@ -32,7 +32,8 @@ from micon_tasks.errors import ConfigError
 from micon_tasks.judges.base import SEED_RULE, Completion, Judge, JudgeUnreachableError, endpoint_host
 from micon_tasks.judges.images import data_url
 from micon_tasks.judges.prompts import Prompt
-from micon_tasks.retry import REMOVED_RETRY_ARGS, RetryPolicy, retry_after_seconds, retry_async
+from micon_tasks.openai_errors import classify_openai_error, short_error
+from micon_tasks.retry import REMOVED_RETRY_ARGS, RetryPolicy, retry_async
 from micon_tasks.secrets import check_env_names, endpoint_problem, is_local_host, register_secret, scrub_and_truncate
 from registry import register_judge
 
@@ -263,24 +264,17 @@ class OpenAIJudge(Judge):
         return Completion(text=choice.message.content or "", note=note)
 
     def _classify(self, exc: BaseException) -> tuple[_CallError, float | None]:
-        import openai
-
-        if isinstance(exc, TimeoutError):
-            return _CallError(f"timed out: {exc}", retryable=True), None
-        if isinstance(exc, openai.APITimeoutError):
-            return _CallError(f"timed out after {self.timeout:g} s", retryable=True), None
-        if isinstance(exc, openai.APIConnectionError):
-            return _CallError(f"connection error: {_short(exc)}", retryable=True), None
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            body = exc.body if isinstance(exc.body, dict) else {}
-            err = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-            code = err.get("code") or err.get("type")
-            retryable = (status == 429 and code != "insufficient_quota") or status >= 500 or status in (408, 409)
-            text = f"HTTP {status}{f' ({code})' if code else ''}: {_short(exc)}"
-            return _CallError(text, retryable=retryable), retry_after_seconds(getattr(exc.response, "headers", None))
-        # a malformed response body, etc.: final
-        return _CallError(f"{type(exc).__name__}: {_short(exc)}", retryable=False), None
+        """The project's one reading of an OpenAI failure (``micon_tasks.openai_errors``), worded for a verdict."""
+        failure = classify_openai_error(exc)
+        if failure is None:  # a malformed response body, etc.: final
+            return _CallError(f"{type(exc).__name__}: {short_error(exc)}", retryable=False), None
+        if failure.kind == "timeout":  # the attempt's total deadline says its own bound; the SDK's does not
+            text = f"timed out: {failure.message}" if isinstance(exc, TimeoutError) else f"timed out after {self.timeout:g} s"
+        elif failure.kind == "connection":
+            text = f"connection error: {failure.message}"
+        else:
+            text = f"HTTP {failure.status}{f' ({failure.code})' if failure.code else ''}: {failure.message}"
+        return _CallError(text, retryable=failure.retryable), failure.retry_after
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -324,10 +318,3 @@ class _Body:
 
 
 _SMALL = 1 << 16  # pieces below this size travel together
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    """Scrubbed first, then cut: a key echoed late in a long body leaves nothing behind."""
-    return scrub_and_truncate(str(exc), limit) or ""
-
-

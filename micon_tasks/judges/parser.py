@@ -232,17 +232,19 @@ class ParsedScore:
     salvaged: bool = False  # read from a quoted number ("7")
 
 
-def parse_score_reply(text: str | None, *, note: str | None = None) -> ParsedScore:
+def parse_score_reply(text: str | None, *, note: str | None = None,
+                      rationale_keys: tuple[str, ...] = ("reason",)) -> ParsedScore:
     """The story answer-set score: a number 0..10 under ``"score"`` (7, 7.5, or "7" flagged salvaged).
 
-    Outside 0..10, NaN, or anything else is an error: never clamped, never a stand-in.
+    Outside 0..10, NaN, or anything else is an error: never clamped, never a stand-in. The rationale is
+    the first text among ``rationale_keys`` (a rubric reply says ``"reasoning"``), read in the same pass.
     """
     suffix = f" ({note})" if note else ""
     obj, why = extract_object(text, "score")
     if obj is None:
         return ParsedScore(None, "error", error=f"{why}{suffix}")
     s = obj["score"]
-    reason = obj.get("reason") if isinstance(obj.get("reason"), str) else None
+    reason = next((obj[k] for k in rationale_keys if isinstance(obj.get(k), str)), None)
     salvaged = False
     if isinstance(s, str):
         try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from micon_tasks.errors import ConfigError
 from micon_tasks.hashing import sha256_json
+from micon_tasks.secrets import check_env_names, is_secret_name, value_problem
 
 __all__ = [
     "RunConfig",
@@ -32,7 +33,6 @@ __all__ = [
     "RUN_CONFIG_FILE",
     "fingerprint",
     "refuse_secrets",
-    "is_secret_name",
     "per_suite_args",
 ]
 
@@ -81,52 +81,6 @@ def fingerprint(obj: Any) -> str:
     return sha256_json(obj)[:16]
 
 
-#: Argument names that hold a secret: ``api_key``, ``access_key``, ``hf_token``, ``auth``, ``bearer``,
-#: ``password`` ... (a name ending ``_env`` names an environment variable instead, and a count such as
-#: ``max_tokens`` or ``num_keys`` is no secret).
-_SECRET_NAME = re.compile(
-    r"(^|[_-])(api[_-]?key|key|access[_-]?key|secret[_-]?key|private[_-]?key|token|access[_-]?token|auth|auth[_-]?token"
-    r"|authorization|bearer|secret|client[_-]?secret|password|passwd|pwd|credentials?|signature|sig)$",
-    re.IGNORECASE,
-)
-_NOT_SECRET_NAME = re.compile(r"([_-]env$)|(^(max|min|num|n)[_-])", re.IGNORECASE)
-# credentials before '@' in a URL, with a scheme or scheme-relative (``//user:pass@host``)
-_URL_CREDENTIALS = re.compile(r"^([a-z][a-z0-9+.-]*:)?//[^/@\s]+@", re.IGNORECASE)
-_BEARER_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S", re.IGNORECASE)
-
-
-def is_secret_name(key: Any) -> bool:
-    """Whether an argument name looks like it holds a secret (``api_key``, ``token``, ``auth`` ...)."""
-    name = str(key)
-    return bool(_SECRET_NAME.search(name)) and not _NOT_SECRET_NAME.search(name)
-
-
-def _secret_query_params(value: str) -> list[str]:
-    """Names of secret-looking parameters in a URL's query string (``...?key=...&code=...&sig=...``)."""
-    from urllib.parse import parse_qsl
-
-    from micon_tasks.secrets import is_secret_query_key
-
-    if "?" not in value:
-        return []
-    query = value.split("?", 1)[1].split("#", 1)[0]
-    return sorted({name for name, _ in parse_qsl(query, keep_blank_values=True)
-                   if is_secret_name(name) or is_secret_query_key(name)})
-
-
-def _value_problem(value: Any) -> str | None:
-    """Why a value carries a secret (never the value itself), or None."""
-    if isinstance(value, str):
-        if _URL_CREDENTIALS.match(value.strip()):
-            return "carries credentials in its URL"
-        params = _secret_query_params(value)
-        if params:
-            return f"carries a secret in its URL query ({', '.join(repr(p) for p in params)})"
-        if _BEARER_VALUE.match(value):
-            return "holds an authorization header value"
-    return None
-
-
 def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> None:
     """Arguments are written to run_config.json and results.json: a secret must come from the environment.
 
@@ -134,8 +88,6 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
     holding a value, URLs with credentials or key-like query parameters, and authorization header
     values, in nested objects too. The messages name the argument, never its value.
     """
-    from micon_tasks.secrets import check_env_names
-
     for key, value in args.items():
         name = f"{_prefix}{key}"
         if str(key).lower().endswith("_env") and value is not None:
@@ -145,7 +97,7 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
                 f"{what}: {name!r} looks like a secret; results record every argument, so pass the name of an "
                 f"environment variable instead (e.g. api_key_env=MY_KEY_VARIABLE)"
             )
-        problem = _value_problem(value)
+        problem = value_problem(value)
         if problem:
             raise ConfigError(f"{what}: {name!r} {problem}; put the secret in the environment instead")
         if isinstance(value, Mapping):
@@ -154,8 +106,8 @@ def refuse_secrets(args: Mapping[str, Any], what: str, _prefix: str = "") -> Non
             for n, item in enumerate(value):
                 if isinstance(item, Mapping):
                     refuse_secrets(item, what, f"{name}[{n}].")
-                elif _value_problem(item):
-                    raise ConfigError(f"{what}: {name}[{n}] {_value_problem(item)}; put the secret in the environment instead")
+                elif value_problem(item):
+                    raise ConfigError(f"{what}: {name}[{n}] {value_problem(item)}; put the secret in the environment instead")
 
 
 def _refuse_non_finite(args: Mapping[str, Any], what: str, _prefix: str = "") -> None:
@@ -368,7 +320,7 @@ def _carries_secret(value: Any) -> bool:
                    for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return any(_carries_secret(v) for v in value)
-    return _value_problem(value) is not None
+    return value_problem(value) is not None
 
 
 def _show(value: Any, key: Any = "") -> str:

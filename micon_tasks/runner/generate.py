@@ -98,7 +98,7 @@ def _image_intact(layout: Layout, image: dict[str, Any], hashes: dict[str, str |
 class GenerateStage:
     """Generation as a :class:`~micon_tasks.runner.stages.Stage`: one record per case.
 
-    The harness keeps its own work off the model's path: the next chunk's references are decoded in worker
+    The harness keeps its own work off the model's path (``timings.harness_wait_s`` records what is left on it): the next chunk's references are decoded in worker
     threads while the model runs, and each finished case is encoded (PNG), hashed, written and recorded by
     one writer thread, in order (Pillow, zlib and hashlib release the GIL, so this uses the other cores).
     At most ``_MAX_PENDING`` chunks wait for the writer, so a kill loses at most those and the chunk in flight.
@@ -157,12 +157,14 @@ class GenerateStage:
         if futures is None:
             futures = [self._decoder.submit(_decoded_case, task, i) for i, _ in chunk]
         cases, kept, bad = [], [], []
+        waited = time.perf_counter()  # how long the model's thread waits for the harness (decoding, writing)
         for (index, cid), future in zip(chunk, futures):
             try:
                 cases.append(future.result())
                 kept.append((index, cid))
             except CaseValidationError as exc:  # this case's references cannot be decoded: its own failure
                 bad.append((index, cid, exc))
+        waited = time.perf_counter() - waited
         n_images = self.cfg.images_for(task)
         # One request per (case, image); image k of a case draws its own seed.
         requests = [GenerationRequest(refs=c.refs, prompt=c.prompt, seed=image_seed(self.cfg.seed, task.name, c.case_id, k),
@@ -176,13 +178,16 @@ class GenerateStage:
             per_case = (time.perf_counter() - t0) / len(cases)
         stats.problems += len(bad) + sum(
             any(isinstance(o, GenerationError) for o in outputs[n * n_images : (n + 1) * n_images]) for n in range(len(cases)))
+        t0 = time.perf_counter()
         while len(self._pending) >= _MAX_PENDING:
             self._pending.pop(0).result()
-        self._pending.append(self._writer.submit(self._record, task, kept, cases, requests, outputs, bad, per_case,
+        timings = {"generate_s": round(per_case, 4),
+                   "harness_wait_s": round((waited + time.perf_counter() - t0) / len(chunk), 4)}
+        self._pending.append(self._writer.submit(self._record, task, kept, cases, requests, outputs, bad, timings,
                                                  n_images, writer))
 
     def _record(self, task: Any, chunk: list[tuple[int, str]], cases: list[Any], requests: list[GenerationRequest],
-                outputs: list[Any], bad: list[tuple[int, str, CaseValidationError]], per_case: float, n_images: int,
+                outputs: list[Any], bad: list[tuple[int, str, CaseValidationError]], timings: dict[str, float], n_images: int,
                 writer: RecordWriter) -> None:
         """The writer thread: images to disk first, then each case's record, in order."""
         inputs = case_inputs(task)
@@ -196,7 +201,7 @@ class GenerateStage:
             rec = {
                 "task": task.name, "case_id": case.case_id, "index": index, "seed": requests[n * n_images].seed,
                 "prompt": case.prompt, "refs": _ref_hashes(inputs, case), "inputs_sha256": inputs.generation_sha256(case.case_id),
-                "image": None, "error": None, "timings": {"generate_s": round(per_case, 4)},
+                "image": None, "error": None, "timings": dict(timings),
             }
             failure = next((out for out in mine if isinstance(out, GenerationError)), None)
             if failure is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from micon_tasks.hashing import sha256_file, sha256_json
 
-__all__ = ["CaseInputs", "case_inputs", "persist_all"]
+__all__ = ["CaseInputs", "case_inputs", "persist_all", "release_rows"]
 
 _STORE_VERSION = 1
 
@@ -38,13 +38,20 @@ class CaseInputs:
     """
 
     def __init__(self, task: Any):
-        self.task = task
+        self._task = weakref.ref(task)  # weak: these inputs live in a cache keyed by the task, and must not keep it
         self._index: dict[str, int] | None = None
         self._arrow: Any = None
         self._digests: dict[str, tuple[str, str, str]] = {}  # case_id -> (generation, judge, prompt)
         self._pixels: dict[str, list[str]] = {}
         self._store: Path | None | bool = False  # False: not looked up yet
         self._dirty = False
+
+    @property
+    def task(self) -> Any:
+        task = self._task()
+        if task is None:
+            raise ReferenceError("the task these case inputs belong to is gone")
+        return task
 
     def _store_path(self) -> Path | None:
         if self._store is False:
@@ -174,6 +181,16 @@ def persist_all() -> None:
     """Keep every loaded task's digests on disk (called when a stage ends)."""
     for inputs in list(_CACHE.values()):
         inputs.persist()
+
+
+def release_rows(task: Any) -> None:
+    """Drop the batches of rows a task and its case inputs keep in hand (``Task.release_rows``)."""
+    release = getattr(task, "release_rows", None)
+    if callable(release):
+        release()
+    found = _CACHE.get(task)
+    if found is not None:
+        found.release_rows()
 
 
 def case_inputs(task: Any) -> CaseInputs:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from micon_tasks.runner.distributed import Dist
-from micon_tasks.runner.inputs import case_inputs
+from micon_tasks.runner.inputs import release_rows
 from micon_tasks.runner.layout import Layout
 from micon_tasks.runner.records import RecordWriter
 
@@ -60,15 +60,6 @@ def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def _release_rows(task: Any) -> None:
-    """A finished task's row readers keep their last batch of rows (about 80 MB of images at 1024 x 1024);
-    over six tasks that was half the judge stage's peak memory. Drop them."""
-    release = getattr(task, "release_rows", None)
-    if callable(release):
-        release()
-        case_inputs(task).release_rows()
-
-
 def run_stage(stage: Stage, dist: Dist, layout: Layout, tasks: dict[str, Any],
               selected: dict[str, list[tuple[int, str]]], *, progress: bool = True) -> StageStats:
     """Run ``stage`` over this rank's share of ``selected`` (task name -> [(index, case id)])."""
@@ -103,7 +94,7 @@ def run_stage(stage: Stage, dist: Dist, layout: Layout, tasks: dict[str, Any],
                     stats.done += len(chunk)
                     bar.update(len(chunk))
                 stage.flush()
-            _release_rows(task)
+            release_rows(task)  # its readers' last batch of rows (about 80 MB of images at full size)
     finally:
         bar.close()
         stage.finish()

@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from micon_tasks.data.sources import _REPO_ID, features
+from micon_tasks.data.sources import features, resolve_data_location
 from micon_tasks.errors import CaseValidationError, DataSourceError
 
 if TYPE_CHECKING:
@@ -47,22 +47,11 @@ _LOADED: dict[tuple[Any, ...], datasets.Dataset] = {}  # one read of a source pe
 
 def resolve_location(config: TaskConfig, source: str | os.PathLike = "hub", *, dataset_path: str | None = None,
                      revision: str | None = None) -> dict[str, Any]:
-    """Which data a source means, without reading it: ``{"kind": "sample" | "folder" | "hub", "location",
-    "revision", "chosen_by"}`` (the same keys as MICON's tasks record)."""
-    src = os.fspath(source)
-    if src == "sample":
-        return {"kind": "sample", "location": str(SAMPLE_ROOT), "revision": None, "chosen_by": "source"}
-    if src == "hub":
-        repo, chosen = (dataset_path, "dataset_path") if dataset_path else (config.dataset_path or HUB_REPO, "task card")
-    else:
-        repo, chosen = src, "source"
-    path = Path(repo).expanduser()
-    if path.is_dir():
-        return {"kind": "folder", "location": str(path.resolve()), "revision": None, "chosen_by": chosen}
-    if not _REPO_ID.fullmatch(repo):
-        raise DataSourceError(f"task {config.task!r}: source {repo!r} is neither 'hub', 'sample', a Hub repo id "
-                              "(owner/name) nor an existing folder")
-    return {"kind": "hub", "location": repo, "revision": revision, "chosen_by": chosen}
+    """Which data a source means, without reading it: the project's resolver
+    (:func:`micon_tasks.data.sources.resolve_data_location`) with OmniContext's sample and Hub repo, and no
+    environment variable (``$MICON_DATASET`` names MICON-Bench's data, never this)."""
+    return resolve_data_location(config, source, dataset_path=dataset_path, revision=revision,
+                                 sample_root=SAMPLE_ROOT, env_var=None, default_repo=HUB_REPO)
 
 
 def _folder_files(path: Path, split: str) -> list[Path]:

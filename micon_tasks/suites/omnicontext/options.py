@@ -11,9 +11,12 @@ The scorer and the judge request both read it from here, so a setting in the car
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from types import MappingProxyType
 from typing import Any
 
 from micon_tasks.errors import ConfigError
@@ -24,6 +27,7 @@ COMBINES = ("geometric_mean",)
 REQUEST_DEFAULTS: dict[str, Any] = {"image_format": "jpeg", "max_ref_pixels": 1024 * 1024, "ref_multiple": 16,
                                     "temperature": None}
 _KEYS = {"criteria", "combine", "request"}
+_READ: dict[tuple[str, str], RubricOptions] = {}  # (task, the options as JSON) -> the checked settings
 SCALE = (0.0, 10.0)  # every criterion is read as a number from 0 to 10 (micon_tasks.judges.parser.parse_score_reply)
 
 
@@ -44,7 +48,7 @@ class Criterion:
 class RubricOptions:
     criteria: tuple[Criterion, ...]
     combine: str = "geometric_mean"
-    request: dict[str, Any] = field(default_factory=lambda: dict(REQUEST_DEFAULTS))
+    request: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType(dict(REQUEST_DEFAULTS)))
 
     @property
     def names(self) -> list[str]:
@@ -56,6 +60,16 @@ class RubricOptions:
 
     @classmethod
     def from_options(cls, options: dict[str, Any], *, task: str) -> RubricOptions:
+        """The card's settings, checked once per card and process: the request builder, the reply reader and
+        the scorer ask for them for every item, and the check reads the packaged templates."""
+        key = (task, json.dumps(options, sort_keys=True, default=repr))
+        found = _READ.get(key)
+        if found is None:
+            found = _READ[key] = cls._read(options, task=task)
+        return found
+
+    @classmethod
+    def _read(cls, options: dict[str, Any], *, task: str) -> RubricOptions:
         def bad(key: str, why: str) -> ConfigError:
             return ConfigError(f"task {task!r}, field 'scoring.{key}': {why}")
 
@@ -100,4 +114,4 @@ class RubricOptions:
         t = request["temperature"]
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0):
             raise bad("request.temperature", f"must be a number >= 0 or null (the server's default), got {t!r}")
-        return cls(tuple(criteria), combine, request)
+        return cls(tuple(criteria), combine, MappingProxyType(request))  # shared by every reader: read-only

@@ -25,7 +25,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from micon_tasks.judges.kinds import RequestKind, register_request_kind
-from micon_tasks.judges.parser import extract_object, parse_score_reply
+from micon_tasks.judges.parser import parse_score_reply
 from micon_tasks.judges.prompts import GENERATED_LABEL, Prompt
 from micon_tasks.suites.omnicontext.options import RubricOptions
 from micon_tasks.types import JudgeResult, Verdict
@@ -99,13 +99,10 @@ def read_score(text: str | None, name: str, *, note: str | None = None) -> Verdi
             return Verdict(name, "error", raw=text, error=f"the reply {body} is outside 0..10 (never clamped)"
                            + (f" ({note})" if note else ""))
     else:
-        parsed = parse_score_reply(text, note=note)
+        parsed = parse_score_reply(text, note=note, rationale_keys=("reasoning", "reason"))  # one pass over the reply
         if parsed.score is None:
             return Verdict(name, "error", raw=text, error=parsed.error)
-        value, salvaged = parsed.score, parsed.salvaged
-        obj, _ = extract_object(text, "score")
-        said = (obj or {}).get("reasoning")
-        reasoning = said if isinstance(said, str) else parsed.rationale
+        value, salvaged, reasoning = parsed.score, parsed.salvaged, parsed.rationale
     return Verdict(name, "scored", raw=text, rationale=reasoning, value=value, salvaged=salvaged)
 
 

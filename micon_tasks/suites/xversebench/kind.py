@@ -22,7 +22,7 @@ from micon_tasks.types import CaseScore, JudgeResult
 
 __all__ = ["MetricsKind"]
 
-OPTIONS = ("metrics", "split")
+OPTIONS = ("metrics",)
 
 
 def _zero() -> dict[str, Any]:
@@ -34,14 +34,15 @@ class MetricsKind(ScoringKind):
     per_image = False  # one request carries all of a case's images: entries are pooled over them
 
     def check_options(self, options: dict[str, Any], *, task: str) -> None:
+        if "split" in options:  # one declaration: a second one could name another split than the data read
+            raise ConfigError(f"task {task!r}, field 'scoring.split': the split is the card's dataset_name "
+                              "(the data read and the results label both follow it); remove scoring.split")
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise ConfigError(f"task {task!r}, field 'scoring': kind 'metrics' takes {', '.join(OPTIONS)}, not {unknown}")
         metrics = options.get("metrics", list(E.METRIC_KEYS))
         if not isinstance(metrics, list) or not metrics or any(m not in E.METRIC_KEYS for m in metrics):
             raise ConfigError(f"task {task!r}, field 'scoring.metrics': a list of {', '.join(E.METRIC_KEYS)}, got {metrics!r}")
-        if "split" in options and not isinstance(options["split"], str):
-            raise ConfigError(f"task {task!r}, field 'scoring.split' must be a string")
 
     # -- cases ------------------------------------------------------------------------------------
     def score_case(self, task: Any, result: JudgeResult | None, *, case_id: str,
@@ -103,7 +104,7 @@ class MetricsKind(ScoringKind):
         notes = sorted({n for c in scores for n in c.extra.get("notes") or []})
         return {
             "kind": self.name,
-            "split": task.config.scoring.options.get("split", task.name),
+            "split": task.split,  # the card's dataset_name: the split the task read
             "score": avg, "stderr": stderr, "avg": avg, "metrics": metrics, "dimensions": metrics,
             "n_cases": len(scores),
             "n_cases_clean": sum(1 for c in scores if c.clean),

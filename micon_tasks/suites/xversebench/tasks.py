@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from micon_tasks.errors import DataSourceError
+from micon_tasks.errors import ConfigError, DataSourceError
 from micon_tasks.suites.xversebench import data
 from micon_tasks.task import Task
 from micon_tasks.types import Case
@@ -27,7 +27,11 @@ class XVerseBenchTask(Task):
 
     @property
     def split(self) -> str:
-        return self.config.dataset_name or self.name.rsplit("_", 1)[-1]
+        """The split, declared once by the card's ``dataset_name``: the data read and the scores' label follow it."""
+        if not self.config.dataset_name:
+            raise ConfigError(f"task {self.name!r}, field 'dataset_name': names the XVerseBench split to read "
+                              "(single or multi)")
+        return self.config.dataset_name
 
     def _root(self) -> tuple[Path, str, str]:
         """(folder, kind, what chose it)."""

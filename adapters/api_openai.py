@@ -54,7 +54,8 @@ class GPTImageAdapter(ApiAdapter):
             "provider": "openai",
             "endpoint": "images.edit",
             "base_url": self.base_url,
-            "generation": {"size": self.size or self._size(), "quality": self.quality, "input_fidelity": self.input_fidelity},
+            "generation": {"size": self.size or self._size(), "quality": self.quality,
+                           "input_fidelity": self.input_fidelity},
         }
 
     @property
@@ -72,8 +73,8 @@ class GPTImageAdapter(ApiAdapter):
         files = []
         for i, ref in enumerate(refs):
             files.append((f"image_{i + 1}.png", png_bytes(ref), "image/png"))
-        params: dict[str, Any] = {"model": self.model, "prompt": prompt, "image": files, "size": self.size or self._size(),
-                                  "n": 1}
+        params: dict[str, Any] = {"model": self.model, "prompt": prompt, "image": files,
+                                  "size": self.size or self._size(), "n": 1}
         if self.quality:
             params["quality"] = self.quality
         if self.input_fidelity:

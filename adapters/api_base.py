@@ -49,6 +49,9 @@ class ApiAdapter(ModelAdapter):
         self._api_key = api_key_from_env(api_key_env, self.name)
         self._loop = BackgroundLoop(f"micon-{self.name}")
         self._client: Any = None
+        # the size a call asks the provider for when the adapter's own setting (size, aspect_ratio) is not
+        # given: default_size, or a task's size for that call (ModelAdapter.generate)
+        self.width, self.height = self.output_size(None, None)
 
     def _classify(self, exc: BaseException) -> tuple[GenerationError, float | None] | None:
         raise NotImplementedError

@@ -8,6 +8,7 @@ text-only answer becomes a GenerationError with Gemini's reason, never an image.
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from adapters.api_base import ApiAdapter
@@ -25,7 +26,11 @@ _SAFETY_FINISH = {"SAFETY", "IMAGE_SAFETY", "PROHIBITED_CONTENT", "IMAGE_PROHIBI
 
 @register_adapter("nano_banana", aliases=("nano-banana", "gemini_image"))
 class NanoBananaAdapter(ApiAdapter):
-    """Gemini image generation with several inline reference images. Key from ``api_key_env`` only."""
+    """Gemini image generation with several inline reference images. Key from ``api_key_env`` only.
+
+    ``aspect_ratio`` (e.g. "16:9") is sent as given; without it, the ratio of the task's width and height,
+    else 1:1. ``image_size`` ("1K", "2K") only when given.
+    """
 
     max_refs = 14
     default_size = (1024, 1024)
@@ -33,7 +38,7 @@ class NanoBananaAdapter(ApiAdapter):
     def __init__(
         self,
         model: str = "gemini-2.5-flash-image",
-        aspect_ratio: str = "1:1",
+        aspect_ratio: str | None = None,
         image_size: str | None = None,
         api_key_env: str = "GEMINI_API_KEY,GOOGLE_API_KEY",
         **common: Any,
@@ -50,7 +55,7 @@ class NanoBananaAdapter(ApiAdapter):
             "provider": "google",
             "endpoint": "models.generate_content",
             "base_url": self.base_url,
-            "generation": {"aspect_ratio": self.aspect_ratio, "image_size": self.image_size},
+            "generation": {"aspect_ratio": self.aspect_ratio or self._ratio(), "image_size": self.image_size},
         }
 
     @property
@@ -71,7 +76,7 @@ class NanoBananaAdapter(ApiAdapter):
         parts: list[Any] = [types.Part.from_text(text=prompt)]
         for ref in refs:
             parts.append(types.Part.from_bytes(data=png_bytes(ref), mime_type="image/png"))
-        image_config = types.ImageConfig(aspect_ratio=self.aspect_ratio, image_size=self.image_size)
+        image_config = types.ImageConfig(aspect_ratio=self.aspect_ratio or self._ratio(), image_size=self.image_size)
         config = types.GenerateContentConfig(
             response_modalities=["IMAGE"], image_config=image_config, seed=seed, **gen_kwargs
         )
@@ -80,6 +85,11 @@ class NanoBananaAdapter(ApiAdapter):
             lambda: self.client.aio.models.generate_content(model=self.model, contents=contents, config=config)
         )
         return self._decode(response)
+
+    def _ratio(self) -> str:
+        """The width:height ratio in lowest terms (1024x1024 -> "1:1"); Gemini names the ratios it takes."""
+        k = math.gcd(self.width, self.height)
+        return f"{self.width // k}:{self.height // k}"
 
     def _decode(self, response: Any):
         from PIL import Image as PILImage

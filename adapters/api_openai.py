@@ -24,7 +24,10 @@ _SAFETY_CODES = {"moderation_blocked", "content_policy_violation", "content_filt
 
 @register_adapter("gpt_image", aliases=("gpt-image", "openai_image"))
 class GPTImageAdapter(ApiAdapter):
-    """GPT-Image through ``client.images.edit(image=[...])``. The key comes from ``api_key_env`` only."""
+    """GPT-Image through ``client.images.edit(image=[...])``. The key comes from ``api_key_env`` only.
+
+    ``size`` (e.g. "1536x1024", "auto") is sent as given; without it, the task's width x height, else 1024x1024.
+    """
 
     max_refs = 16
     default_size = (1024, 1024)
@@ -32,7 +35,7 @@ class GPTImageAdapter(ApiAdapter):
     def __init__(
         self,
         model: str = "gpt-image-1",
-        size: str = "1024x1024",
+        size: str | None = None,
         quality: str | None = None,
         input_fidelity: str | None = None,
         api_key_env: str = "OPENAI_API_KEY",
@@ -40,7 +43,7 @@ class GPTImageAdapter(ApiAdapter):
     ):
         super().__init__(api_key_env=api_key_env, **common)
         self.model = model
-        self.size = str(size)
+        self.size = None if size is None else str(size)  # None: the task's size, else default_size
         self.quality = quality
         self.input_fidelity = input_fidelity
 
@@ -51,7 +54,8 @@ class GPTImageAdapter(ApiAdapter):
             "provider": "openai",
             "endpoint": "images.edit",
             "base_url": self.base_url,
-            "generation": {"size": self.size, "quality": self.quality, "input_fidelity": self.input_fidelity},
+            "generation": {"size": self.size or self._size(), "quality": self.quality,
+                           "input_fidelity": self.input_fidelity},
         }
 
     @property
@@ -69,7 +73,8 @@ class GPTImageAdapter(ApiAdapter):
         files = []
         for i, ref in enumerate(refs):
             files.append((f"image_{i + 1}.png", png_bytes(ref), "image/png"))
-        params: dict[str, Any] = {"model": self.model, "prompt": prompt, "image": files, "size": self.size, "n": 1}
+        params: dict[str, Any] = {"model": self.model, "prompt": prompt, "image": files,
+                                  "size": self.size or self._size(), "n": 1}
         if self.quality:
             params["quality"] = self.quality
         if self.input_fidelity:
@@ -77,6 +82,9 @@ class GPTImageAdapter(ApiAdapter):
         params.update(gen_kwargs)  # seed: the endpoint takes none, so runs are not reproducible by design
         response = self.call(lambda: self.client.images.edit(**params))
         return self._decode(response)
+
+    def _size(self) -> str:
+        return f"{self.width}x{self.height}"
 
     def _decode(self, response: Any):
         from PIL import Image as PILImage

@@ -7,8 +7,10 @@ writes. The runner records a :class:`GenerationError` per case; any other except
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,6 +20,8 @@ if TYPE_CHECKING:  # heavy imports stay out of module import time
     from PIL.Image import Image
 
     from dar import DARConfig, DARStats
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ModelAdapter",
@@ -104,13 +108,18 @@ def seed_everything(seed: int | None) -> None:
 
 @dataclass
 class GenerationRequest:
-    """One item of :meth:`ModelAdapter.generate_batch` (``case_id`` only labels errors)."""
+    """One item of :meth:`ModelAdapter.generate_batch` (``case_id`` only labels errors).
+
+    ``size``: the output (width, height) the task asks for (its card's ``generation``), either may be None;
+    see :meth:`ModelAdapter.generate` for how it ranks against the adapter's own settings.
+    """
 
     refs: list[Any]
     prompt: str
     seed: int | None = None
     case_id: str | None = None
     gen_kwargs: dict[str, Any] = field(default_factory=dict)
+    size: tuple[int | None, int | None] | None = None
 
 
 class ModelAdapter:
@@ -125,13 +134,20 @@ class ModelAdapter:
         ``_generate`` must set ``self.last_dar_stats`` to the :class:`dar.DARStats` of the call (e.g. the
         ``dar.enable`` handle's ``stats``) whenever it is given a config: ``generate`` refuses the image
         with a ``GenerationError`` (reason ``model_error``) when DAR rebalanced no attention call;
-      * ``default_size``: the output (width, height) when the caller asks for none.
+      * ``default_size``: the output (width, height) when neither the constructor nor the task asks for one.
+
+    Output size: an adapter keeps its size in ``self.width`` / ``self.height`` (set through
+    :meth:`output_size` or :meth:`given_size`, which remember what the constructor was given in
+    ``fixed_size``) and reads them when it generates. For one call, ``generate(size=...)`` (a task card's
+    ``generation`` width/height) replaces the sides the constructor did not fix.
     """
 
     max_refs: ClassVar[int | None] = None
     supports_dar: ClassVar[bool] = False
     default_size: ClassVar[tuple[int, int]] = (1024, 1024)
     registered_name: ClassVar[str | None] = None  # set by the registry on registration
+    #: the (width, height) the constructor was given explicitly (None where not): they outrank a task's size
+    fixed_size: tuple[int | None, int | None] = (None, None)
     #: DAR's counts for the last ``generate`` (None when it ran without DAR); see :class:`dar.DARStats`
     last_dar_stats: DARStats | None = None
 
@@ -141,9 +157,15 @@ class ModelAdapter:
         imports, its weights are resolvable); raise a ConfigError in one line if not. Default: nothing to check."""
 
     def generate(
-        self, refs: Sequence[Image], prompt: str, *, dar: Any = None, seed: int | None = None, **gen_kwargs: Any
+        self, refs: Sequence[Image], prompt: str, *, dar: Any = None, seed: int | None = None,
+        size: tuple[int | None, int | None] | None = None, **gen_kwargs: Any
     ) -> Image:
-        """Generate one image from the references (RA, RB, RC order) and the instruction."""
+        """Generate one image from the references (RA, RB, RC order) and the instruction.
+
+        ``size``: the (width, height) the task asks for. Precedence per side: the constructor's explicit
+        ``width``/``height`` (``--model_args``), then ``size``, then the adapter's default. ``gen_kwargs``
+        go to the model call as they are.
+        """
         refs = self.check_refs(refs)
         if not isinstance(prompt, str):
             raise ConfigError(f"adapter {self.name!r}: prompt must be a string, not {type(prompt).__name__}")
@@ -153,7 +175,8 @@ class ModelAdapter:
             )
         config = resolve_dar(dar)
         self.last_dar_stats = None
-        image = self._generate(refs, prompt, dar=config, seed=seed, **gen_kwargs)
+        with self._sized(size):
+            image = self._generate(refs, prompt, dar=config, seed=seed, **gen_kwargs)
         if config is not None:
             self._check_dar_reached(config)
         image = self._check_output(image)
@@ -171,7 +194,8 @@ class ModelAdapter:
         out: list[Image | GenerationError] = []
         for req in requests:
             try:
-                out.append(self.generate(req.refs, req.prompt, dar=dar, seed=req.seed, **req.gen_kwargs))
+                out.append(self.generate(req.refs, req.prompt, dar=dar, seed=req.seed, size=req.size,
+                                         **req.gen_kwargs))
             except GenerationError as exc:
                 out.append(exc)
         return out
@@ -208,6 +232,18 @@ class ModelAdapter:
     ) -> Image:
         """Produce the image. ``refs`` are checked RGB PIL images, ``dar`` is resolved (None when off)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _generate()")
+
+    # -- shared by the adapters that run the model themselves -------------------------------------
+    def dar_hook(self, target: Any, dar: DARConfig | None, **layout_args: Any) -> Any:
+        """``dar.enable(target, dar, ...)`` when DAR is on, its counts kept in ``last_dar_stats`` (``generate``
+        refuses the image if DAR reached no call); a do-nothing context when it is off."""
+        if dar is None:
+            return contextlib.nullcontext()
+        import dar as dar_pkg  # here: the dar package imports torch
+
+        hook = dar_pkg.enable(target, dar, **layout_args)
+        self.last_dar_stats = hook.stats
+        return hook
 
     # -- shared checks ----------------------------------------------------------------------------
     def _check_dar_reached(self, config: DARConfig) -> None:
@@ -260,7 +296,37 @@ class ModelAdapter:
             )
         return image
 
+    def given_size(self, width: int | None, height: int | None) -> tuple[int | None, int | None]:
+        """The constructor's width/height as given (None where not), remembered in ``fixed_size``."""
+        self.fixed_size = (int(width) if width else None, int(height) if height else None)
+        return self.fixed_size
+
     def output_size(self, width: int | None, height: int | None) -> tuple[int, int]:
-        """(width, height): the caller's, else ``default_size``."""
-        dw, dh = self.default_size
-        return (int(width) if width else dw, int(height) if height else dh)
+        """(width, height): the constructor's (remembered in ``fixed_size``), else ``default_size``."""
+        (w, h), (dw, dh) = self.given_size(width, height), self.default_size
+        return (w or dw, h or dh)
+
+    @contextlib.contextmanager
+    def _sized(self, size: tuple[int | None, int | None] | None) -> Iterator[None]:
+        """For one call: ``self.width``/``self.height`` take the task's size where the constructor fixed none.
+
+        Why here: every adapter reads its size from those two attributes, so a task's size reaches each of
+        them without a second code path. The attributes are restored after the call (one call at a time).
+        """
+        if not size or not any(size):
+            yield
+            return
+        if not (hasattr(self, "width") and hasattr(self, "height")):
+            if not getattr(self, "_size_warned", False):
+                self._size_warned = True
+                log.warning("adapter %r keeps no width/height: the task's output size %s is not applied",
+                            self.name, size)
+            yield
+            return
+        saved = self.width, self.height
+        self.width, self.height = (fixed or (int(asked) if asked else None) or now
+                                   for fixed, asked, now in zip(self.fixed_size, size, saved))
+        try:
+            yield
+        finally:
+            self.width, self.height = saved

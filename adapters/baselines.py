@@ -41,7 +41,7 @@ class FirstRefBaseline(_Baseline):
     """The first reference, unchanged unless a size was asked for (then resized to it)."""
 
     def __init__(self, height: int | None = None, width: int | None = None):
-        self.width, self.height = width, height
+        self.width, self.height = self.given_size(width, height)
 
     def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
         from PIL import Image as PILImage

@@ -17,7 +17,7 @@ from adapters.base import GenerationError, ModelAdapter, seed_everything
 from micon_tasks.devices import check_dtype_name, resolve_device, resolve_dtype
 from micon_tasks.errors import ConfigError
 
-__all__ = ["DiffusersAdapter"]
+__all__ = ["DiffusersAdapter", "TextLengthAdapter"]
 
 
 class DiffusersAdapter(ModelAdapter):
@@ -120,8 +120,16 @@ class DiffusersAdapter(ModelAdapter):
 
     # -- generation -------------------------------------------------------------------------------
     def pipeline_kwargs(self, refs: list[Any], prompt: str) -> dict[str, Any]:
-        """The pipeline call's keyword arguments for these references and this instruction."""
+        """The pipeline call's keyword arguments for these references and this instruction
+        (``common_kwargs()`` plus what the adapter's own pipeline takes)."""
         raise NotImplementedError
+
+    def common_kwargs(self) -> dict[str, Any]:
+        """The call arguments every pipeline here takes: the output size, the steps, the guidance when set."""
+        kwargs: dict[str, Any] = {"height": self.height, "width": self.width, "num_inference_steps": self.steps}
+        if self.guidance_scale is not None:
+            kwargs["guidance_scale"] = self.guidance_scale
+        return kwargs
 
     @contextlib.contextmanager
     def call_context(self) -> Iterator[None]:
@@ -139,12 +147,7 @@ class DiffusersAdapter(ModelAdapter):
             # reference VAE sampling): seed those too, then give the pipeline its own generator.
             seed_everything(seed)
             kwargs.setdefault("generator", torch.Generator(device="cpu").manual_seed(int(seed)))
-        dar_context: Any = contextlib.nullcontext()
-        if dar is not None:
-            import dar as dar_pkg
-
-            dar_context = dar_pkg.enable(pipe, dar)
-            self.last_dar_stats = dar_context.stats  # generate() refuses the image if DAR reached no call
+        dar_context = self.dar_hook(pipe, dar)
         try:
             with self.call_context(), dar_context, torch.inference_mode():
                 output = pipe(**kwargs)
@@ -185,3 +188,18 @@ class DiffusersAdapter(ModelAdapter):
             "diffusers_version": version,
             "generation": self.generation_settings(),
         }
+
+
+class TextLengthAdapter(DiffusersAdapter):
+    """A diffusers adapter whose pipeline caps the prompt's tokens with ``max_sequence_length`` (FLUX,
+    Qwen-Image); the setting lives here once, in the call and in the recorded settings."""
+
+    def __init__(self, pretrained: str, *, max_sequence_length: int = 512, **common: Any):
+        super().__init__(pretrained, **common)
+        self.max_sequence_length = int(max_sequence_length)
+
+    def common_kwargs(self) -> dict[str, Any]:
+        return {**super().common_kwargs(), "max_sequence_length": self.max_sequence_length}
+
+    def generation_settings(self) -> dict[str, Any]:
+        return {**super().generation_settings(), "max_sequence_length": self.max_sequence_length}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.diffusers_base import DiffusersAdapter
+from adapters.diffusers_base import TextLengthAdapter
 from adapters.images import resize_to_area, stitch_horizontal
 from adapters.prompts import panel_prompt
 from micon_tasks.errors import ConfigError
@@ -36,7 +36,7 @@ def _layers(value: Any) -> tuple[int, ...] | None:
 
 
 @register_adapter("flux2_klein", aliases=("flux2-klein", "flux_2_klein"))
-class Flux2KleinAdapter(DiffusersAdapter):
+class Flux2KleinAdapter(TextLengthAdapter):
     """FLUX.2 [klein]: every reference in ``image=[...]``, each with its own position offset.
 
     Defaults suit the step-distilled klein (4 steps, guidance 1); for a base checkpoint pass
@@ -45,19 +45,16 @@ class Flux2KleinAdapter(DiffusersAdapter):
 
     pipeline_class = "Flux2KleinPipeline"
     max_refs = 10
-    default_size = (1024, 1024)
 
     def __init__(
         self,
         pretrained: str = "black-forest-labs/FLUX.2-klein-4B",
         steps: int = 4,
         guidance_scale: float = 1.0,
-        max_sequence_length: int = 512,
         text_encoder_out_layers: Any = None,
         **common: Any,
     ):
         super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
-        self.max_sequence_length = int(max_sequence_length)
         self.text_encoder_out_layers = _layers(text_encoder_out_layers)
 
     def pipeline_kwargs(self, refs: list[Any], prompt: str) -> dict[str, Any]:
@@ -67,19 +64,15 @@ class Flux2KleinAdapter(DiffusersAdapter):
         kwargs = {
             "image": list(refs),
             "prompt": prompt,  # FLUX.2 is prompted with "image 1", "image 2": the benchmark's own words
-            "height": self.height,
-            "width": self.width,
-            "num_inference_steps": self.steps,
-            "guidance_scale": self.guidance_scale,
-            "max_sequence_length": self.max_sequence_length,
+            **self.common_kwargs(),
         }
         if self.text_encoder_out_layers is not None:
             kwargs["text_encoder_out_layers"] = self.text_encoder_out_layers
         return kwargs
 
     def generation_settings(self) -> dict[str, Any]:
-        return {**super().generation_settings(), "max_sequence_length": self.max_sequence_length,
-                "text_encoder_out_layers": self.text_encoder_out_layers, "prompt_syntax": "image k"}
+        return {**super().generation_settings(), "text_encoder_out_layers": self.text_encoder_out_layers,
+                "prompt_syntax": "image k"}
 
 
 def _at_least(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -89,12 +82,11 @@ def _at_least(size: tuple[int, int], side: int) -> tuple[int, int]:
 
 
 @register_adapter("flux_kontext", aliases=("flux1_kontext", "flux-kontext"))
-class FluxKontextAdapter(DiffusersAdapter):
+class FluxKontextAdapter(TextLengthAdapter):
     """FLUX.1 Kontext: references stitched side by side into one conditioning image."""
 
     pipeline_class = "FluxKontextPipeline"
     max_refs = 4
-    default_size = (1024, 1024)
 
     def __init__(
         self,
@@ -102,12 +94,10 @@ class FluxKontextAdapter(DiffusersAdapter):
         steps: int = 28,
         guidance_scale: float = 2.5,
         condition_area: int = 1024 * 1024,
-        max_sequence_length: int = 512,
         **common: Any,
     ):
         super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
         self.condition_area = int(condition_area)
-        self.max_sequence_length = int(max_sequence_length)
 
     def canvas(self, refs: list[Any]) -> Any:
         """The conditioning image: references left to right, scaled to at most ``condition_area``."""
@@ -124,11 +114,7 @@ class FluxKontextAdapter(DiffusersAdapter):
         return {
             "image": self.canvas(refs),
             "prompt": panel_prompt(prompt, len(refs)),
-            "height": self.height,
-            "width": self.width,
-            "num_inference_steps": self.steps,
-            "guidance_scale": self.guidance_scale,
-            "max_sequence_length": self.max_sequence_length,
+            **self.common_kwargs(),
             # we size the canvas ourselves; the pipeline must neither re-pick it nor upsize the output
             "max_area": self.height * self.width,
             "_auto_resize": False,
@@ -136,7 +122,7 @@ class FluxKontextAdapter(DiffusersAdapter):
 
     def generation_settings(self) -> dict[str, Any]:
         return {**super().generation_settings(), "condition_area": self.condition_area,
-                "max_sequence_length": self.max_sequence_length, "references": "stitched left to right",
+                "references": "stitched left to right",
                 "prompt_syntax": "left/middle/right panel"}
 
 

@@ -20,7 +20,6 @@ __all__ = ["OmniGenAdapter"]
 class OmniGenAdapter(DiffusersAdapter):
     pipeline_class = "OmniGenPipeline"
     max_refs = None
-    default_size = (1024, 1024)
 
     def __init__(
         self,
@@ -39,10 +38,7 @@ class OmniGenAdapter(DiffusersAdapter):
         return {
             "prompt": omnigen_prompt(prompt, len(refs)),
             "input_images": list(refs),
-            "height": self.height,
-            "width": self.width,
-            "num_inference_steps": self.steps,
-            "guidance_scale": self.guidance_scale,
+            **self.common_kwargs(),
             "img_guidance_scale": self.img_guidance_scale,
             "max_input_image_size": self.max_input_image_size,
         }

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from adapters.diffusers_base import DiffusersAdapter
+from adapters.diffusers_base import TextLengthAdapter
 from adapters.prompts import qwen_picture_prompt
 from registry import register_adapter
 
@@ -23,10 +23,9 @@ _PATCH_LOCK = threading.Lock()  # the areas are module globals: one patched call
 
 
 @register_adapter("qwen_image_edit_plus", aliases=("qwen_image_edit_2509", "qwen-image-edit-plus"))
-class QwenImageEditPlusAdapter(DiffusersAdapter):
+class QwenImageEditPlusAdapter(TextLengthAdapter):
     pipeline_class = "QwenImageEditPlusPipeline"
     max_refs = 3
-    default_size = (1024, 1024)
 
     def __init__(
         self,
@@ -35,7 +34,6 @@ class QwenImageEditPlusAdapter(DiffusersAdapter):
         true_cfg_scale: float = 4.0,
         guidance_scale: float | None = None,
         negative_prompt: str = " ",
-        max_sequence_length: int = 512,
         condition_image_size: int | None = None,
         vae_image_size: int | None = None,
         **common: Any,
@@ -43,24 +41,17 @@ class QwenImageEditPlusAdapter(DiffusersAdapter):
         super().__init__(pretrained, steps=steps, guidance_scale=guidance_scale, **common)
         self.true_cfg_scale = float(true_cfg_scale)
         self.negative_prompt = negative_prompt
-        self.max_sequence_length = int(max_sequence_length)
         self.condition_image_size = None if condition_image_size is None else int(condition_image_size)
         self.vae_image_size = None if vae_image_size is None else int(vae_image_size)
 
     def pipeline_kwargs(self, refs: list[Any], prompt: str) -> dict[str, Any]:
-        kwargs = {
+        return {
             "image": list(refs),
             "prompt": qwen_picture_prompt(prompt, len(refs)),
             "negative_prompt": self.negative_prompt,
             "true_cfg_scale": self.true_cfg_scale,
-            "height": self.height,
-            "width": self.width,
-            "num_inference_steps": self.steps,
-            "max_sequence_length": self.max_sequence_length,
+            **self.common_kwargs(),
         }
-        if self.guidance_scale is not None:
-            kwargs["guidance_scale"] = self.guidance_scale
-        return kwargs
 
     @contextlib.contextmanager
     def call_context(self) -> Iterator[None]:
@@ -82,6 +73,6 @@ class QwenImageEditPlusAdapter(DiffusersAdapter):
 
     def generation_settings(self) -> dict[str, Any]:
         return {**super().generation_settings(), "true_cfg_scale": self.true_cfg_scale,
-                "negative_prompt": self.negative_prompt, "max_sequence_length": self.max_sequence_length,
+                "negative_prompt": self.negative_prompt,
                 "condition_image_size": self.condition_image_size or 384 * 384,
                 "vae_image_size": self.vae_image_size or 1024 * 1024, "prompt_syntax": "Picture k"}

@@ -107,8 +107,7 @@ class TaskConfig:
         n_images = data.get("num_images", 1)
         if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
             raise ConfigError(f"{source}: task {name!r}, field 'num_images' must be an integer >= 1, got {n_images!r}")
-        if not isinstance(data.get("generation") or {}, dict):
-            raise ConfigError(f"{source}: task {name!r}, field 'generation' must be a mapping")
+        data["generation"] = _generation(data.get("generation"), name, source)
         data["checkpoints"] = tuple(data.get("checkpoints") or ())
         data["aliases"] = tuple(_as_list(data.get("aliases")))
         data["tag"] = tuple(_as_list(data.get("tag")))
@@ -119,8 +118,32 @@ class TaskConfig:
     def config_name(self) -> str:
         return self.dataset_name or self.task
 
+    @property
+    def generation_size(self) -> tuple[int | None, int | None] | None:
+        """The output (width, height) the card asks for (``generation: {width, height}``), None if neither."""
+        size = (self.generation.get("width"), self.generation.get("height"))
+        return size if any(size) else None
+
     def replace(self, **changes: Any) -> TaskConfig:
         return dataclasses.replace(self, **changes)
+
+
+GENERATION_KEYS = ("width", "height")  # what a card's ``generation`` may set; the adapters honour each
+
+
+def _generation(value: Any, task: str, source: str) -> dict[str, Any]:
+    """A card's ``generation`` mapping, checked: known keys only, each a positive integer."""
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: task {task!r}, field 'generation' must be a mapping")
+    for key, side in value.items():
+        if key not in GENERATION_KEYS:
+            raise ConfigError(f"{source}: task {task!r}, field 'generation.{key}' is unknown; known: "
+                              f"{', '.join(GENERATION_KEYS)}")
+        if isinstance(side, bool) or not isinstance(side, int) or side < 1:
+            raise ConfigError(f"{source}: task {task!r}, field 'generation.{key}' must be a positive integer, "
+                              f"got {side!r}")
+    return dict(value)
 
 
 def _as_list(value: Any) -> list[Any]:

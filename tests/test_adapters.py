@@ -211,6 +211,31 @@ def test_first_ref_returns_the_first_reference():
         load_adapter("collage").generate([BLUE], "x", dar={"gamma": 0.1})
 
 
+# -- output size: the constructor's explicit width/height, then the task's, then the default ---------------
+def test_a_task_size_replaces_the_default_but_not_an_explicit_argument():
+    collage = load_adapter("collage")
+    assert collage.generate([RED, BLUE], "x", size=(40, 24)).size == (40, 24)
+    assert (collage.width, collage.height) == (1024, 1024)  # restored after the call
+    assert collage.generate([RED], "x", size=(None, 24)).size == (1024, 24)
+    fixed = load_adapter("collage", "width=32")
+    assert fixed.generate([RED], "x", size=(40, 24)).size == (32, 24)  # an explicit argument wins its side
+    (image,) = fixed.generate_batch([GenerationRequest([RED], "x", size=(40, 24))])
+    assert image.size == (32, 24)  # the batch path carries the request's size
+    first = load_adapter("first_ref")
+    assert first.generate([BLUE], "x", size=(8, 6)).size == (8, 6)
+    assert first.generate([BLUE], "x").size == BLUE.size  # no size asked: the reference as it is
+
+
+def test_an_adapter_without_width_and_height_says_it_ignores_the_size(caplog):
+    class Sizeless(ModelAdapter):
+        def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
+            return refs[0]
+
+    with caplog.at_level("WARNING", logger="adapters.base"):
+        assert Sizeless().generate([RED], "x", size=(8, 6)).size == RED.size
+    assert "keeps no width/height" in caplog.text
+
+
 # -- prompts -----------------------------------------------------------------------------------------------
 def test_mentions_found_in_their_forms():
     prompt = "Put image 1 on Image #2, like the third image; RA and RB (not Ra); image 4 is absent."

@@ -71,6 +71,30 @@ def test_gpt_image_request_carries_refs_model_size(openai_key, n_refs):
         assert list(_decoded(sent).getdata()) == list(ref.getdata())
 
 
+def _asked_size(req) -> str:
+    """What a request asked the provider for: gpt_image's ``size`` field, or Gemini's aspect ratio."""
+    if req.path.endswith("/images/edits"):
+        return {name: data.decode() for name, filename, _, data in req.multipart() if filename is None}["size"]
+    return req.json()["generationConfig"]["imageConfig"]["aspectRatio"]
+
+
+@pytest.mark.parametrize("name, args, asked, sent", [
+    ("gpt_image", "", None, "1024x1024"), ("gpt_image", "", (1536, 1024), "1536x1024"),
+    ("gpt_image", ",size=auto", (1536, 1024), "auto"),
+    ("nano_banana", "", None, "1:1"), ("nano_banana", "", (1536, 1024), "3:2"),
+    ("nano_banana", ",aspect_ratio=16:9", (1536, 1024), "16:9"),
+])
+def test_api_output_size_follows_the_task_unless_given(request, name, args, asked, sent):
+    """The adapter's own size setting wins; without it the task's width and height, else 1024 x 1024."""
+    openai = name == "gpt_image"
+    key = request.getfixturevalue("openai_key" if openai else "gemini_key")
+    with FakeServer([openai_image(OUT) if openai else gemini_image(OUT)]) as server:
+        adapter = load_adapter(name, f"{key},base_url={server.url}{'/v1' if openai else ''}{args}")
+        adapter.generate(_refs(1), "x", size=asked)
+    (req,) = server.requests
+    assert _asked_size(req) == sent
+
+
 def test_gpt_image_retries_429_then_succeeds(openai_key):
     replies = [openai_error(429, "rate_limit_exceeded", "slow down", {"retry-after": "0"}), openai_image(OUT)]
     with FakeServer(replies) as server:

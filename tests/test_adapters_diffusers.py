@@ -152,6 +152,16 @@ def test_prompt_reaches_the_pipeline_in_the_models_syntax(adapters, refs):
     assert canvas.width > canvas.height and canvas.width * canvas.height <= 4096
 
 
+@pytest.mark.parametrize("name", list(SPECS))
+def test_a_task_size_reaches_the_pipeline_unless_the_adapter_fixes_one(saved, refs, name):
+    unsized = BASE.replace("height=32,width=32,", "")
+    adapter = load_adapter(name, f"pretrained={saved[name]},{unsized},{SPECS[name][1]}")
+    assert adapter.generate(refs[:2], PROMPT, seed=0, size=(48, 32)).size == (48, 32)
+    assert (adapter.width, adapter.height) == (1024, 1024)  # the adapter's own default, untouched
+    fixed = load_adapter(name, f"pretrained={saved[name]},{BASE},{SPECS[name][1]}")
+    assert fixed.generate(refs[:2], PROMPT, seed=0, size=(48, 16)).size == (32, 32)
+
+
 def test_unknown_argument_lists_accepted_ones(saved):
     with pytest.raises(ConfigError, match="accepted arguments: .*pretrained.*img_guidance_scale"):
         load_adapter("omnigen", f"pretrained={saved['omnigen']},stepz=3")

@@ -498,3 +498,42 @@ def test_a_case_with_more_references_than_the_model_takes_is_recorded_as_its_fai
     assert all(r["generation_error"] is None for r in recs if r not in three)  # its batch mates are unaffected
     assert results["results"]["object_composition"]["n_failed"] == len(three)
     assert results["results"]["object_composition"]["n_cases"] == len(recs) == 5
+
+
+def _image_sizes(out: Path, tasks: list[str], **kw) -> dict[str, tuple[int, int]]:
+    """Generate one case of each task (no judge); task -> the recorded image's (width, height)."""
+    from micon_tasks.runner.generate import valid_generations
+    from micon_tasks.runner.layout import Layout
+
+    evaluate(tasks=tasks, source="sample", predict_only=True, limit=1, output_path=out, progress=False, **kw)
+    layout = Layout(out / kw.get("run_name", "collage"))
+    return {t: next((r["image"]["width"], r["image"]["height"]) for r in valid_generations(layout, t).values())
+            for t in tasks}
+
+
+def test_a_cards_generation_size_reaches_the_adapter_and_an_explicit_argument_wins(tmp_path):
+    """A card's ``generation: {width, height}`` is each of its cases' output size, not the adapter's default."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "sized.yaml").write_text("task: fgbg_sized_probe\nclass: fgbg_composition\n"
+                                      "generation: {width: 40, height: 24}\n")
+    tasks = ["fgbg_sized_probe", "fgbg_composition"]
+    sizes = _image_sizes(tmp_path / "a", tasks, model="collage", include_path=cards)
+    assert sizes == {"fgbg_sized_probe": (40, 24), "fgbg_composition": (1024, 1024)}  # the card; the default
+    sizes = _image_sizes(tmp_path / "b", tasks, model="collage", model_args="width=32", include_path=cards)
+    assert sizes == {"fgbg_sized_probe": (32, 24), "fgbg_composition": (32, 1024)}  # --model_args width wins its side
+
+
+def test_the_generation_stage_closes_the_adapter(tmp_path):
+    """An adapter with close() (the API adapters: their client and event loop) is closed when generation ends."""
+    from adapters.baselines import CollageBaseline
+
+    class Closing(CollageBaseline):
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    adapter = Closing(width=16, height=16)
+    sizes = _image_sizes(tmp_path, ["fgbg_composition"], model=adapter, run_name="closing")
+    assert sizes == {"fgbg_composition": (16, 16)} and adapter.closed == 1

@@ -269,6 +269,23 @@ def test_unknown_config_key_is_named(tmp_path):
     assert "checkpont" in report.errors[0][1]
 
 
+@pytest.mark.parametrize("generation, field, rule", [
+    ("{width: 512, steps: 4}", "generation.steps", "unknown"),
+    ("{width: 0, height: 512}", "generation.width", "positive integer"),
+    ("{width: 512, height: '512'}", "generation.height", "positive integer"),
+    ("[512, 512]", "generation", "mapping"),
+])
+def test_a_bad_generation_setting_names_the_task_and_field(generation, field, rule):
+    import yaml
+
+    from micon_tasks.config import TaskConfig
+
+    with pytest.raises(ConfigError, match=rf"task 'sized'.*'{field}'.*{rule}"):
+        TaskConfig.from_dict(yaml.safe_load(f"task: sized\ngeneration: {generation}\ncheckpoints: []\n"))
+    ok = TaskConfig.from_dict({"task": "sized", "generation": {"width": 48}, "checkpoints": []})
+    assert ok.generation_size == (48, None) and TaskConfig.from_dict({"task": "plain", "checkpoints": []}).generation_size is None
+
+
 # -- the bundled sample -------------------------------------------------------------------------
 @pytest.mark.parametrize("task", list(FOLDERS))
 def test_each_task_loads_from_the_bundled_sample(task):

@@ -159,9 +159,9 @@ def _tiny_omnigen2(folder: Path) -> None:
 @_needs("omnigen2", "MICON_OMNIGEN2_CODE", "VectorSpaceLab/OmniGen2")
 def test_omnigen2_runs_with_dar_off_zero_and_on(tmp_path):
     _tiny_omnigen2(tmp_path)
-    adapter = load_adapter("omnigen2", {"code_path": CODE["omnigen2"], "pretrained": str(tmp_path),
-                                        "dtype": "float32", "device": "cpu", "steps": 2, "width": 32, "height": 32,
-                                        "negative_prompt": "blurry"})
+    args = {"code_path": CODE["omnigen2"], "pretrained": str(tmp_path), "dtype": "float32", "device": "cpu",
+            "steps": 2, "negative_prompt": "blurry"}
+    adapter = load_adapter("omnigen2", {**args, "width": 32, "height": 32})
     off, zero, on, zero_calls, on_calls = _dar_triple(adapter)
     assert off.size == (32, 32)
     assert _pixels(zero) == _pixels(off)
@@ -172,6 +172,9 @@ def test_omnigen2_runs_with_dar_off_zero_and_on(tmp_path):
     assert cond_only.size == (32, 32) and adapter.last_dar_calls == 2
     assert adapter.model_info()["dar"]["last_generation"]["rebalanced"] == 2
     _refuses_unreached_dar(adapter, OMNIGEN2_UNREACHED)
+    assert adapter.generate(_refs(), "x", seed=1, size=(48, 16)).size == (32, 32)  # explicit width/height win
+    unsized = load_adapter("omnigen2", args)
+    assert unsized.generate(_refs(), "x", seed=1, size=(48, 32)).size == (48, 32)  # a task's size reaches the call
     import omnigen2.models.attention_processor as ap
     import torch.nn.functional as F
 
@@ -226,10 +229,10 @@ def _tiny_uno(folder: Path) -> dict:
 @_needs("uno", "MICON_UNO_CODE", "bytedance/UNO")
 def test_uno_runs_with_dar_off_zero_and_on(tmp_path):
     params = _tiny_uno(tmp_path)
-    adapter = load_adapter("uno", {"code_path": CODE["uno"], "pretrained": str(tmp_path / "lora"),
-                                   "flux": str(tmp_path / "flux"), "t5": str(tmp_path / "t5"),
-                                   "clip": str(tmp_path / "clip"), "lora_rank": 4, "device": "cpu", "steps": 2,
-                                   "width": 32, "height": 32, "ref_size": 32, **params})
+    args = {"code_path": CODE["uno"], "pretrained": str(tmp_path / "lora"), "flux": str(tmp_path / "flux"),
+            "t5": str(tmp_path / "t5"), "clip": str(tmp_path / "clip"), "lora_rank": 4, "device": "cpu", "steps": 2,
+            "ref_size": 32, **params}
+    adapter = load_adapter("uno", {**args, "width": 32, "height": 32})
     off, zero, on, zero_calls, on_calls = _dar_triple(adapter)
     assert off.size == (32, 32)
     assert _pixels(zero) == _pixels(off)
@@ -238,6 +241,8 @@ def test_uno_runs_with_dar_off_zero_and_on(tmp_path):
     adapter.generate(_refs(), "x", seed=1, dar={"layers": [1], "steps": (0.5, 1.0)})
     assert adapter.last_dar_calls == 1
     assert adapter.last_dar_stats.passed == {"layer_excluded": 2, "step_excluded": 1}
+    unsized = load_adapter("uno", args)
+    assert unsized.generate(_refs(), "x", seed=1, size=(48, 32)).size == (48, 32)  # a task's size reaches the call
     _refuses_unreached_dar(adapter, {"layer_excluded": 4})
     import uno.flux.math
 
@@ -300,7 +305,7 @@ def _tiny_bagel(folder: Path) -> dict:
     from safetensors.torch import save_file
 
     from adapters.upstream._common import upstream_imports
-    from adapters.upstream.bagel import SPEC
+    from adapters.upstream.bagel import SPEC, bagel_config
     from micon_tasks.testing.tiny_tokenizers import _byte_symbols
 
     torch.manual_seed(0)
@@ -317,27 +322,13 @@ def _tiny_bagel(folder: Path) -> dict:
                image_size=980)
     (folder / "vit_config.json").write_text(json.dumps(vit))
     with upstream_imports(SPEC, Path(CODE["bagel"]).resolve()):
+        import modeling.bagel as mb
         from modeling.autoencoder import AutoEncoder, AutoEncoderParams
-        from modeling.bagel import (
-            Bagel,
-            BagelConfig,
-            Qwen2Config,
-            Qwen2ForCausalLM,
-            SiglipVisionConfig,
-            SiglipVisionModel,
-        )
 
-        llm_config = Qwen2Config(**llm)
-        llm_config.qk_norm, llm_config.tie_word_embeddings = True, False
-        llm_config.layer_module = "Qwen2MoTDecoderLayer"
-        vit_config = SiglipVisionConfig(**vit)
-        vit_config.rope = False
-        vit_config.num_hidden_layers -= 1
+        llm_config, vit_config = mb.Qwen2Config(**llm), mb.SiglipVisionConfig(**vit)
         ae_params = AutoEncoderParams(**vae_params)
-        config = BagelConfig(visual_gen=True, visual_und=True, llm_config=llm_config, vit_config=vit_config,
-                             vae_config=ae_params, vit_max_num_patch_per_side=70,
-                             connector_act="gelu_pytorch_tanh", latent_patch_size=2, max_latent_size=64)
-        model = Bagel(Qwen2ForCausalLM(llm_config), SiglipVisionModel(vit_config), config)
+        config = bagel_config(mb.BagelConfig, llm_config, vit_config, ae_params)  # the adapter's own recipe
+        model = mb.Bagel(mb.Qwen2ForCausalLM(llm_config), mb.SiglipVisionModel(vit_config), config)
         model.vit_model.vision_model.embeddings.convert_conv2d_to_linear(vit_config, meta=False)
         _randomise_zero_inits(model)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "ema.safetensors"))
@@ -365,6 +356,7 @@ def test_bagel_runs_with_dar_off_zero_and_on(tmp_path, monkeypatch):
     assert len(set(by_kind.values())) == 3
     adapter.generate(_refs(), "x", seed=1, dar={"cfg_branches": "cond", "layers": [0]})
     assert adapter.last_dar_calls == 2
+    assert adapter.generate(_refs(), "x", seed=1, size=(64, 32)).size == (64, 32)  # a task's size, not the ref's
     _refuses_unreached_dar(adapter, BAGEL_UNREACHED)
     import modeling.bagel.qwen2_navit as navit
 

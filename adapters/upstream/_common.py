@@ -1,4 +1,5 @@
-"""What the three upstream-code adapters share: finding the checkout, importing from it, loading weights.
+"""What the three upstream-code adapters share: finding the checkout, importing from it, loading weights,
+and :class:`UpstreamAdapter`, their base (the common arguments, lazy loading, seeding, model info).
 
 Why a checkout: OmniGen2, BAGEL and UNO publish their inference code as repositories, not pip
 packages. The adapter imports that code from ``code_path`` (or ``MICON_<NAME>_CODE``) and never
@@ -8,18 +9,21 @@ vendors it. Everything here is import-light: torch is imported inside functions 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from adapters.base import ModelAdapter, seed_everything
 from micon_tasks.devices import resolve_device
 from micon_tasks.errors import ConfigError
 
 __all__ = [
+    "UpstreamAdapter",
     "UpstreamSpec",
     "resolve_code_path",
     "upstream_imports",
@@ -122,3 +126,55 @@ def merge_settings(adapter: str, settings: dict[str, Any], overrides: dict[str, 
         raise ConfigError(f"adapter {adapter!r}: unknown generation settings {sorted(unknown)}; "
                           f"accepted: {sorted(settings)}")
     return {**settings, **overrides}
+
+
+class UpstreamAdapter(ModelAdapter):
+    """Base of the upstream-code adapters. Subclasses set ``spec``, pass their own defaults for
+    ``pretrained``, ``steps`` and ``seed``, and write ``_load`` (build the model once) and ``_generate``."""
+
+    spec: ClassVar[UpstreamSpec]
+    supports_dar = True
+    #: why the upstream code runs in bfloat16 only (None: the adapter resolves ``dtype`` itself)
+    bfloat16_only: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        code_path: str | None = None,
+        *,
+        pretrained: str,
+        steps: int,
+        seed: int,
+        dtype: str = "bfloat16",
+        device: str | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ):
+        name = self.spec.adapter
+        self.code_path = resolve_code_path(self.spec, code_path)
+        if self.bfloat16_only and str(dtype).lower() not in ("bfloat16", "bf16"):
+            raise ConfigError(f"adapter {name!r}: dtype must be bfloat16 ({self.bfloat16_only}), not {dtype!r}")
+        if int(steps) < 1:
+            raise ConfigError(f"adapter {name!r}: steps must be >= 1, got {steps!r}")
+        self.pretrained, self.dtype_name, self.device = pretrained, dtype, resolve_device(device)
+        self.steps, self.seed = int(steps), int(seed)
+        self.width, self.height = self.output_size(width, height)
+
+    @functools.cached_property
+    def model(self) -> Any:
+        """The upstream pipeline or inferencer, built by ``_load`` on first use."""
+        return self._load()
+
+    def _load(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must implement _load()")
+
+    def seeded(self, seed: int | None) -> int:
+        """The call's seed (the adapter's when none is given), with every global generator seeded from it."""
+        seed = self.seed if seed is None else int(seed)
+        seed_everything(seed)  # the upstream code draws noise from the global generators in places
+        return seed
+
+    def model_info(self) -> dict[str, Any]:
+        return {**super().model_info(), "upstream": self.spec.url, "code_path": str(self.code_path),
+                "weights": self.pretrained, "dtype": "bfloat16" if self.bfloat16_only else self.dtype_name,
+                "device": self.device, "steps": self.steps, "width": self.width, "height": self.height,
+                "seed": self.seed}

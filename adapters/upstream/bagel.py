@@ -17,21 +17,13 @@ import contextlib
 import copy
 from typing import Any
 
-from adapters.base import ModelAdapter, seed_everything
-from adapters.upstream._common import (
-    UpstreamSpec,
-    merge_settings,
-    resolve_code_path,
-    resolve_device,
-    resolve_weights,
-    upstream_imports,
-)
+from adapters.upstream._common import UpstreamAdapter, UpstreamSpec, merge_settings, resolve_weights, upstream_imports
 from dar.layouts import ModelLayout, Placement, Route, register_layout
 from dar.maps import attach_maps
 from micon_tasks.errors import ConfigError
 from registry import register_adapter
 
-__all__ = ["BagelAdapter", "BagelLayout", "SPEC"]
+__all__ = ["BagelAdapter", "BagelLayout", "SPEC", "bagel_config"]
 
 SPEC = UpstreamSpec(adapter="bagel", env_var="MICON_BAGEL_CODE", repo="ByteDance-Seed/Bagel",
                     probe="modeling/bagel/bagel.py", top_level=("modeling", "data", "inferencer"))
@@ -39,19 +31,19 @@ REF_TOKEN_KINDS = ("vae", "vit", "both")
 
 
 @register_adapter("bagel")
-class BagelAdapter(ModelAdapter):
-    """BAGEL-7B-MoT; output size follows the last reference (as upstream) unless width/height are given."""
+class BagelAdapter(UpstreamAdapter):
+    """BAGEL-7B-MoT; output size follows the last reference (as upstream) unless width/height are given.
 
+    Also takes the common ``dtype`` (bfloat16 only), ``device``, ``height``, ``width``."""
+
+    spec = SPEC
     max_refs = None
-    supports_dar = True
-    default_size = (1024, 1024)
+    bfloat16_only = "the upstream MoT attention casts to bfloat16"
 
     def __init__(
         self,
         code_path: str | None = None,
         pretrained: str = "ByteDance-Seed/BAGEL-7B-MoT",
-        dtype: str = "bfloat16",
-        device: str | None = None,
         steps: int = 50,
         cfg_text_scale: float = 4.0,
         cfg_img_scale: float = 2.0,
@@ -60,8 +52,6 @@ class BagelAdapter(ModelAdapter):
         timestep_shift: float = 3.0,
         cfg_renorm_min: float = 0.0,
         cfg_renorm_type: str = "text_channel",
-        height: int | None = None,
-        width: int | None = None,
         vae_max_size: int = 1024,
         vae_min_size: int = 512,
         vit_max_size: int = 980,
@@ -69,32 +59,29 @@ class BagelAdapter(ModelAdapter):
         dar_ref_tokens: str = "both",
         seed: int = 0,
         vae_params: dict | None = None,
+        **common: Any,
     ):
-        self.code_path = resolve_code_path(SPEC, code_path)
-        if str(dtype).lower() not in ("bfloat16", "bf16"):
-            raise ConfigError(f"adapter 'bagel': dtype must be bfloat16 (the upstream MoT attention casts to "
-                              f"bfloat16), not {dtype!r}")
+        super().__init__(code_path, pretrained=pretrained, steps=steps, seed=seed, **common)
         if dar_ref_tokens not in REF_TOKEN_KINDS:
             raise ConfigError(f"adapter 'bagel': dar_ref_tokens must be one of {REF_TOKEN_KINDS}, "
                               f"not {dar_ref_tokens!r}")
         if cfg_renorm_type not in ("global", "channel", "text_channel"):
             raise ConfigError(f"adapter 'bagel': cfg_renorm_type must be global, channel or text_channel, "
                               f"not {cfg_renorm_type!r}")
-        self.pretrained, self.device, self.steps = pretrained, resolve_device(device), int(steps)
         self.cfg = {"cfg_text_scale": float(cfg_text_scale), "cfg_img_scale": float(cfg_img_scale),
                     "cfg_interval": [float(cfg_interval_start), float(cfg_interval_end)],
                     "timestep_shift": float(timestep_shift), "cfg_renorm_min": float(cfg_renorm_min),
                     "cfg_renorm_type": cfg_renorm_type}
-        self.width, self.height = width, height
         self.sizes = (int(vae_max_size), int(vae_min_size), int(vit_max_size), int(vit_min_size))
-        self.dar_ref_tokens, self.seed = dar_ref_tokens, int(seed)
+        self.dar_ref_tokens = dar_ref_tokens
         self.vae_params = dict(vae_params or {})
-        self._inferencer: Any = None
+
+    def output_size(self, width: int | None, height: int | None) -> tuple[int | None, int | None]:
+        """As given, None where not: BAGEL then takes the last reference's size (as upstream)."""
+        return self.given_size(width, height)
 
     # -- loading (the upstream app.py recipe) -------------------------------------------------------
     def _load(self) -> Any:
-        if self._inferencer is not None:
-            return self._inferencer
         import torch
         from accelerate import init_empty_weights
         from safetensors.torch import load_file
@@ -116,16 +103,10 @@ class BagelAdapter(ModelAdapter):
             from modeling.qwen2 import Qwen2Tokenizer
 
             llm_config = Qwen2Config.from_json_file(str(root / "llm_config.json"))
-            llm_config.qk_norm, llm_config.tie_word_embeddings = True, False
-            llm_config.layer_module = "Qwen2MoTDecoderLayer"
             vit_config = SiglipVisionConfig.from_json_file(str(root / "vit_config.json"))
-            vit_config.rope = False
-            vit_config.num_hidden_layers -= 1
             vae_model, vae_config = load_ae(local_path=str(root / "ae.safetensors")) if not self.vae_params else \
                 _custom_ae(AutoEncoder, self.vae_params, root)
-            config = BagelConfig(visual_gen=True, visual_und=True, llm_config=llm_config, vit_config=vit_config,
-                                 vae_config=vae_config, vit_max_num_patch_per_side=70,
-                                 connector_act="gelu_pytorch_tanh", latent_patch_size=2, max_latent_size=64)
+            config = bagel_config(BagelConfig, llm_config, vit_config, vae_config)
             with init_empty_weights():
                 model = Bagel(Qwen2ForCausalLM(llm_config), SiglipVisionModel(vit_config), config)
                 model.vit_model.vision_model.embeddings.convert_conv2d_to_linear(vit_config, meta=True)
@@ -137,19 +118,18 @@ class BagelAdapter(ModelAdapter):
             model = model.to(self.device, torch.bfloat16).eval()
             tokenizer, new_token_ids, _ = add_special_tokens(Qwen2Tokenizer.from_pretrained(str(root)))
             vae_max, vae_min, vit_max, vit_min = self.sizes
-            self._inferencer = InterleaveInferencer(
+            return InterleaveInferencer(
                 model=model, vae_model=vae_model.to(self.device).eval(), tokenizer=tokenizer,
                 vae_transform=ImageTransform(vae_max, vae_min, 16), vit_transform=ImageTransform(vit_max, vit_min, 14),
                 new_token_ids=new_token_ids)
-        return self._inferencer
 
     # -- generation ----------------------------------------------------------------------------------
     def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
         import torch
 
-        inf = self._load()
+        inf = self.model
         settings = merge_settings(SPEC.adapter, {**self.cfg, "num_timesteps": self.steps}, gen_kwargs)
-        seed_everything(self.seed if seed is None else int(seed))  # BAGEL draws its noise from torch's RNG
+        self.seeded(seed)  # BAGEL draws its noise from torch's RNG
         autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16) if self.device == "cpu" else \
             contextlib.nullcontext()  # upstream opens a CUDA autocast itself; on CPU it is disabled
         with torch.no_grad(), autocast:
@@ -157,13 +137,8 @@ class BagelAdapter(ModelAdapter):
             if self.width or self.height:
                 stride = inf.model.latent_downsample
                 shape = (int(self.height or shape[0]) // stride * stride, int(self.width or shape[1]) // stride * stride)
-            hook: Any = contextlib.nullcontext()
-            if dar:
-                import dar as dar_pkg
-
-                hook = dar_pkg.enable(inf.model, dar, num_steps=settings["num_timesteps"], gen=gen, cfg_text=cfg_text,
-                                      spans=spans, ref_tokens=self.dar_ref_tokens, grids=grids)
-                self.last_dar_stats = hook.stats  # generate() refuses the image if DAR reached no call
+            hook = self.dar_hook(inf.model, dar, num_steps=settings["num_timesteps"], gen=gen, cfg_text=cfg_text,
+                                 spans=spans, ref_tokens=self.dar_ref_tokens, grids=grids)
             with hook, torch.autocast(device_type="cuda", enabled=self.device != "cpu", dtype=torch.bfloat16):
                 return attach_maps(inf.gen_image(shape, gen, cfg_text_precontext=cfg_text, cfg_img_precontext=cfg_img,
                                                  **settings), hook)
@@ -197,10 +172,21 @@ class BagelAdapter(ModelAdapter):
         return gen, cfg_text, cfg_img, spans, shape, grids
 
     def model_info(self) -> dict[str, Any]:
-        return {**super().model_info(), "upstream": SPEC.url, "code_path": str(self.code_path),
-                "weights": self.pretrained, "dtype": "bfloat16", "device": self.device, "steps": self.steps,
-                **self.cfg, "width": self.width, "height": self.height, "dar_ref_tokens": self.dar_ref_tokens,
-                "seed": self.seed}
+        return {**super().model_info(), **self.cfg, "dar_ref_tokens": self.dar_ref_tokens}
+
+
+def bagel_config(config_cls: Any, llm_config: Any, vit_config: Any, vae_config: Any) -> Any:
+    """The upstream app.py's ``BagelConfig``, with its edits to the language and vision configs (in place).
+
+    One home for the recipe: the adapter builds the model with it, the tests build a tiny one the same way.
+    """
+    llm_config.qk_norm, llm_config.tie_word_embeddings = True, False
+    llm_config.layer_module = "Qwen2MoTDecoderLayer"
+    vit_config.rope = False
+    vit_config.num_hidden_layers -= 1
+    return config_cls(visual_gen=True, visual_und=True, llm_config=llm_config, vit_config=vit_config,
+                      vae_config=vae_config, vit_max_num_patch_per_side=70, connector_act="gelu_pytorch_tanh",
+                      latent_patch_size=2, max_latent_size=64)
 
 
 def _custom_ae(cls: Any, params: dict, root: Any) -> tuple:

@@ -10,18 +10,9 @@ transformer); the refiner layers (text, noise and each reference alone) are left
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-from adapters.base import ModelAdapter, seed_everything
-from adapters.upstream._common import (
-    UpstreamSpec,
-    merge_settings,
-    resolve_code_path,
-    resolve_device,
-    resolve_weights,
-    upstream_imports,
-)
+from adapters.upstream._common import UpstreamAdapter, UpstreamSpec, merge_settings, resolve_weights, upstream_imports
 from dar.layouts import ModelLayout, Placement, Route, StepCounter, register_layout
 from dar.maps import attach_maps
 from micon_tasks.devices import resolve_dtype
@@ -47,54 +38,45 @@ UPSTREAM_NEGATIVE_PROMPT = (
 
 
 @register_adapter("omnigen2")
-class OmniGen2Adapter(ModelAdapter):
-    """OmniGen2 with up to 5 references (the transformer has 5 reference-index embeddings)."""
+class OmniGen2Adapter(UpstreamAdapter):
+    """OmniGen2 with up to 5 references (the transformer has 5 reference-index embeddings).
 
+    Also takes the common ``dtype``, ``device``, ``height``, ``width`` (see :class:`UpstreamAdapter`)."""
+
+    spec = SPEC
     max_refs = 5
-    supports_dar = True
     default_size = (1024, 1024)
 
     def __init__(
         self,
         code_path: str | None = None,
         pretrained: str = "OmniGen2/OmniGen2",
-        dtype: str = "bfloat16",
-        device: str | None = None,
         steps: int = 50,
         text_guidance_scale: float = 5.0,
         image_guidance_scale: float = 2.0,
         cfg_range_start: float = 0.0,
         cfg_range_end: float = 1.0,
-        height: int | None = None,
-        width: int | None = None,
         max_input_image_pixels: int = 1024 * 1024,
         max_input_image_side_length: int = 1024,
         max_sequence_length: int = 1024,
         negative_prompt: str = UPSTREAM_NEGATIVE_PROMPT,
         scheduler: str = "euler",
         seed: int = 0,
+        **common: Any,
     ):
-        self.code_path = resolve_code_path(SPEC, code_path)
+        super().__init__(code_path, pretrained=pretrained, steps=steps, seed=seed, **common)
         if scheduler not in ("euler", "dpmsolver++"):
             raise ConfigError(f"adapter 'omnigen2': scheduler must be 'euler' or 'dpmsolver++', not {scheduler!r}")
-        if int(steps) < 1:
-            raise ConfigError(f"adapter 'omnigen2': steps must be >= 1, got {steps!r}")
-        self.pretrained, self.dtype_name, self.device = pretrained, dtype, resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device, what=f"adapter {SPEC.adapter!r}: dtype")
-        self.steps = int(steps)
+        self.dtype = resolve_dtype(self.dtype_name, self.device, what=f"adapter {SPEC.adapter!r}: dtype")
         self.text_guidance_scale, self.image_guidance_scale = float(text_guidance_scale), float(image_guidance_scale)
         self.cfg_range = (float(cfg_range_start), float(cfg_range_end))
-        self.width, self.height = self.output_size(width, height)
         self.max_input_image_pixels = int(max_input_image_pixels)
         self.max_input_image_side_length = int(max_input_image_side_length)
         self.max_sequence_length = int(max_sequence_length)
-        self.negative_prompt, self.scheduler_name, self.seed = negative_prompt, scheduler, int(seed)
-        self._pipe: Any = None
+        self.negative_prompt, self.scheduler_name = negative_prompt, scheduler
 
     # -- loading ------------------------------------------------------------------------------
     def _load(self) -> Any:
-        if self._pipe is not None:
-            return self._pipe
         root = resolve_weights(self.pretrained, adapter=SPEC.adapter)
         with upstream_imports(SPEC, self.code_path):
             if self.device == "cpu":
@@ -122,16 +104,14 @@ class OmniGen2Adapter(ModelAdapter):
                 processor=AutoProcessor.from_pretrained(root, subfolder="processor"),
             )
         pipe.set_progress_bar_config(disable=True)
-        self._pipe = pipe.to(self.device)
-        return self._pipe
+        return pipe.to(self.device)
 
     # -- generation ---------------------------------------------------------------------------
     def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
         import torch
 
-        pipe = self._load()
-        seed = self.seed if seed is None else int(seed)
-        seed_everything(seed)  # the reference VAE sampling draws from the global generator
+        pipe = self.model
+        seed = self.seeded(seed)  # the reference VAE sampling draws from the global generator
         settings = {
             "width": self.width, "height": self.height, "num_inference_steps": self.steps,
             "text_guidance_scale": self.text_guidance_scale, "image_guidance_scale": self.image_guidance_scale,
@@ -142,24 +122,15 @@ class OmniGen2Adapter(ModelAdapter):
         }
         settings = merge_settings(SPEC.adapter, settings, gen_kwargs)
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        hook: Any = contextlib.nullcontext()
-        if dar:
-            import dar as dar_pkg
-
-            hook = dar_pkg.enable(pipe.transformer, dar, num_steps=settings["num_inference_steps"])
-            self.last_dar_stats = hook.stats  # generate() refuses the image if DAR reached no call
+        hook = self.dar_hook(pipe.transformer, dar, num_steps=settings["num_inference_steps"])
         with hook:
             out = pipe(prompt=prompt, input_images=list(refs), generator=generator, output_type="pil", **settings)
         return attach_maps(out.images[0], hook)
 
     def model_info(self) -> dict[str, Any]:
-        return {
-            **super().model_info(), "upstream": SPEC.url, "code_path": str(self.code_path),
-            "weights": self.pretrained, "dtype": self.dtype_name, "device": self.device, "steps": self.steps,
-            "text_guidance_scale": self.text_guidance_scale, "image_guidance_scale": self.image_guidance_scale,
-            "cfg_range": list(self.cfg_range), "width": self.width, "height": self.height,
-            "scheduler": self.scheduler_name, "seed": self.seed,
-        }
+        return {**super().model_info(), "text_guidance_scale": self.text_guidance_scale,
+                "image_guidance_scale": self.image_guidance_scale, "cfg_range": list(self.cfg_range),
+                "scheduler": self.scheduler_name}
 
 
 def _disable_triton_kernels() -> None:

@@ -12,19 +12,10 @@ DAR: UNO is FLUX-based; :class:`UNOLayout` tells :mod:`dar.routing` where the re
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
-from adapters.base import ModelAdapter, seed_everything
-from adapters.upstream._common import (
-    UpstreamSpec,
-    merge_settings,
-    resolve_code_path,
-    resolve_device,
-    resolve_weights,
-    upstream_imports,
-)
+from adapters.upstream._common import UpstreamAdapter, UpstreamSpec, merge_settings, resolve_weights, upstream_imports
 from dar.layouts import ModelLayout, Placement, Route, StepCounter, coord_grid, register_layout
 from dar.maps import attach_maps
 from micon_tasks.errors import ConfigError
@@ -37,12 +28,15 @@ SPEC = UpstreamSpec(adapter="uno", env_var="MICON_UNO_CODE", repo="bytedance/UNO
 
 
 @register_adapter("uno")
-class UNOAdapter(ModelAdapter):
-    """UNO (FLUX.1-dev + the UNO LoRA); the demo takes up to 4 references."""
+class UNOAdapter(UpstreamAdapter):
+    """UNO (FLUX.1-dev + the UNO LoRA); the demo takes up to 4 references.
 
+    Also takes the common ``dtype`` (bfloat16 only), ``device``, ``height``, ``width``."""
+
+    spec = SPEC
     max_refs = 4
-    supports_dar = True
     default_size = (512, 512)
+    bfloat16_only = "the upstream sampler makes bfloat16 latents"
 
     def __init__(
         self,
@@ -53,35 +47,24 @@ class UNOAdapter(ModelAdapter):
         clip: str = "openai/clip-vit-large-patch14",
         model_type: str = "flux-dev",
         lora_rank: int = 512,
-        dtype: str = "bfloat16",
-        device: str | None = None,
         steps: int = 25,
         guidance: float = 4.0,
-        height: int | None = None,
-        width: int | None = None,
         ref_size: int = -1,
         pe: str = "d",
         seed: int = 3407,
         flux_params: dict | None = None,
         ae_params: dict | None = None,
+        **common: Any,
     ):
-        self.code_path = resolve_code_path(SPEC, code_path)
-        if str(dtype).lower() not in ("bfloat16", "bf16"):
-            raise ConfigError(f"adapter 'uno': dtype must be bfloat16 (the upstream sampler makes bfloat16 "
-                              f"latents), not {dtype!r}")
+        super().__init__(code_path, pretrained=pretrained, steps=steps, seed=seed, **common)
         if pe not in ("d", "h", "w", "o"):
             raise ConfigError(f"adapter 'uno': pe must be one of d, h, w, o, not {pe!r}")
-        self.pretrained, self.flux, self.t5, self.clip = pretrained, flux, t5, clip
-        self.model_type, self.lora_rank, self.device = model_type, int(lora_rank), resolve_device(device)
-        self.steps, self.guidance = int(steps), float(guidance)
-        self.width, self.height = self.output_size(width, height)
-        self.ref_size, self.pe, self.seed = int(ref_size), pe, int(seed)
+        self.flux, self.t5, self.clip = flux, t5, clip
+        self.model_type, self.lora_rank = model_type, int(lora_rank)
+        self.guidance, self.ref_size, self.pe = float(guidance), int(ref_size), pe
         self.flux_params, self.ae_params = dict(flux_params or {}), dict(ae_params or {})
-        self._pipe: Any = None
 
     def _load(self) -> Any:
-        if self._pipe is not None:
-            return self._pipe
         import torch
         from safetensors.torch import load_file
 
@@ -117,11 +100,10 @@ class UNOAdapter(ModelAdapter):
             pipe.ae = ae.to(self.device, torch.float32).eval()
             pipe.t5 = HFEmbedder(str(t5_dir), max_length=512, torch_dtype=torch.bfloat16).to(self.device)
             pipe.clip = _clip_embedder(HFEmbedder, clip_dir).to(self.device)
-        self._pipe = pipe
         return pipe
 
     def _generate(self, refs, prompt, *, dar, seed, **gen_kwargs):
-        pipe = self._load()
+        pipe = self.model
         with upstream_imports(SPEC, self.code_path):
             from uno.flux.pipeline import preprocess_ref
         settings = {"width": self.width, "height": self.height, "guidance": self.guidance,
@@ -131,23 +113,14 @@ class UNOAdapter(ModelAdapter):
         if ref_size == -1:  # upstream inference.py: 512 for one reference, 320 for several
             ref_size = 512 if len(refs) == 1 else 320
         ref_imgs = [preprocess_ref(img, ref_size) for img in refs]
-        seed = self.seed if seed is None else int(seed)
-        seed_everything(seed)
-        hook: Any = contextlib.nullcontext()
-        if dar:
-            import dar as dar_pkg
-
-            hook = dar_pkg.enable(pipe.model, dar, num_steps=settings["num_steps"])
-            self.last_dar_stats = hook.stats  # generate() refuses the image if DAR reached no call
+        seed = self.seeded(seed)
+        hook = self.dar_hook(pipe.model, dar, num_steps=settings["num_steps"])
         with hook:
             return attach_maps(pipe(prompt=prompt, seed=seed, ref_imgs=ref_imgs, **settings), hook)
 
     def model_info(self) -> dict[str, Any]:
-        return {**super().model_info(), "upstream": SPEC.url, "code_path": str(self.code_path),
-                "weights": self.pretrained, "flux": self.flux, "t5": self.t5, "clip": self.clip,
-                "model_type": self.model_type, "dtype": "bfloat16", "device": self.device, "steps": self.steps,
-                "guidance": self.guidance, "width": self.width, "height": self.height,
-                "ref_size": self.ref_size, "pe": self.pe, "seed": self.seed}
+        return {**super().model_info(), "flux": self.flux, "t5": self.t5, "clip": self.clip,
+                "model_type": self.model_type, "guidance": self.guidance, "ref_size": self.ref_size, "pe": self.pe}
 
 
 def _load_strict(module: Any, state: dict, what: str) -> None:

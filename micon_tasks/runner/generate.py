@@ -148,6 +148,9 @@ class GenerateStage:
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
             self._prefetched.clear()
+            close = getattr(self.adapter, "close", None)
+            if callable(close):  # an API adapter's client and event loop (reopened if the adapter is used again)
+                close()
 
     def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
         futures = self._prefetched.pop((task.name, tuple(chunk)), None)
@@ -165,7 +168,8 @@ class GenerateStage:
         n_images = self.cfg.images_for(task)
         # One request per (case, image); image k of a case draws its own seed.
         requests = [GenerationRequest(refs=c.refs, prompt=c.prompt, seed=image_seed(self.cfg.seed, task.name, c.case_id, k),
-                                      case_id=c.case_id) for c in cases for k in range(n_images)]
+                                      case_id=c.case_id, size=task.config.generation_size)
+                    for c in cases for k in range(n_images)]
         outputs: list[Any] = []
         per_case = 0.0
         if requests:

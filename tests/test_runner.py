@@ -537,3 +537,16 @@ def test_the_generation_stage_closes_the_adapter(tmp_path):
     adapter = Closing(width=16, height=16)
     sizes = _image_sizes(tmp_path, ["fgbg_composition"], model=adapter, run_name="closing")
     assert sizes == {"fgbg_composition": (16, 16)} and adapter.closed == 1
+
+
+def test_a_changed_card_size_makes_the_images_stale(tmp_path):
+    """The card's generation size is part of what an image was made from: after the card changes, a resume
+    makes the image again at the new size instead of keeping the old one."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    card = cards / "sized.yaml"
+    card.write_text("task: fgbg_resized_probe\nclass: fgbg_composition\ngeneration: {width: 40, height: 24}\n")
+    out = tmp_path / "out"
+    assert _image_sizes(out, ["fgbg_resized_probe"], model="collage", include_path=cards) == {"fgbg_resized_probe": (40, 24)}
+    card.write_text("task: fgbg_resized_probe\nclass: fgbg_composition\ngeneration: {width: 48, height: 24}\n")
+    assert _image_sizes(out, ["fgbg_resized_probe"], model="collage", include_path=cards) == {"fgbg_resized_probe": (48, 24)}

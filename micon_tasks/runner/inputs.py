@@ -64,7 +64,8 @@ class CaseInputs:
                     return None
                 from micon_tasks.data.sources import cache_dir
 
-                key = sha256_json({"version": _STORE_VERSION, "task": self.task.name, "files": stats})
+                key = sha256_json({"version": _STORE_VERSION, "task": self.task.name, "files": stats,
+                                   **self._size_part()})
                 self._store = cache_dir() / "inputs" / f"{key[:40]}.json"
                 try:
                     loaded = json.loads(self._store.read_text("utf-8"))
@@ -97,6 +98,12 @@ class CaseInputs:
             self._index = {cid: n for n, cid in enumerate(self.task.case_ids)}
         return self._index.get(case_id)
 
+    def _size_part(self) -> dict[str, Any]:
+        """The card's generation size, when it declares one: an image made at another size is not current.
+        (Cards that declare none keep the digests they always had.)"""
+        size = getattr(getattr(self.task, "config", None), "generation_size", None)
+        return {"size": list(size)} if size else {}
+
     def _row(self, case_id: str) -> tuple[str, str, str] | None:
         """(generation sha256, judge sha256, prompt) of a case, or None when the task has no such case."""
         self._store_path()  # the first call loads the digests kept on disk for this dataset
@@ -113,7 +120,7 @@ class CaseInputs:
         roles = row["ref_roles"]
         ref_hashes = [self._ref_hash(case_id, ref, k) for k, ref in enumerate(row["refs"] or [])]
         text = {name: value for name, value in row.items() if name not in _REF_COLUMNS}
-        gen = sha256_json({"prompt": text.get("prompt"), "ref_roles": roles, "refs": ref_hashes})
+        gen = sha256_json({"prompt": text.get("prompt"), "ref_roles": roles, "refs": ref_hashes, **self._size_part()})
         judge = sha256_json({**text, "refs": ref_hashes})
         self._digests[case_id] = (gen, judge, text.get("prompt"))
         self._dirty = True

@@ -98,9 +98,10 @@ def _image_intact(layout: Layout, image: dict[str, Any], hashes: dict[str, str |
 class GenerateStage:
     """Generation as a :class:`~micon_tasks.runner.stages.Stage`: one record per case.
 
-    The harness keeps its own work off the model's path (``timings.harness_wait_s`` records what is left on it): the next chunk's references are decoded in worker
+    The harness keeps its own work off the model's path: the next chunk's references are decoded in worker
     threads while the model runs, and each finished case is encoded (PNG), hashed, written and recorded by
-    one writer thread, in order (Pillow, zlib and hashlib release the GIL, so this uses the other cores).
+    one writer thread, in order (Pillow, numpy, zlib and hashlib release the GIL, so this uses the other
+    cores). ``timings.harness_wait_s`` records what is left on the model's path: how long it waited.
     At most ``_MAX_PENDING`` chunks wait for the writer, so a kill loses at most those and the chunk in flight.
     """
 

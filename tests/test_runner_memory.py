@@ -126,3 +126,41 @@ def test_case_inputs_never_keep_their_task_alive():
     del task
     gc.collect()
     assert alive() is None
+
+
+def test_every_chunk_is_prefetched_in_order_one_ahead(tmp_path):
+    """Rows are read forwards (a step back re-reads the Arrow file from its start): the skeleton hands every
+    chunk to ``prefetch`` in order, the next one before the current one is processed."""
+    from micon_tasks.runner.distributed import Dist
+    from micon_tasks.runner.layout import Layout
+    from micon_tasks.runner.stages import run_stage
+
+    events: list[tuple[str, int]] = []
+
+    class FakeTask:
+        name = "a"
+
+    class FakeStage:
+        name, unit = "judge", "case"
+
+        def todo(self, task, shard):
+            return shard
+
+        def start(self):
+            return 2
+
+        def prefetch(self, task, chunk):
+            events.append(("prefetch", chunk[0][0]))
+
+        def process(self, task, chunk, writer, stats):
+            events.append(("process", chunk[0][0]))
+
+        def flush(self):
+            pass
+
+        def finish(self):
+            pass
+
+    cases = [(i, f"c{i}") for i in range(5)]
+    run_stage(FakeStage(), Dist(), Layout(tmp_path), {"a": FakeTask()}, {"a": cases}, progress=False)
+    assert events == [("prefetch", 0), ("prefetch", 2), ("process", 0), ("prefetch", 4), ("process", 2), ("process", 4)]

@@ -86,6 +86,8 @@ def run_stage(stage: Stage, dist: Dist, layout: Layout, tasks: dict[str, Any],
                 per_task = getattr(stage, "chunk_size", None)  # e.g. each judge's own concurrency
                 parts = list(chunks(todo, per_task(task) if per_task is not None else size))
                 prefetch = getattr(stage, "prefetch", None)
+                if prefetch is not None and parts:
+                    prefetch(task, parts[0])  # every chunk through prefetch, in order (rows are read forwards)
                 for n, chunk in enumerate(parts):
                     if prefetch is not None and n + 1 < len(parts):
                         prefetch(task, parts[n + 1])  # e.g. decode the next chunk while this one runs

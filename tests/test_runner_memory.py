@@ -29,7 +29,8 @@ def _peak_rss_mb(args: list[str], env: dict[str, str]) -> float:
 
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_cases(tmp_path):
-    # concurrency=2: a judge call carries 8 cases, fewer than either run has, so what a chunk holds is the same
+    # concurrency=2: a judge call carries 2 cases (one more chunk is read ahead), fewer than either run has, so what
+    # the chunks hold is the same
     # in both runs and only memory that grows with the case count can make the difference.
     data = build(tmp_path / "data", fraction=0.06, size=SIZE, workers=2)  # 64 cases, 10 per task or more
     refs = {p.stem.rsplit("_", 1)[0]: 0 for p in data.glob("*/refs/*.png")}

@@ -11,7 +11,7 @@ from typing import Any
 
 from micon_tasks.errors import ConfigError
 
-__all__ = ["resolve_device", "resolve_dtype", "DTYPE_NAMES", "check_dtype_name"]
+__all__ = ["resolve_device", "resolve_dtype", "DTYPE_NAMES", "check_dtype_name", "cpu_cores"]
 
 #: accepted dtype spellings -> torch attribute
 DTYPE_NAMES: dict[str, str] = {
@@ -19,6 +19,17 @@ DTYPE_NAMES: dict[str, str] = {
     "float16": "float16", "fp16": "float16", "half": "float16",
     "float32": "float32", "fp32": "float32", "float": "float32",
 }
+
+
+def cpu_cores() -> int:
+    """The cores this process may run on (its affinity, e.g. a batch scheduler's share), which sizes every
+    worker pool; ``os.cpu_count()`` counts the whole host."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_device(name: str | None) -> str:

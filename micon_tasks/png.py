@@ -32,6 +32,8 @@ def png_bytes(image: Any) -> bytes:
     if image.mode not in _COLOUR_TYPE:
         image = image.convert("RGB")
     width, height = image.size
+    if width < 1 or height < 1:  # PNG has no empty images
+        raise ValueError(f"cannot write an empty image ({width} x {height}) as PNG")
     rows = np.asarray(image, dtype=np.uint8).reshape(height, -1)
     filtered = np.empty((height, rows.shape[1] + 1), dtype=np.uint8)
     filtered[:, 0] = _UP

@@ -733,3 +733,95 @@ def test_streamed_body_joins_to_the_whole_json_and_drops_its_pieces():
     assert len(chunks) == 3  # small pieces travel together; the big one alone
     with pytest.raises(RuntimeError):
         body.stream()  # sent once: its pieces are gone
+
+
+def test_a_retry_reserves_what_it_releases_so_shared_images_are_encoded_once(server_factory, monkeypatch):
+    import micon_tasks.judges.images as images
+
+    calls = []
+    real = images.encode
+    monkeypatch.setattr(images, "encode", lambda im, spec: calls.append(id(im)) or real(im, spec))
+    state = {"n": 0}
+
+    def first_fails(body, seen):
+        state["n"] += 1
+        return Reply(status=503) if state["n"] == 1 else good_reply(body, seen)
+
+    srv = server_factory(first_fails)
+    judge = judge_for(srv, request_mode="checkpoint", concurrency=1, max_retries=2)
+    (res,) = judge.judge_batch([make_request("c1")])
+    assert all(v.status == "pass" for v in res.verdicts) and len(srv.requests) == 5
+    assert len(calls) == len(set(calls)) == 3  # the retry re-prepared its images without stealing others'
+
+
+def test_an_attempt_timing_out_while_its_images_wait_fails_only_its_own_verdicts(server_factory, monkeypatch):
+    """A prepared image is shared by several prompts: an attempt that times out while waiting for it must not
+    cancel it for the others (that turned the whole batch into 'backend failed: CancelledError')."""
+    import collections
+    import threading
+
+    import micon_tasks.judges.openai_judge as oj
+    from micon_tasks.judges.images import data_url
+
+    seen = collections.Counter()
+
+    def slow_on_retry(self, image, spec):
+        seen[id(image)] += 1
+        if seen[id(image)] > 1:
+            time.sleep(0.6)  # a retry's re-preparation waits in a busy pool
+        return data_url(image, spec)
+
+    monkeypatch.setattr(oj.OpenAIJudge, "_prepare_image", slow_on_retry)
+    lock, counts = threading.Lock(), collections.Counter()
+
+    def responder(body, n):
+        sc = "sa" if "SCENARIO:sa" in prompt_text(body) else "sb"
+        with lock:
+            counts[sc] += 1
+            k = counts[sc]
+        if sc == "sb":
+            return Reply(status=503) if k == 1 else Reply(content=good_reply(body, n).content, delay=3.0)
+        if k <= 2:
+            return Reply(status=503, delay=0.05 if k == 1 else 0.5)
+        return Reply(content=good_reply(body, n).content, delay=3.0)
+
+    srv = server_factory(responder)
+    judge = judge_for(srv, request_mode="checkpoint", concurrency=8, max_retries=2, timeout=1.0, max_wait=0.01)
+    judge._image_prep._workers = 1
+    results = judge.judge_batch([make_request("a", "sa"), make_request("b", "sb")])
+    errors = [v.error or "" for r in results for v in r.verdicts if v.status == "error"]
+    assert errors and not any("backend failed" in e or "Cancelled" in e for e in errors), errors
+    assert all("timed out" in e or "HTTP 503" in e for e in errors), errors
+
+
+def test_a_redirecting_endpoint_is_a_final_error_naming_where_it_points(server_factory):
+    from http.server import BaseHTTPRequestHandler
+
+    from loopback import LoopbackServer
+
+    srv = server_factory()
+
+    class Redirect(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(307)
+            self.send_header("Location", srv.base_url + "/chat/completions")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    proxy = LoopbackServer(Redirect)
+    try:
+        judge = load_judge("openai", {"base_url": proxy.base_url + "/v1", "model": "m", "max_retries": 1})
+        (res,) = judge.judge_batch([make_request("c1")])
+        judge.close()
+    finally:
+        proxy.stop()
+    target = srv.base_url.split("//")[1].split("/")[0]
+    assert all(v.status == "error" and "HTTP 307" in v.error and f"redirects to {target}" in v.error
+               for v in res.verdicts)
+    assert srv.requests == []  # never followed

@@ -57,3 +57,9 @@ def test_compresses_photographs_like_pillow_at_the_same_level():
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)
     assert len(png_bytes(image)) < 1.05 * len(buf.getvalue())
+
+
+@pytest.mark.parametrize("size", [(0, 5), (5, 0)])
+def test_an_empty_image_is_refused_saying_why(size):
+    with pytest.raises(ValueError, match="empty image"):
+        png_bytes(Image.new("RGB", size))

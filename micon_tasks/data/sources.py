@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from micon_tasks.data.raw import find_raw_root, read_raw_task
+from micon_tasks.devices import cpu_cores
 from micon_tasks.errors import DataSourceError, MiconError
 from micon_tasks.images import decode_fully
 
@@ -167,7 +168,7 @@ def _converted_rows(records: list[dict[str, Any]], task: str) -> Iterator[dict[s
     from concurrent.futures import ThreadPoolExecutor
 
     names = list(features())
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="micon-decode") as pool:
+    with ThreadPoolExecutor(max_workers=cpu_cores(), thread_name_prefix="micon-decode") as pool:
 
         def submit(start: int) -> list[tuple[dict[str, Any], list[Any]]]:
             return [(rec, [pool.submit(_image_bytes, p, task=task, case_id=rec["case_id"], field=f"refs.{role}")

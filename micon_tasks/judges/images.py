@@ -27,6 +27,7 @@ try:
 except ImportError:  # pragma: no cover - an install without it is slower, not wrong
     from base64 import b64encode as _b64encode
 
+from micon_tasks.devices import cpu_cores
 from micon_tasks.errors import ConfigError
 from micon_tasks.png import png_bytes
 
@@ -166,7 +167,7 @@ class ImagePrep:
 
     def __init__(self, prepare: Any, *, workers: int | None = None):
         self._prepare = prepare
-        self._workers = workers or max(1, os.cpu_count() or 1)
+        self._workers = workers or cpu_cores()
         self._pool: ThreadPoolExecutor | None = None
         # (id, spec) -> [image, future, users]; the image is held, so its id cannot be reused meanwhile
         self._cache: dict[tuple[int, ImageSpec], list[Any]] = {}

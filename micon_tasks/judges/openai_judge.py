@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from micon_tasks.aio import BackgroundLoop
+from micon_tasks.devices import cpu_cores
 from micon_tasks.errors import ConfigError
 from micon_tasks.judges.base import SEED_RULE, Completion, Judge, JudgeUnreachableError, endpoint_host
 from micon_tasks.judges.images import data_url
@@ -113,7 +115,7 @@ class OpenAIJudge(Judge):
         register_secret(self._api_key)
         # Several event loops ("lanes"), each in its own thread with its own HTTP client: sending a request's
         # megabytes of images is a kernel copy on the loop's thread, and one loop capped the stage at one core.
-        n_lanes = max(1, min(self.concurrency, os.cpu_count() or 1, _MAX_LANES))
+        n_lanes = max(1, min(self.concurrency, cpu_cores(), _MAX_LANES))
         self._loops = [BackgroundLoop(f"micon-judge-openai-{n}") for n in range(n_lanes)]
         self._clients: list[Any] = [None] * n_lanes
 
@@ -179,7 +181,9 @@ class OpenAIJudge(Judge):
                 lg = logging.getLogger(name)
                 if lg.getEffectiveLevel() < logging.WARNING:
                     lg.setLevel(logging.WARNING)
-            http_client = openai.DefaultAsyncHttpxClient(verify=self._tls_context())
+            # Redirects are not followed: a body streamed once cannot be sent again, and a judge endpoint that
+            # redirects is better named in base_url (the error says where it points).
+            http_client = openai.DefaultAsyncHttpxClient(verify=self._tls_context(), follow_redirects=False)
             self._clients[lane] = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key or "EMPTY",
                                                      timeout=self.timeout, max_retries=0, http_client=http_client)
         return self._clients[lane]
@@ -192,6 +196,10 @@ class OpenAIJudge(Judge):
         lanes = len(self._loops)
         slots = [self.concurrency // lanes + (n < self.concurrency % lanes) for n in range(lanes)]
         futures = [loop.submit(self._drain(n, queue, out, slots[n])) for n, loop in enumerate(self._loops)]
+        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        if any(f.done() and f.exception() is not None for f in futures):
+            queue.clear()  # a lane failed (a bug, not a reply): the others send nothing more, and end
+            concurrent.futures.wait(futures)
         for future in futures:
             future.result()
         missing = [n for n, c in enumerate(out) if c is None]
@@ -222,7 +230,9 @@ class OpenAIJudge(Judge):
         pieces = [json.dumps({"type": "text", "text": p.text}).encode()]
         futures = self.prepared_images(p)  # encoded once per batch, in the worker pool
         for (label, _), fut in zip(p.images, futures):
-            url = await asyncio.wrap_future(fut)
+            # shielded: the future is shared by every prompt that shows the image, and an attempt that times
+            # out here must not cancel it for the others
+            url = await asyncio.shield(asyncio.wrap_future(fut))
             pieces.append(b", " + json.dumps({"type": "text", "text": f"{label}:"}).encode()
                           + b', {"type": "image_url", "image_url": {"url": "')
             pieces += [url, b'"}}']
@@ -244,6 +254,7 @@ class OpenAIJudge(Judge):
             nonlocal made, parts
             made += 1
             if parts is None:  # a retry: the last attempt's images were dropped once sent; prepare them again
+                self.reserve_images([p])  # (released below: other prompts' reservations stay theirs)
                 try:
                     parts = await self._content(p)
                 finally:
@@ -296,6 +307,11 @@ class OpenAIJudge(Judge):
             text = f"connection error: {failure.message}"
         else:
             text = f"HTTP {failure.status}{f' ({failure.code})' if failure.code else ''}: {failure.message}"
+            if failure.status is not None and 300 <= failure.status < 400:  # redirects are not followed
+                headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+                target = endpoint_host(str(headers.get("location", ""))) or "another address"
+                text = (f"HTTP {failure.status}: the judge endpoint {self.host} redirects to {target}; "
+                        "pass that endpoint as base_url")
         return _CallError(text, retryable=failure.retryable), failure.retry_after
 
     def close(self) -> None:

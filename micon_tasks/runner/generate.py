@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from adapters.base import GenerationError, GenerationRequest
+from micon_tasks.devices import cpu_cores
 from micon_tasks.errors import CaseValidationError, ConfigError, MiconError
 from micon_tasks.hashing import sha256_bytes, sha256_file
 from micon_tasks.images import to_rgb
@@ -128,7 +129,7 @@ class GenerateStage:
             raise ConfigError(f"adapter {self.cfg.model!r} cannot apply DAR; run it without --dar")
         if self.is_main or not self.layout.model_info.exists():
             atomic_write_json(self.layout.model_info, adapter.model_info())
-        self._decoder = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="micon-decode")
+        self._decoder = ThreadPoolExecutor(max_workers=cpu_cores(), thread_name_prefix="micon-decode")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="micon-write")
         return self.cfg.batch_size
 

@@ -16,6 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from micon_tasks.devices import cpu_cores
 from micon_tasks.hashing import sha256_bytes
 
 __all__ = ["ThumbSource", "Thumb", "ThumbMaker", "THUMB_SIZE"]
@@ -96,7 +97,7 @@ class ThumbMaker:
     def __init__(self, folder: Path, *, size: int = THUMB_SIZE, workers: int | None = None):
         self.folder = Path(folder)
         self.size = size
-        self.workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        self.workers = workers or cpu_cores()
         self._index_path = self.folder / INDEX_NAME
         self._index: dict[str, list] = {}
         if self._index_path.is_file():

@@ -121,7 +121,7 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=96)
     ap.add_argument("--delay", type=float, default=0.2, help="judge-bound run: server seconds per reply")
     ap.add_argument("--concurrency", type=int, default=32)
-    ap.add_argument("--chunk", type=int, default=128, help="cases per judge_batch call (the runner: 4 x concurrency)")
+    ap.add_argument("--chunk", type=int, default=128, help="cases per judge_batch call (the runner: one per concurrency slot)")
     ap.add_argument("--image-size", type=int, default=1024, help="side of the 3 references and the generated image")
     ap.add_argument("--image-format", default="jpeg", help="judge argument image_format (jpeg or png)")
     args = ap.parse_args()

@@ -3,8 +3,9 @@
 The endpoint is resolved once: the ``base_url`` argument, else ``$OPENAI_BASE_URL``, else the local
 server ``http://localhost:8000/v1`` serving the paper's judge. A URL carrying credentials (or a
 credential-like query key) is refused; provenance records the host actually used. Requests run
-concurrently (a semaphore of ``concurrency``) on one event loop and one HTTP client that live as long
-as the judge (``close()`` ends them). Retries follow the project's one policy (``micon_tasks.retry``):
+concurrently, at most ``concurrency`` at once, on a few event loops ("lanes", one per core up to 8), each
+with its own HTTP client, that live as long as the judge (``close()`` ends them); bodies stream and are
+dropped as they are sent, and redirects are not followed. Retries follow the project's one policy (``micon_tasks.retry``):
 ``timeout`` bounds each whole attempt; 429 (not ``insufficient_quota``), 5xx, timeouts and connection
 errors are retried, any other 4xx is final. The API key is read from the variable named by
 ``api_key_env`` and scrubbed from everything stored.

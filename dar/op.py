@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .compiled import analysis
 from .config import DARConfig
 
 __all__ = ["dar_attention", "dar_weights", "sample_query_positions", "rebalance_weights"]
@@ -228,10 +229,9 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
     if config.normalize == "per_ref" and ids is None:
         raise ValueError("dar_attention: normalize='per_ref' needs ref_ids (which reference each key belongs to)")
     ref = ref if ref.device == query.device else _to_device(ref, query.device)
-    scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
     if config.gamma == 0.0 and not config.record_maps:  # record_maps: the scores are wanted, the weights stay 1
-        ones = torch.ones_like(scores)
-        return ones, torch.full_like(scores, float("nan"))
+        ones = torch.ones(batch, length_k, dtype=torch.float32, device=query.device)
+        return ones, torch.full_like(ones, float("nan"))
     if sampled is None:
         sampled = sample_query_positions(query_mask, batch, length_q, config, query.device)
     positions, valid = sampled
@@ -243,9 +243,9 @@ def dar_weights(query: torch.Tensor, key: torch.Tensor, ref_mask: torch.Tensor, 
         factor = dim ** -0.5 if scale is None else scale
         bias = _sampled_bias(attn_mask, is_causal, positions, heads, length_k)  # (B', Hm, M, Lk)
         bias = None if bias is None else bias.to(query.device)
-        from .compiled import analysis
-
         return analysis(config, query.device)(query, key, positions, valid, bias, factor, ref, ids, config)
+    # nothing to analyse (no sampled query, or no reference key on the CPU): scores 0 give w = 1 and r^ = NaN
+    scores = torch.zeros(batch, length_k, dtype=torch.float32, device=query.device)
     return rebalance_weights(scores, ref, config, ids)
 
 

@@ -148,7 +148,7 @@ class BagelAdapter(UpstreamAdapter):
         with upstream_imports(SPEC, self.code_path):
             from data.data_utils import pil_img2rgb
         gen = inf.init_gen_context()
-        cfg_text, cfg_img = copy.deepcopy(gen), copy.deepcopy(gen)
+        cfg_img = copy.deepcopy(gen)  # the image-guidance cache: the instruction alone
         spans: list[tuple[str, int, int, int]] = []  # (kind, start, end, ref index), markers excluded
         grids: dict[int, tuple] = {}  # ref index -> (VAE token grid, ViT token grid), None where unknown
         shape = None
@@ -165,8 +165,7 @@ class BagelAdapter(UpstreamAdapter):
                 found.append(grid if grid[0] * grid[1] == spans[-1][2] - spans[-1][1] else None)
             grids[j] = tuple(found)
             shape = image.size[::-1]
-            cfg_text = copy.deepcopy(gen)
-        cfg_text = copy.deepcopy(gen)
+        cfg_text = copy.deepcopy(gen)  # the text-guidance cache: every reference, no instruction
         gen = inf.update_context_text(prompt, gen)
         cfg_img = inf.update_context_text(prompt, cfg_img)
         return gen, cfg_text, cfg_img, spans, shape, grids

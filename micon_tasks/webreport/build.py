@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from micon_tasks.errors import MiconError
+from micon_tasks.runner.records import atomic_write_text
 from micon_tasks.task import include_path, load_task
 from micon_tasks.webreport.cases import CardBuilder, CheckpointInfo, case_key
 from micon_tasks.webreport.compare import compare_runs
@@ -132,9 +132,7 @@ def _render(out: Path, payload: dict[str, Any]) -> Path:
     for name in STATIC:
         shutil.copyfile(ASSETS / name, out / "assets" / name)
     index = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(html, "utf-8")
-    os.replace(tmp, index)
+    atomic_write_text(index, html)
     return index
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from micon_tasks.devices import cpu_cores
 from micon_tasks.hashing import sha256_bytes
+from micon_tasks.runner.records import atomic_write_text
 
 __all__ = ["ThumbSource", "Thumb", "ThumbMaker", "THUMB_SIZE"]
 
@@ -159,9 +160,7 @@ class ThumbMaker:
                 new_index[stat_key] = [digest, w, h]
         self.made = len(made)
         self._index = new_index
-        tmp = self._index_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(new_index), "utf-8")
-        os.replace(tmp, self._index_path)
+        atomic_write_text(self._index_path, json.dumps(new_index))
         self._prune({t.name for t in self.done.values() if t.name})
 
     def _prune(self, keep: Iterable[str]) -> None:

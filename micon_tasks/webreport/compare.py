@@ -25,6 +25,12 @@ def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else b - a
 
 
+def _means(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """Both runs' means over (base, other) value pairs, their difference and the count."""
+    ma, mb = _mean([p[0] for p in pairs]), _mean([p[1] for p in pairs])
+    return {"a": ma, "b": mb, "delta": _delta(ma, mb), "n": len(pairs)}
+
+
 def compare_runs(base: list[dict[str, Any]], other: list[dict[str, Any]]) -> dict[str, Any]:
     """Compare two runs' cards (as built by :class:`CardBuilder`); ``other`` minus ``base``."""
     a = {c["k"]: c for c in base}
@@ -45,17 +51,9 @@ def compare_runs(base: list[dict[str, Any]], other: list[dict[str, Any]]) -> dic
             per_dim[dim].append((ca["d"][dim], cb["d"][dim]))
     # largest gain first; cases without a score on either side last, in dataset order
     rows.sort(key=lambda r: (r["delta"] is None, -(r["delta"] or 0.0)))
-    tasks = {}
-    for t, pairs in per_task.items():
-        ma, mb = _mean([p[0] for p in pairs]), _mean([p[1] for p in pairs])
-        tasks[t] = {"a": ma, "b": mb, "delta": _delta(ma, mb), "n": len(pairs)}
-    dims = {}
-    for d, pairs in sorted(per_dim.items()):
-        ma, mb = _mean([p[0] for p in pairs]), _mean([p[1] for p in pairs])
-        dims[d] = {"a": ma, "b": mb, "delta": _delta(ma, mb), "n": len(pairs)}
-    all_pairs = [p for pairs in per_task.values() for p in pairs]
-    overall = {"a": _mean([p[0] for p in all_pairs]), "b": _mean([p[1] for p in all_pairs]), "n": len(all_pairs)}
-    overall["delta"] = _delta(overall["a"], overall["b"])
+    tasks = {t: _means(pairs) for t, pairs in per_task.items()}
+    dims = {d: _means(pairs) for d, pairs in sorted(per_dim.items())}
+    overall = _means([p for pairs in per_task.values() for p in pairs])
     only_a = [k for k in a if k not in b]
     only_b = [k for k in b if k not in a]
     return {

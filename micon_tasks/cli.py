@@ -171,19 +171,23 @@ def judge_from_args(args: argparse.Namespace, *, predict_only: bool) -> tuple[An
     return judge, judge_args
 
 
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """evaluate()'s arguments that the run flags (:func:`_add_run_args`) give as they are: one list for every
+    command that runs (``run``, ``generate``, ``dar-sweep``), so a new flag reaches them all."""
+    return dict(model_args=args.model_args, source=args.source, limit=args.limit, seed=args.seed,
+                overwrite=args.overwrite, include_path=args.include_path, dataset_path=args.dataset_path,
+                checkpoints_from=args.checkpoints_from, batch_size=args.batch_size, redo_failed=args.redo_failed,
+                progress=not args.no_progress, num_images=args.num_images, results_name=args.results_name)
+
+
 def cmd_run(args: argparse.Namespace, *, predict_only: bool) -> int:
     from micon_tasks.runner import evaluate
 
     predict_only = predict_only or getattr(args, "predict_only", False)
     judge, judge_args = judge_from_args(args, predict_only=predict_only)
-    results = evaluate(
-        model=args.model, model_args=args.model_args, tasks=_tasks_arg(args.tasks), judge=judge, judge_args=judge_args,
-        source=args.source, output_path=args.output_path, dar=args.dar, dar_args=args.dar_args, limit=args.limit,
-        seed=args.seed, predict_only=predict_only, overwrite=args.overwrite, include_path=args.include_path,
-        dataset_path=args.dataset_path, checkpoints_from=args.checkpoints_from, batch_size=args.batch_size,
-        redo_failed=args.redo_failed, progress=not args.no_progress, num_images=args.num_images,
-        results_name=args.results_name,
-    )
+    results = evaluate(model=args.model, tasks=_tasks_arg(args.tasks), judge=judge, judge_args=judge_args,
+                       output_path=args.output_path, dar=args.dar, dar_args=args.dar_args, predict_only=predict_only,
+                       **run_options(args))
     _print_results(results, generated_only=predict_only)
     return 0
 

@@ -135,11 +135,7 @@ def run(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid)
     judge, judge_args = cli.judge_from_args(args, predict_only=args.predict_only)
     summary = sweep(args.model, cli._tasks_arg(args.tasks), grid, args.output_path, dar_args=args.dar_args,
-                    model_args=args.model_args, judge=judge, judge_args=judge_args, source=args.source,
-                    limit=args.limit, seed=args.seed, predict_only=args.predict_only, overwrite=args.overwrite,
-                    include_path=args.include_path, dataset_path=args.dataset_path,
-                    checkpoints_from=args.checkpoints_from, batch_size=args.batch_size, redo_failed=args.redo_failed,
-                    progress=not args.no_progress, num_images=args.num_images, results_name=args.results_name)
+                    judge=judge, judge_args=judge_args, predict_only=args.predict_only, **cli.run_options(args))
     print(markdown(summary))
     print(f"sweep: {Path(args.output_path) / 'sweep.json'}, {Path(args.output_path) / 'sweep.md'}")
     return 0

@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from micon_tasks import load_judge  # noqa: E402
+from micon_tasks.devices import cpu_cores  # noqa: E402
 from micon_tasks.judges import JudgeRequest  # noqa: E402
 from micon_tasks.scoring import score_case  # noqa: E402
 from micon_tasks.types import Case, Checkpoint  # noqa: E402
@@ -145,15 +146,15 @@ def main() -> int:
     n = args.cases
     bound = n * args.delay / args.concurrency
     print(f"{n} cases, {len(CHECKPOINTS)} checkpoints/case, 4 images of {args.image_size} px/case "
-          f"({args.image_format}), concurrency {args.concurrency}, {os.cpu_count()} cores")
+          f"({args.image_format}), concurrency {args.concurrency}, {cpu_cores()} cores")
     print("stored PNGs (as the runner hands them: sent as stored, nothing decoded)")
     print(f"instant judge : wall {i_wall / n * 1000:.1f} ms/case, harness CPU {i_cpu / n * 1000:.1f} ms/case "
           f"(target <= 30 ms)")
     print(f"judge at {args.delay * 1000:.0f} ms : wall {s_wall:.2f} s for {n} cases ({s_wall / n * 1000:.1f} ms/case); "
           f"the judge alone needs {bound:.2f} s ({bound / n * 1000:.1f} ms/case): {s_wall / bound:.2f}x of it; "
           f"harness CPU {s_cpu / n * 1000:.1f} ms/case, the server's CPU {server_cpu / n * 1000:.1f} ms/case")
-    floor = (s_cpu + server_cpu) / n / (os.cpu_count() or 1)
-    print(f"  (harness and server share {os.cpu_count()} cores: their CPU alone needs {floor * 1000:.1f} ms/case; "
+    floor = (s_cpu + server_cpu) / n / cpu_cores()
+    print(f"  (harness and server share {cpu_cores()} cores: their CPU alone needs {floor * 1000:.1f} ms/case; "
           f"the stage is judge-bound where the judge needs more, harness-bound where less)")
     print(f"decoded images (fitted and re-encoded): instant judge wall {d_wall / n * 1000:.1f} ms/case, "
           f"harness CPU {d_cpu / n * 1000:.1f} ms/case")

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
+from micon_tasks.devices import cpu_cores  # noqa: E402
+
 
 def make_runs(work: Path, ref_size: int, gen_size: int) -> list[Path]:
     from synthetic_benchmark import build
@@ -40,7 +42,7 @@ def make_runs(work: Path, ref_size: int, gen_size: int) -> list[Path]:
     data = work / f"data-{ref_size}"
     if not (data / "done").exists():
         t = time.perf_counter()
-        build(data, size=ref_size, workers=len(os.sched_getaffinity(0)))
+        build(data, size=ref_size, workers=cpu_cores())
         n_refs = sum(1 for _ in data.glob("*/refs/*.png"))
         (data / "done").write_text(str(n_refs))
         print(f"dataset: {n_refs} references of {ref_size}x{ref_size} px in {time.perf_counter() - t:.0f} s")
@@ -114,7 +116,7 @@ def main() -> int:
     report = work / "report"
     shutil.rmtree(report, ignore_errors=True)
     print(f"report of {len(runs)} runs x 1043 cases, {images} source images "
-          f"(references {args.ref_size} px, generated {args.gen_size} px), {len(os.sched_getaffinity(0))} CPU cores")
+          f"(references {args.ref_size} px, generated {args.gen_size} px), {cpu_cores()} CPU cores")
     cold = timed_build(runs, report)
     print(f"cold build: {cold:.1f} s (target < 180 s)")
     warm = timed_build(runs, report)

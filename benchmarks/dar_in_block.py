@@ -95,7 +95,7 @@ def run(device: str, dtype: torch.dtype, text: int, gen: int, refs: int, hidden:
             with_dar.append(timed(lambda: forward(x0, True)))
     p, d = statistics.median(plain), statistics.median(with_dar)
     print(f"device={device} dtype={str(dtype).removeprefix('torch.')} tokens={n} (text {text}, generated {gen}, "
-          f"refs {refs}) hidden={hidden} heads={heads} layers={layers} compile={compile_mode}")
+          f"refs {refs}) hidden={hidden} heads={heads} layers={layers} compile={cfg.compile}")
     print(f"  forward without DAR {p * 1e3:9.2f} ms   with DAR {d * 1e3:9.2f} ms   ratio {d / p:.3f}  (median of {repeats})")
     if reuse > 1:
         loop(forward, x0, timed, reuse, steps, ref)
@@ -146,9 +146,8 @@ def main() -> None:
     parser.add_argument("--reuse-steps", type=int, default=1, help="also time a denoising loop with reuse_steps=k")
     parser.add_argument("--steps", type=int, default=8, help="denoising steps of that loop")
     args = parser.parse_args()
-    compile_mode = {"auto": "auto", "true": True, "false": False}[args.compile]
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
-    extra = (compile_mode, args.reuse_steps, args.steps)
+    extra = (args.compile, args.reuse_steps, args.steps)  # DARConfig reads 'true'/'false' itself
     if device == "cuda" and not args.small:
         # FLUX-like: 512 text + 4096 generated + 2 x 4096 reference tokens, hidden 3072, 24 heads
         run("cuda", torch.bfloat16, 512, 4096, 2 * 4096, 3072, 24, args.layers or 8, args.repeats, *extra)

@@ -132,6 +132,16 @@ def _inputs(seed, B=2, H=4, Hk=4, Lq=12, Lk=20, D=8):
     return q, k, v
 
 
+def _two_references(start, split, end, ids=(0, 1)):
+    """(ref_mask (Lk,), ref_ids (2, Lk)) for Lk = 20: reference keys [start, end) in both rows, the first
+    reference before ``split`` and the second from it, named ``ids``."""
+    ref = torch.zeros(20, dtype=torch.bool)
+    ref[start:end] = True
+    ref_ids = torch.full((2, 20), -1)
+    ref_ids[:, start:split], ref_ids[:, split:end] = ids
+    return ref, ref_ids
+
+
 def _scenario(name):
     cfg = DARConfig(num_queries=5)
     kw = {}
@@ -164,12 +174,8 @@ def _scenario(name):
         kw["scale"] = 0.3
     elif name == "per_ref":
         q, k, v = _inputs(5, H=2, Hk=2)
-        ref = torch.zeros(20, dtype=torch.bool)
-        ref[2:16] = True
-        ids = torch.full((2, 20), -1)
-        ids[:, 2:9], ids[:, 9:16] = 0, 1
-        ids[1, 2:5] = 7  # three references in row 1, ids need not be contiguous
-        kw["ref_ids"] = ids
+        ref, kw["ref_ids"] = _two_references(2, 9, 16)
+        kw["ref_ids"][1, 2:5] = 7  # three references in row 1, ids need not be contiguous
         cfg = DARConfig(num_queries=5, normalize="per_ref", gamma=0.3)
     elif name == "random":
         q, k, v = _inputs(6, Lq=16)
@@ -208,11 +214,7 @@ def _scenario(name):
         cfg = DARConfig(num_queries=5, thresholds="quantile", q_high=0.25, q_low=0.4, gamma=0.2)
     elif name == "quantile_per_ref":
         q, k, v = _inputs(15, H=2, Hk=2)
-        ref = torch.zeros(20, dtype=torch.bool)
-        ref[1:19] = True
-        ids = torch.full((2, 20), -1)
-        ids[:, 1:8], ids[:, 8:19] = 3, 5
-        kw["ref_ids"] = ids
+        ref, kw["ref_ids"] = _two_references(1, 8, 19, ids=(3, 5))
         kw["attn_mask"] = torch.rand(2, 1, 12, 20, generator=torch.Generator().manual_seed(150)) > 0.15
         cfg = DARConfig(num_queries=4, thresholds="quantile", normalize="per_ref", q_high=0.3, q_low=0.3)
     else:

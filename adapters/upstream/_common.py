@@ -28,7 +28,6 @@ __all__ = [
     "resolve_code_path",
     "upstream_imports",
     "resolve_weights",
-    "resolve_device",
     "merge_settings",
 ]
 

@@ -128,11 +128,9 @@ class ThumbMaker:
         todo: list[tuple[str, Path | bytes, str | None]] = []
         new_index: dict[str, list] = {}
         for key, src in self._wanted.items():
-            stat_key = _stat_key(src.path) if src.path is not None else None
+            # the index key: bytes by their hash (the request key), a file by its (path, size, mtime)
+            stat_key = key if src.data is not None else _stat_key(src.path)
             cached = self._index.get(stat_key) if stat_key else None
-            if src.data is not None:
-                cached = self._index.get(key)
-                stat_key = key
             if cached and (self.folder / f"{cached[0][:32]}.webp").exists():
                 self.done[key] = Thumb(f"{cached[0][:32]}.webp", cached[0], cached[1], cached[2])
                 new_index[stat_key] = cached

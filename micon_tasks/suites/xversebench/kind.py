@@ -122,12 +122,10 @@ class MetricsKind(ScoringKind):
                         scores: dict[str, list[CaseScore]], *, seed: int) -> dict[str, Any]:
         names = [t for t in suite.get("tasks", []) if t in blocks] or list(blocks)
         complete = len(names) == len(suite.get("tasks", names))
-        avgs = [blocks[t]["avg"] for t in names]
-        if complete and len(names) > 1:
-            head = {"name": "Overall", "value": overall(avgs), "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
-        else:  # one split alone has no Overall: its AVG is the headline, named as such
-            head = {"name": "AVG (" + ", ".join(blocks[t]["split"] for t in names) + ")",
-                    "value": overall(avgs), "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
+        # one split alone has no Overall: its AVG is the headline, named as such
+        name = "Overall" if complete and len(names) > 1 else "AVG (" + ", ".join(blocks[t]["split"] for t in names) + ")"
+        head = {"name": name, "value": overall([blocks[t]["avg"] for t in names]),
+                "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
         columns, row = [], []
         for t in names:
             split = blocks[t]["split"]

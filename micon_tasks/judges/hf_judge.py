@@ -183,11 +183,13 @@ class HFJudge(Judge):
 
     def _generate_all(self, prompts: list[Prompt]) -> list[Completion]:
         out: dict[int, Completion] = {}
-        greedy = [i for i, p in enumerate(prompts) if self._temperature(p) == 0]
+        greedy: list[int] = []
+        sampled: list[int] = []
         for i, p in enumerate(prompts):
-            if i in out or self._temperature(p) == 0:
-                continue
+            (greedy if self._temperature(p) == 0 else sampled).append(i)
+        for i in sampled:
             # Sampling: one prompt per call, from its own seed, so its reply cannot depend on batch mates.
+            p = prompts[i]
             try:
                 (out[i],) = self._generate([p], seed=self.seed if p.seed is None else p.seed)
             except Exception as exc:  # noqa: BLE001

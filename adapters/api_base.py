@@ -40,8 +40,9 @@ class ApiAdapter(ModelAdapter):
         max_retries: int = 4,
         max_wait: float = 60.0,
     ):
-        if base_url is not None and endpoint_problem(base_url):
-            raise ConfigError(f"adapter {self.name!r}: base_url {endpoint_problem(base_url)}")
+        problem = endpoint_problem(base_url) if base_url is not None else None
+        if problem:
+            raise ConfigError(f"adapter {self.name!r}: base_url {problem}")
         self.base_url = base_url
         self.api_key_env = api_key_env
         self.retry = RetryPolicy(int(max_retries), float(timeout), float(max_wait))

@@ -33,11 +33,12 @@ class BackgroundLoop:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self._loop is None or self._pid != os.getpid() or not self._thread or not self._thread.is_alive():
+            if not self.running:  # never started, closed, its thread died, or inherited through fork
                 loop = asyncio.new_event_loop()
                 thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
                 thread.start()
                 self._loop, self._thread, self._pid = loop, thread, os.getpid()
+            assert self._loop is not None
             return self._loop
 
     @property

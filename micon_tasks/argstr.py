@@ -97,12 +97,13 @@ def accepted_arguments(cls: type) -> list[str] | None:
     A subclass whose ``__init__`` passes ``**kwargs`` on to its base accepts the base's named arguments
     too, so adapters declare only what they add. None when some class in the chain takes anything.
     """
-    return None if _signature_chain(cls) is None else list(_signature_chain(cls) or {})
+    chain = _signature_chain(cls)
+    return None if chain is None else list(chain)
 
 
-def _signature_chain(cls: type) -> dict[str, tuple[Any, Any]] | None:
-    """name -> (annotation or None, default) along the ``**kwargs`` chain; None when anything goes."""
-    found: dict[str, tuple[Any, Any]] = {}
+def _signature_chain(cls: type) -> dict[str, Any] | None:
+    """name -> type hint (None when it has none) along the ``**kwargs`` chain; None when anything goes."""
+    found: dict[str, Any] = {}
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
@@ -116,16 +117,17 @@ def _signature_chain(cls: type) -> dict[str, tuple[Any, Any]] | None:
         params = [p for p in inspect.signature(init).parameters.values() if p.name != "self"]
         for p in params:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in found:
-                found[p.name] = (hints.get(p.name), p.default)
+                found[p.name] = hints.get(p.name)
         if not any(p.kind is p.VAR_KEYWORD for p in params):
             return found
     return None
 
 
-def _ranges(cls: type) -> dict[str, str]:
-    out = dict(COMMON_RANGES)
+def _class_table(cls: type, attr: str) -> dict[str, str]:
+    """A class-level table (``arg_ranges``, ``removed_args``) merged down the hierarchy, subclasses winning."""
+    out: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        out.update(klass.__dict__.get("arg_ranges", {}) or {})
+        out.update(klass.__dict__.get(attr, {}) or {})
     return out
 
 
@@ -241,9 +243,7 @@ def build_with_args(cls: type, args: str | Mapping[str, Any] | None, *, kind: st
     """
     where = f"{kind} {name!r}"
     kwargs = {**parse_args_string(args, what=f"{where} arguments"), **extra}
-    removed: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        removed.update(klass.__dict__.get("removed_args", {}) or {})
+    removed = _class_table(cls, "removed_args")
     for key in kwargs:
         if key in removed:
             raise ConfigError(f"{where}: argument {key!r} was removed: {removed[key]}")
@@ -255,8 +255,8 @@ def build_with_args(cls: type, args: str | Mapping[str, Any] | None, *, kind: st
                 f"{where} does not accept {', '.join(repr(u) for u in unknown)}; "
                 f"accepted arguments: {', '.join(chain) or '(none)'}"
             )
-        ranges = _ranges(cls)
-        kwargs = {k: check_argument(where, k, v, chain[k][0], ranges.get(k)) for k, v in kwargs.items()}
+        ranges = {**COMMON_RANGES, **_class_table(cls, "arg_ranges")}
+        kwargs = {k: check_argument(where, k, v, chain[k], ranges.get(k)) for k, v in kwargs.items()}
     try:
         return cls(**kwargs)
     except TypeError as exc:

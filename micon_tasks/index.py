@@ -116,11 +116,12 @@ class TaskIndex:
         report = IncludeReport()
         tasks: list[tuple[Path, dict[str, Any]]] = []
         groups: list[tuple[Path, dict[str, Any]]] = []
+        search = self.builtin_folders()  # once per read, not once per card (each lookup finds specs and globs)
         for file in files:
             file = file.resolve()
             self._forget(file)  # what an earlier read of this card added (it may have been edited)
             try:
-                data = read_yaml(file, search=self.builtin_folders())
+                data = read_yaml(file, search=search)
                 if isinstance(data.get("group"), str) and isinstance(data.get("task"), list):
                     groups.append((file, data))
                 elif isinstance(data.get("task"), str):

@@ -15,13 +15,14 @@ Deterministic: no randomness or timestamps, PNGs without metadata, JSON with sor
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "scripts")]
+
+from build_sample import load_source  # noqa: E402 - beside this script
 
 from micon_tasks.suites.xversebench.data import SAMPLE_ROOT, write_folder  # noqa: E402
 
@@ -73,20 +74,12 @@ CASES = {
 }
 
 
-def _load_build_sample():
-    spec = importlib.util.spec_from_file_location("build_sample", REPO_ROOT / "scripts" / "build_sample.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_sample"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def reference_png(name: str) -> bytes:
     """The reference crop, squared on white and resized to SIDE px, as metadata-free PNG bytes."""
     from PIL import Image
 
     kind, source, box, _ = REFERENCES[name]
-    im = _load_build_sample().load_source(source).convert("RGB").crop(box)
+    im = load_source(source).convert("RGB").crop(box)
     side = max(im.size)
     canvas = Image.new("RGB", (side, side), "white")
     canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2))

@@ -681,6 +681,22 @@ def test_stored_png_and_jpeg_bytes_are_sent_as_they_are_without_decoding(server_
     assert req.image.tile and all(r.tile for r in req.case.refs)  # judged and cached without a decode
 
 
+def test_a_stored_image_that_must_be_refitted_is_not_read_from_its_file(tmp_path):
+    """Its stored bytes would be thrown away: only an image sent as stored has its file read."""
+    import base64
+    import io
+
+    from micon_tasks.images import open_lazy_file
+    from micon_tasks.judges.images import ImageSpec, data_url
+
+    path = tmp_path / "big.png"
+    Image.effect_noise((200, 100), 30).convert("RGB").save(path)
+    big = open_lazy_file(path)
+    path.unlink()  # the open image still decodes; reading the stored bytes would fail
+    sent = data_url(big, ImageSpec("png", 5000))
+    assert Image.open(io.BytesIO(base64.b64decode(sent.split(b",", 1)[1]))).size == (100, 50)
+
+
 def test_reference_sides_floor_to_the_multiple_as_omnicontext_does():
     from micon_tasks.judges.images import _target
 

@@ -47,6 +47,9 @@ def test_case_score_is_sqrt_of_pf_times_sc_and_errors_score_zero(tasks):
     assert s.failed and s.score == 0.0 and s.dimensions == {} and not s.clean
     with pytest.raises(ValueError, match="not one of the criteria"):
         kind.score_case(task, JudgeResult(verdicts=[Verdict("XX", "scored", value=1.0)]), case_id="x")
+    once = kind.score_case(task, _result(8, 2), case_id="x")
+    with pytest.raises(ValueError, match="case 'x' is scored twice"):
+        kind.summarise_task(task, [once, once], seed=0)
 
 
 def _independent(values):

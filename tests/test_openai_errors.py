@@ -71,13 +71,16 @@ def test_timeouts_and_connection_failures_are_retried(callers):
 
 
 def test_server_message_is_scrubbed_then_cut(callers):
-    exc = status_error(400, "bad", "x" * 1000 + f" you sent {KEY}")
+    # the key early (only scrubbing removes it) and again across the cut (cutting first would keep its head)
+    said = f"you sent {KEY}\n" + "x" * 200 + f" and {KEY}" + "y" * 1000
+    exc = status_error(400, "bad", said)
     failure = classify_openai_error(exc)
-    assert KEY not in failure.message and KEY[-8:] not in failure.message
+    assert KEY[:12] not in failure.message and KEY[-8:] not in failure.message
+    assert failure.message.startswith("you sent [REDACTED] xxx")
     assert len(failure.message) <= 300 and "\n" not in failure.message
     for classify in callers:
         error, _ = classify(exc)
-        assert KEY[-8:] not in error.message
+        assert KEY[:12] not in error.message and KEY[-8:] not in error.message
 
 
 def test_other_exceptions_are_not_openai_failures(callers):

@@ -106,6 +106,12 @@ def test_malformed_entries_are_refused_with_the_case(single):
         KIND.score_case(single, result(Verdict("DPG/0", "scored")), case_id="single_000")
 
 
+def test_a_case_scored_twice_is_refused_naming_it(single):
+    s = KIND.score_case(single, result(scored("DPG/0", 80.0)), case_id="single_000")
+    with pytest.raises(ValueError, match="'xversebench_single': case 'single_000' is scored twice"):
+        KIND.summarise_task(single, [s, s], seed=0)
+
+
 def _block(kind_task, dpg, id_, ip, aes, aes_on="grid", notes=()):
     s = KIND.score_case(kind_task, result(scored("DPG/0", dpg), scored("ID/0/RA", id_), scored("IP/0/RB", ip),
                                           scored("AES/grid", aes), aes_on=aes_on, notes=notes),

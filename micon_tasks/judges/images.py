@@ -120,14 +120,14 @@ def stored_bytes(image: Any, spec: ImageSpec) -> tuple[bytes, str] | None:
     or JPEG in 8-bit RGB or greyscale that ``spec`` would not resize. Nothing is decoded or re-encoded."""
     from micon_tasks.images import encoded_source
 
-    src = encoded_source(image)
-    if src is None or src[1] not in ("PNG", "JPEG") or image.mode not in ("RGB", "L"):
-        return None
-    if spec.strict and src[1].lower() != spec.fmt:
+    # the cheap checks first: reading the stored bytes may read a file, wasted on an image re-encoded anyway
+    fmt = getattr(image, "format", None)
+    if fmt not in ("PNG", "JPEG") or image.mode not in ("RGB", "L") or (spec.strict and fmt.lower() != spec.fmt):
         return None
     if _target(image.width, image.height, spec.max_pixels, spec.multiple) != image.size:
         return None
-    return src[0], MIME[src[1].lower()]
+    src = encoded_source(image)
+    return None if src is None else (src[0], MIME[src[1].lower()])
 
 
 def data_url(image: Any, spec: ImageSpec) -> bytes:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from micon_tasks.scoring.base import ScoringKind
-from micon_tasks.scoring.common import bootstrap_stderr, mean, mean_stderr, task_seed
+from micon_tasks.scoring.common import bootstrap_stderr, check_unique_cases, mean, mean_stderr, task_seed
 from micon_tasks.types import CaseScore, Checkpoint, JudgeResult
 
 __all__ = [
@@ -154,11 +154,7 @@ def score_case(
 def _summarise(
     task: str, cases: Sequence[CaseScore], dims: Sequence[str] | None, iters: int, seed: int
 ) -> dict[str, Any]:
-    seen: set[str] = set()
-    for c in cases:
-        if c.case_id in seen:
-            raise ValueError(f"task {task!r}: case {c.case_id!r} is scored twice")
-        seen.add(c.case_id)
+    check_unique_cases(task, cases)
     if dims is None:
         found: list[str] = []
         for c in cases:

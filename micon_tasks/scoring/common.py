@@ -1,12 +1,14 @@
-"""Arithmetic every scoring kind shares: means that tolerate empty lists, seeded bootstrap errors."""
+"""Arithmetic every scoring kind shares: means that tolerate empty lists, seeded bootstrap errors, and the
+check that a task's case scores name each case once."""
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-__all__ = ["mean", "mean_stderr", "bootstrap_stderr", "task_seed"]
+__all__ = ["mean", "mean_stderr", "bootstrap_stderr", "task_seed", "check_unique_cases"]
 
 
 def mean(values: Sequence[float]) -> float | None:
@@ -39,3 +41,12 @@ def bootstrap_stderr(values: Sequence[float], *, iters: int = 1000, seed: int = 
 def task_seed(seed: int, task: str) -> int:
     """A stable per-task seed (str hash is salted per process; crc32 is not)."""
     return (seed * 1_000_003 + zlib.crc32(task.encode("utf-8"))) % (2**32)
+
+
+def check_unique_cases(task: str, scores: Iterable[Any]) -> None:
+    """Refuse a task's case scores when one case appears twice (a merge or resume gone wrong), naming it."""
+    seen: set[str] = set()
+    for c in scores:
+        if c.case_id in seen:
+            raise ValueError(f"task {task!r}: case {c.case_id!r} is scored twice")
+        seen.add(c.case_id)

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from micon_tasks.scoring.base import ScoringKind
-from micon_tasks.scoring.common import bootstrap_stderr, mean, mean_stderr, task_seed
+from micon_tasks.scoring.common import bootstrap_stderr, check_unique_cases, mean, mean_stderr, task_seed
 from micon_tasks.suites.omnicontext.options import SCALE, RubricOptions
 from micon_tasks.types import CaseScore, JudgeResult
 
@@ -94,9 +94,7 @@ class RubricKind(ScoringKind):
 
     def summarise_task(self, task: Any, scores: list[CaseScore], *, seed: int) -> dict[str, Any]:
         opts = RubricOptions.from_options(task.config.scoring.options, task=task.name)
-        ids = [c.case_id for c in scores]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"task {task.name!r}: a case is scored twice")
+        check_unique_cases(task.name, scores)
         overall = [c.score for c in scores]
         clean = [c.score for c in scores if c.clean]
         criteria = {}

@@ -9,10 +9,8 @@ No model library is imported here; every metric model loads on first use. See do
 from __future__ import annotations
 
 import registry
+from micon_tasks.suites.xversebench import judges  # noqa: F401 - registers them
 from micon_tasks.suites.xversebench.kind import MetricsKind
+from micon_tasks.suites.xversebench.prepare import add_cli  # noqa: F401 - `micon prepare xversebench`
 
-if "metrics" not in registry.scoring_kinds:
-    registry.scoring_kinds.add("metrics", MetricsKind())
-
-from micon_tasks.suites.xversebench import judges  # noqa: E402,F401 - registers them
-from micon_tasks.suites.xversebench.prepare import add_cli  # noqa: E402,F401 - `micon prepare xversebench`
+registry.scoring_kinds.add("metrics", MetricsKind())

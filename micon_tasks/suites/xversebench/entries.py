@@ -24,6 +24,7 @@ __all__ = [
     "entry_id",
     "parse_entry_id",
     "subjects_of",
+    "AES_ON",
     "aes_grid",
     "expected_entries",
 ]
@@ -34,6 +35,7 @@ NO_FACE = "no face"
 NO_OBJECT = "no object found"
 HUMAN = "human"
 GRID = "grid"
+AES_ON = ("auto", GRID, "image")  # how AES sees a case's images: auto (grid for four), grid, or each image
 ROLES = tuple(f"R{chr(ord('A') + i)}" for i in range(8))  # reference roles in order
 
 
@@ -79,7 +81,7 @@ def subjects_of(case: Case) -> list[Subject]:
 
 def aes_grid(n_images: int, aes_on: str) -> bool:
     """Whether AES scores the 2x2 grid of four images as one picture (the authors' way) or each image."""
-    if aes_on not in ("auto", GRID, "image"):
+    if aes_on not in AES_ON:
         raise ValueError(f"aes_on must be 'auto', 'grid' or 'image', got {aes_on!r}")
     if aes_on == GRID and n_images != 4:
         raise ValueError(f"aes_on='grid' needs 4 images per case (a 2x2 grid), got {n_images}")

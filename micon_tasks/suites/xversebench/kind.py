@@ -15,7 +15,8 @@ import math
 from typing import Any
 
 from micon_tasks.errors import ConfigError
-from micon_tasks.scoring import ScoringKind, mean_stderr, task_seed
+from micon_tasks.scoring import ScoringKind
+from micon_tasks.scoring.common import check_unique_cases, mean_stderr, task_seed
 from micon_tasks.suites.xversebench import entries as E
 from micon_tasks.suites.xversebench.aggregate import bootstrap_avg_stderr, overall, pooled_mean, split_avg
 from micon_tasks.types import CaseScore, JudgeResult
@@ -85,11 +86,7 @@ class MetricsKind(ScoringKind):
 
     # -- a task (one split) -------------------------------------------------------------------------
     def summarise_task(self, task: Any, scores: list[CaseScore], *, seed: int) -> dict[str, Any]:
-        seen: set[str] = set()
-        for c in scores:
-            if c.case_id in seen:
-                raise ValueError(f"task {task.name!r}: case {c.case_id!r} is scored twice")
-            seen.add(c.case_id)
+        check_unique_cases(task.name, scores)
         sums, counts, errors = _zero(), _zero(), _zero()
         for c in scores:
             for m in E.METRICS:
@@ -125,12 +122,10 @@ class MetricsKind(ScoringKind):
                         scores: dict[str, list[CaseScore]], *, seed: int) -> dict[str, Any]:
         names = [t for t in suite.get("tasks", []) if t in blocks] or list(blocks)
         complete = len(names) == len(suite.get("tasks", names))
-        avgs = [blocks[t]["avg"] for t in names]
-        if complete and len(names) > 1:
-            head = {"name": "Overall", "value": overall(avgs), "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
-        else:  # one split alone has no Overall: its AVG is the headline, named as such
-            head = {"name": "AVG (" + ", ".join(blocks[t]["split"] for t in names) + ")",
-                    "value": overall(avgs), "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
+        # one split alone has no Overall: its AVG is the headline, named as such
+        name = "Overall" if complete and len(names) > 1 else "AVG (" + ", ".join(blocks[t]["split"] for t in names) + ")"
+        head = {"name": name, "value": overall([blocks[t]["avg"] for t in names]),
+                "stderr": mean_stderr([blocks[t]["stderr"] for t in names])}
         columns, row = [], []
         for t in names:
             split = blocks[t]["split"]

@@ -169,7 +169,7 @@ class AESPart(MetricPart):
         from micon_tasks.errors import ConfigError
         from micon_tasks.suites.xversebench.aes import OFFICIAL_SIGLIP, AestheticScorer
 
-        if aes_on not in ("auto", "grid", "image"):  # refused now, not on the first case
+        if aes_on not in E.AES_ON:  # refused now, not on the first case
             raise ConfigError(f"judge argument aes_on must be 'auto', 'grid' or 'image', got {aes_on!r}")
         self.aes_on = aes_on
         self.scorer = AestheticScorer(aes_head, siglip or OFFICIAL_SIGLIP, resolve_device(device),

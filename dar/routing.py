@@ -193,7 +193,8 @@ class Installation:
         self.signature = inspect.signature(self.module.forward)
         self._var_keyword = [p.name for p in self.signature.parameters.values() if p.kind is p.VAR_KEYWORD]
         self._local = threading.local()
-        self.reused: dict[tuple, tuple] = {}
+        self.reused: dict[tuple, tuple] = {}  # (layer, branch, batch, keys) -> (step index, w, r_hat)
+        self._last_step: int | None = None
         self.maps = None
         if config.record_maps:
             from .maps import MapRecorder
@@ -206,6 +207,10 @@ class Installation:
             call.update(call.pop(name, {}))
         place = self.layout.locate(call)
         config = self.config
+        if place.step_index is not None:
+            if self._last_step is not None and place.step_index < self._last_step:
+                self.reused.clear()  # the step went back: a new generation, whose image the saved weights are not of
+            self._last_step = place.step_index
         if self.stats is not None:
             self.stats.add_forward()
         ref = place.ref_mask

@@ -145,10 +145,11 @@ def test_reuse_steps_recomputes_every_k_steps():
         dar.routing.dar_weights = spy
         try:
             with dar.enable(pipe, DARConfig(gamma=0.5, reuse_steps=k)) as handle:
-                outputs[k] = pipe(prompt="x", image=images, output_type="np",
-                                  generator=torch.Generator().manual_seed(0), **kwargs).images
+                for _ in range(2):  # a second generation under the same handle reuses nothing of the first
+                    outputs[k] = pipe(prompt="x", image=images, output_type="np",
+                                      generator=torch.Generator().manual_seed(0), **kwargs).images
         finally:
             dar.routing.dar_weights = real
-        assert handle.stats.rebalanced == 8  # 2 layers x 4 steps: every call still weighted
-        assert len(counted) == 8 // k  # weights computed at steps 0, k, 2k ... per layer
+        assert handle.stats.rebalanced == 2 * 8  # 2 layers x 4 steps per generation: every call still weighted
+        assert len(counted) == 2 * 8 // k  # weights computed at steps 0, k, 2k ... per layer, in each generation
     assert not (outputs[1] == outputs[4]).all()  # reusing stale weights does change the result

@@ -182,3 +182,25 @@ def test_generation_reads_each_tasks_rows_once_and_in_order(tmp_path, monkeypatc
     evaluate(model="test_collage", tasks=["object_composition", "spatial_composition"], source="sample",
              output_path=tmp_path, predict_only=True, batch_size=4, progress=False)
     assert read and all(indices == sorted(set(indices)) for indices in read.values()), read
+
+
+def test_case_input_digests_are_kept_on_disk_and_read_back(tmp_path, monkeypatch):
+    """A resume must not read and hash every case's references again: the digests one run computed are kept
+    beside the converted dataset, and a new process (a new task object) takes them from there."""
+    import pytest
+
+    from micon_tasks.data.rows import RowReader
+    from micon_tasks.runner.inputs import case_inputs
+    from micon_tasks.task import load_task
+
+    monkeypatch.setenv("MICON_CACHE_DIR", str(tmp_path))
+    task = load_task("object_composition", source="sample")
+    want = {cid: (case_inputs(task).generation_sha256(cid), case_inputs(task).judge_sha256(cid)) for cid in task.case_ids}
+    case_inputs(task).persist()
+    assert len(list((tmp_path / "inputs").glob("*.json"))) == 1
+
+    again = load_task("object_composition", source="sample")
+    monkeypatch.setattr(RowReader, "row", lambda self, index: pytest.fail(f"row {index} was read again"))
+    got = {cid: (case_inputs(again).generation_sha256(cid), case_inputs(again).judge_sha256(cid)) for cid in again.case_ids}
+    assert got == want and all(all(pair) for pair in want.values())
+    assert [p.name for p in (tmp_path / "inputs").iterdir()] == [next((tmp_path / "inputs").glob("*.json")).name]

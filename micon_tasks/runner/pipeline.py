@@ -351,9 +351,8 @@ def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
     if dar_obj is None:
         return None
     # in the JSON form run_config.json stores (tuples as lists), so a resumed DAR run compares equal
-    if dataclasses.is_dataclass(dar_obj):
-        return json.loads(json.dumps(dataclasses.asdict(dar_obj)))
-    return json.loads(json.dumps(dict(vars(dar_obj))))
+    data = dataclasses.asdict(dar_obj) if dataclasses.is_dataclass(dar_obj) else dict(vars(dar_obj))
+    return json.loads(json.dumps(data))
 
 
 def _free() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from micon_tasks.runner.distributed import Dist
@@ -30,7 +30,6 @@ class StageStats:
     done: int = 0
     calls: int = 0
     problems: int = 0  # generation failures, or cases with judge errors
-    by_task: dict[str, int] = field(default_factory=dict)
 
 
 class Stage(Protocol):
@@ -69,7 +68,6 @@ def run_stage(stage: Stage, dist: Dist, layout: Layout, tasks: dict[str, Any],
         todo = stage.todo(task, dist.shard(selected[name]))
         if todo:
             plan.append((task, todo))
-            stats.by_task[name] = len(todo)
         stats.todo += len(todo)
     if not stats.todo:
         log.info("%s: every selected case already has a current record; nothing to do", stage.name)

@@ -204,3 +204,12 @@ def test_case_input_digests_are_kept_on_disk_and_read_back(tmp_path, monkeypatch
     got = {cid: (case_inputs(again).generation_sha256(cid), case_inputs(again).judge_sha256(cid)) for cid in again.case_ids}
     assert got == want and all(all(pair) for pair in want.values())
     assert [p.name for p in (tmp_path / "inputs").iterdir()] == [next((tmp_path / "inputs").glob("*.json")).name]
+
+
+def test_chunks_cover_every_item_once_whatever_the_size():
+    from micon_tasks.runner.stages import chunks
+
+    items = list(range(5))
+    for size in (0, 1, 2, 5, 9):
+        parts = list(chunks(items, size))
+        assert [x for part in parts for x in part] == items and all(parts), (size, parts)

@@ -55,7 +55,8 @@ class Stage(Protocol):
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), max(1, size)):
+    size = max(1, size)  # a size below one still makes progress (it yielded empty chunks)
+    for start in range(0, len(items), size):
         yield items[start : start + size]
 
 

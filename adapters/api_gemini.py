@@ -14,8 +14,9 @@ from typing import Any
 from adapters.api_base import ApiAdapter
 from adapters.base import GenerationError
 from adapters.retry import is_transport_error
+from micon_tasks.openai_errors import is_retryable_status, short_error
 from micon_tasks.png import png_bytes
-from micon_tasks.secrets import scrub
+from micon_tasks.retry import retry_after_seconds
 from registry import register_adapter
 
 __all__ = ["NanoBananaAdapter"]
@@ -138,13 +139,15 @@ class NanoBananaAdapter(ApiAdapter):
         if not isinstance(exc, errors.APIError):
             return None
         code = int(exc.code or 0)
-        message = scrub(str(exc.message or exc.status or ""), [self._api_key])
+        message = short_error(str(exc.message or exc.status or ""))  # scrubbed of every known key, then cut
+        # the project's one rule for which statuses are retried, and the server's Retry-After honoured
+        wait = retry_after_seconds(getattr(getattr(exc, "response", None), "headers", None))
+        retryable = is_retryable_status(code)
         if code == 429:
             return GenerationError(f"Gemini rate limit (429 {exc.status}): {message}", reason="rate_limited",
-                                   provider_reason=message, retryable=True), None
-        retryable = code >= 500 or code == 408
+                                   provider_reason=message, retryable=retryable), wait
         return GenerationError(f"Gemini error {code} ({exc.status}): {message}", reason="provider_error",
-                               provider_reason=message, retryable=retryable), None
+                               provider_reason=message, retryable=retryable), wait
 
 
 def _enum_name(value: Any) -> str | None:

@@ -12,6 +12,7 @@ from adapters import DARNotSupportedError, GenerationError, load_adapter
 from micon_tasks.errors import ConfigError
 from tests.fake_providers import (
     FakeServer,
+    Reply,
     gemini_blocked,
     gemini_error,
     gemini_finish,
@@ -244,3 +245,14 @@ def test_api_key_env_holding_the_key_is_refused_without_echoing_it():
     with pytest.raises(ConfigError) as info:
         load_adapter("nano_banana", {"api_key_env": "http://user:PASS@h", "base_url": "http://user:PASS@h"})
     assert "PASS" not in str(info.value)
+
+
+def test_nano_banana_follows_the_projects_one_retry_rule_and_retry_after(gemini_key):
+    """409 is retried and Retry-After honoured, as for every other provider (``openai_errors.is_retryable_status``);
+    the Gemini adapter had its own copy of the rule, which drifted."""
+    replies = [Reply(409, {"error": {"code": 409, "message": "conflict", "status": "ABORTED"}}, {"Retry-After": "0"}),
+               gemini_image(OUT)]
+    with FakeServer(replies) as server:
+        adapter = load_adapter("nano_banana", f"{gemini_key},base_url={server.url}")
+        assert adapter.generate(_refs(2), "x").size == OUT.size
+    assert len(server.requests) == 2

@@ -24,6 +24,7 @@ from micon_tasks.errors import ConfigError
 from micon_tasks.judges.base import SEED_RULE, Completion, Judge, JudgeUnreachableError
 from micon_tasks.judges.images import ImageSpec, encode, fit
 from micon_tasks.judges.prompts import Prompt
+from micon_tasks.secrets import scrub_and_truncate
 from micon_tasks.weights import weights_problem
 from registry import register_judge
 
@@ -113,7 +114,7 @@ class HFJudge(Judge):
         try:
             self._load()
         except Exception as exc:  # noqa: BLE001 - one line, kept for every later batch
-            text = " ".join(str(exc).split())[:300]
+            text = scrub_and_truncate(" ".join(str(exc).split()), 300)  # an error raised, not only stored
             self._load_error = f"cannot load judge model {self.pretrained!r}: {type(exc).__name__}: {text}"
 
     def _prepare_image(self, image: Any, spec: ImageSpec) -> Any:

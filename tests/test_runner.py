@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from micon_tasks import evaluate
 from micon_tasks.errors import ConfigError
 from micon_tasks.runner import aggregate_outputs, judge_outputs
 from micon_tasks.runner.config import case_seed, config_diff, sanitize_model_name
-from micon_tasks.runner.records import RecordWriter, _umask, read_records
+from micon_tasks.runner.records import RecordWriter, read_records
 
 N_SAMPLE = 30  # 6 tasks x 5 cases
 
@@ -154,7 +155,9 @@ def test_limit_and_concurrency_may_change_between_runs(tmp_path, server, monkeyp
     assert [len((d / f"samples_{t}.jsonl").read_text().splitlines()) for t in tasks] == [3, 3]
     assert aggregate_outputs(d)["benchmark"]["n_cases"] == 6
     mode = (d / "results.json").stat().st_mode & 0o777
-    assert mode == 0o666 & ~_umask(), "results follow the umask (readable by a shared group), not 0600"
+    umask = os.umask(0o022)  # read it back (no other thread runs here)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask, "results follow the umask (readable by a shared group), not 0600"
 
 
 def test_a_folder_without_records_accepts_a_new_configuration(tmp_path, server):

@@ -94,3 +94,22 @@ def test_a_lone_surrogate_is_written_escaped_and_reads_back(tmp_path):
     assert b"\\udc80" in path.read_bytes()
     assert read_records(path) == [{"case_id": "c", "raw": "bad \udc80 byte"}]
     json.loads(path.read_text("utf-8"))  # the file is valid UTF-8 JSON
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask_like_any_file(tmp_path, umask):
+    """Results, images and run files are meant to be shared like any file the user makes: the process umask
+    decides their mode (a private temporary file must not leave them 0600)."""
+    import os
+
+    from micon_tasks.runner.records import atomic_write_bytes
+
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "f.bin", b"x")
+        atomic_write_bytes(tmp_path / "f.bin", b"yz")  # replacing a file gives the same mode
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.bin").read_bytes() == b"yz"
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary file left behind

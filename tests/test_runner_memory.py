@@ -154,3 +154,62 @@ def test_every_chunk_is_prefetched_in_order_one_ahead(tmp_path):
     _run_recorded(tmp_path, {"a": FakeTask()}, {"a": [(i, f"c{i}") for i in range(5)]}, events)
     assert [(e[0], e[2]) for e in events] == [("prefetch", 0), ("prefetch", 2), ("process", 0), ("prefetch", 4),
                                               ("process", 2), ("process", 4)]
+
+
+def test_generation_reads_each_tasks_rows_once_and_in_order(tmp_path, monkeypatch):
+    """The generation stage decodes references in a pool of threads, but its rows must still be read forwards:
+    pool threads that raced for rows stepped back past a batch, and the reader read the Arrow file again from
+    its start (ten times the reads of the rows a run needs, growing with the benchmark)."""
+    import threading
+    import time
+
+    from micon_tasks.runner import evaluate
+    from micon_tasks.runner import generate as generate_mod
+    from micon_tasks.task import Task
+
+    monkeypatch.setattr(generate_mod, "cpu_cores", lambda: 4)  # a pool wide enough to race
+    read: dict[str, list[int]] = {}
+    lock = threading.Lock()
+    real = Task.lazy_case
+
+    def lazy_case(self, index):
+        time.sleep(((-index) % 4) * 0.005)  # a later case may reach its row first, as a pre-empted thread lets it
+        with lock:
+            read.setdefault(self.name, []).append(index)
+        return real(self, index)
+
+    monkeypatch.setattr(Task, "lazy_case", lazy_case)
+    evaluate(model="test_collage", tasks=["object_composition", "spatial_composition"], source="sample",
+             output_path=tmp_path, predict_only=True, batch_size=4, progress=False)
+    assert read and all(indices == sorted(set(indices)) for indices in read.values()), read
+
+
+def test_case_input_digests_are_kept_on_disk_and_read_back(tmp_path, monkeypatch):
+    """A resume must not read and hash every case's references again: the digests one run computed are kept
+    beside the converted dataset, and a new process (a new task object) takes them from there."""
+    import pytest
+
+    from micon_tasks.data.rows import RowReader
+    from micon_tasks.runner.inputs import case_inputs
+    from micon_tasks.task import load_task
+
+    monkeypatch.setenv("MICON_CACHE_DIR", str(tmp_path))
+    task = load_task("object_composition", source="sample")
+    want = {cid: (case_inputs(task).generation_sha256(cid), case_inputs(task).judge_sha256(cid)) for cid in task.case_ids}
+    case_inputs(task).persist()
+    assert len(list((tmp_path / "inputs").glob("*.json"))) == 1
+
+    again = load_task("object_composition", source="sample")
+    monkeypatch.setattr(RowReader, "row", lambda self, index: pytest.fail(f"row {index} was read again"))
+    got = {cid: (case_inputs(again).generation_sha256(cid), case_inputs(again).judge_sha256(cid)) for cid in again.case_ids}
+    assert got == want and all(all(pair) for pair in want.values())
+    assert [p.name for p in (tmp_path / "inputs").iterdir()] == [next((tmp_path / "inputs").glob("*.json")).name]
+
+
+def test_chunks_cover_every_item_once_whatever_the_size():
+    from micon_tasks.runner.stages import chunks
+
+    items = list(range(5))
+    for size in (0, 1, 2, 5, 9):
+        parts = list(chunks(items, size))
+        assert [x for part in parts for x in part] == items and all(parts), (size, parts)

@@ -101,12 +101,12 @@ def _image_bytes(path: str, *, task: str, case_id: str, field: str) -> bytes:
     return data
 
 
-def raw_to_dataset(root: Path, config: TaskConfig, *, use_cache: bool = True) -> datasets.Dataset:
+def raw_to_dataset(root: Path, config: TaskConfig) -> datasets.Dataset:
     """Convert one task of a raw layout, or reuse the cached conversion with the same fingerprint."""
     import datasets
 
     target = cache_dir() / "converted" / f"{config.task}-{_fingerprint(root, config)}"
-    if use_cache and (target / _DONE).is_file():
+    if (target / _DONE).is_file():
         log.debug("task %r: reusing converted dataset %s", config.task, target)
         return _open_converted(target)
     cases = read_raw_task(root, task=config.task, folder=config.official_folder, answer_set_file=config.answer_set_file)
@@ -128,8 +128,6 @@ def raw_to_dataset(root: Path, config: TaskConfig, *, use_cache: bool = True) ->
             if isinstance(cause, MiconError):
                 raise cause from None
             raise
-        if not use_cache:
-            return ds
         files = sorted(Path(f["filename"]) for f in ds.cache_files)
         del ds
         (tmp / "data").mkdir()

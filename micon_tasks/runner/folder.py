@@ -35,7 +35,6 @@ def find_model_dir(path: str | Path) -> Path:
     raise ConfigError(f"{root} holds several runs; name one: {', '.join(str(p) for p in found)}")
 
 
-# -- internals ----------------------------------------------------------------------------------
 def check_results_name(name: str | None) -> str | None:
     """A results view name usable as a file stem (``results`` itself is the folder's own results)."""
     if name is None or name == "results":

@@ -99,9 +99,10 @@ def _image_intact(layout: Layout, image: dict[str, Any], hashes: dict[str, str |
 class GenerateStage:
     """Generation as a :class:`~micon_tasks.runner.stages.Stage`: one record per case.
 
-    The harness keeps its own work off the model's path: the next chunk's references are decoded in worker
-    threads while the model runs, and each finished case is encoded (PNG), hashed, written and recorded by
-    one writer thread, in order (Pillow, numpy, zlib and hashlib release the GIL, so this uses the other
+    The harness keeps its own work off the model's path: the next chunk's rows are read by one reader thread,
+    in order (data/rows.py reads forwards; pool threads racing for rows made it re-read the file from its
+    start), their references decoded in worker threads while the model runs, and each finished case is
+    encoded (PNG), hashed, written and recorded by one writer thread, in order (Pillow, numpy, zlib and hashlib release the GIL, so this uses the other
     cores). ``timings.harness_wait_s`` records what is left on the model's path: how long it waited.
     At most ``_MAX_PENDING`` chunks wait for the writer, so a kill loses at most those and the chunk in flight.
     """
@@ -114,6 +115,7 @@ class GenerateStage:
         self.cfg, self.layout, self.load_adapter, self.dar = cfg, layout, load_adapter, dar
         self.redo_failed, self.is_main = redo_failed, is_main
         self.adapter: Generator | None = None
+        self._reader: ThreadPoolExecutor | None = None
         self._decoder: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
@@ -129,13 +131,18 @@ class GenerateStage:
             raise ConfigError(f"adapter {self.cfg.model!r} cannot apply DAR; run it without --dar")
         if self.is_main or not self.layout.model_info.exists():
             atomic_write_json(self.layout.model_info, adapter.model_info())
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="micon-gen-rows")
         self._decoder = ThreadPoolExecutor(max_workers=cpu_cores(), thread_name_prefix="micon-decode")
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="micon-write")
         return self.cfg.batch_size
 
     def prefetch(self, task: Any, chunk: list[tuple[int, str]]) -> None:
-        """Start decoding a later chunk's cases (their references) now."""
-        self._prefetched[(task.name, tuple(chunk))] = [self._decoder.submit(_decoded_case, task, i) for i, _ in chunk]
+        """Start reading and decoding a later chunk's cases (their references) now."""
+        self._prefetched[(task.name, tuple(chunk))] = self._submit(task, chunk)
+
+    def _submit(self, task: Any, chunk: list[tuple[int, str]]) -> list[Future[Any]]:
+        """One future per case: its row read by the reader thread (in order), its references decoded in the pool."""
+        return [self._decoder.submit(_decoded_case, task, self._reader.submit(task.lazy_case, i)) for i, _ in chunk]
 
     def flush(self) -> None:
         """Wait until every finished case is written and recorded (raising the writer's error, if any)."""
@@ -146,7 +153,7 @@ class GenerateStage:
         try:
             self.flush()
         finally:
-            for pool in (self._decoder, self._writer):
+            for pool in (self._reader, self._decoder, self._writer):
                 if pool is not None:
                     pool.shutdown(wait=True, cancel_futures=True)
             self._prefetched.clear()
@@ -157,7 +164,7 @@ class GenerateStage:
     def process(self, task: Any, chunk: list[tuple[int, str]], writer: RecordWriter, stats: StageStats) -> None:
         futures = self._prefetched.pop((task.name, tuple(chunk)), None)
         if futures is None:
-            futures = [self._decoder.submit(_decoded_case, task, i) for i, _ in chunk]
+            futures = self._submit(task, chunk)
         cases, kept, bad = [], [], []
         waited = time.perf_counter()  # how long the model's thread waits for the harness (decoding, writing)
         for (index, cid), future in zip(chunk, futures):
@@ -238,9 +245,9 @@ class GenerateStage:
 _MAX_PENDING = 2  # chunks waiting for the writer thread
 
 
-def _decoded_case(task: Any, index: int) -> Any:
-    """A case with its references decoded to RGB (in a worker thread)."""
-    case = task.lazy_case(index)
+def _decoded_case(task: Any, row: Future[Any]) -> Any:
+    """A case with its references decoded to RGB (in a worker thread), once the reader thread has read its row."""
+    case = row.result()
     case.refs = [_decode(task, case, role, im) for role, im in zip(case.ref_roles, case.refs)]
     return case
 

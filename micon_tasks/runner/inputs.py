@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from micon_tasks.hashing import sha256_file, sha256_json
+from micon_tasks.runner.records import atomic_write_text
 
 __all__ = ["CaseInputs", "case_inputs", "persist_all", "release_rows"]
 
@@ -80,10 +81,7 @@ class CaseInputs:
         if not self._dirty or path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self._digests), "utf-8")
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(self._digests))
             self._dirty = False
         except OSError as exc:  # a read-only cache slows resumes, it does not stop them
             log.debug("input digests not cached (%s)", exc)

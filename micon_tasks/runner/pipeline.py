@@ -199,9 +199,9 @@ def _stages(cfg: RunConfig, layout: Layout, dist: distributed.Dist, *, mode: str
             for key, group in _by_judge(cfg, tasks).items():
                 preflight(load_judge(key))  # an unreachable judge server fails now, not after hours of generation
                 check_judge_kinds(load_judge(key), group)
-        if mode in ("run", "generate") and adapter_obj is not None and callable(getattr(adapter_obj, "preflight", None)):
-            adapter_obj.preflight()  # weights that cannot be found fail now, in one line
         if mode in ("run", "generate"):
+            if callable(getattr(adapter_obj, "preflight", None)):
+                adapter_obj.preflight()  # weights that cannot be found fail now, in one line
             stage = GenerateStage(cfg, layout, lambda: adapter_obj or _load_adapter(cfg), dar=dar_obj,
                                   redo_failed=redo_failed, is_main=dist.is_main)
             stats = run_stage(stage, dist, layout, tasks, selected, progress=progress)
@@ -351,9 +351,8 @@ def _dar_dict(dar_obj: Any) -> dict[str, Any] | None:
     if dar_obj is None:
         return None
     # in the JSON form run_config.json stores (tuples as lists), so a resumed DAR run compares equal
-    if dataclasses.is_dataclass(dar_obj):
-        return json.loads(json.dumps(dataclasses.asdict(dar_obj)))
-    return json.loads(json.dumps(dict(vars(dar_obj))))
+    data = dataclasses.asdict(dar_obj) if dataclasses.is_dataclass(dar_obj) else dict(vars(dar_obj))
+    return json.loads(json.dumps(data))
 
 
 def _free() -> None:

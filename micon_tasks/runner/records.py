@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-import threading
+import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -124,9 +123,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then os.replace: readers never see half a file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    tmp = p.parent / f".{p.name}.{secrets.token_hex(6)}.tmp"
+    # Mode 0666 less the umask, as for any file the user makes (mkstemp's 0600 would keep results private);
+    # the kernel applies the umask, so nothing reads or changes the process-wide setting.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; results are meant to be shared like any file
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -138,17 +139,6 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         except OSError:
             pass
         raise
-
-
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back at once, under a lock)."""
-    with _UMASK_LOCK:
-        mask = os.umask(0o022)
-        os.umask(mask)
-    return mask
-
-
-_UMASK_LOCK = threading.Lock()
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from micon_tasks.runner.distributed import Dist
@@ -30,7 +30,6 @@ class StageStats:
     done: int = 0
     calls: int = 0
     problems: int = 0  # generation failures, or cases with judge errors
-    by_task: dict[str, int] = field(default_factory=dict)
 
 
 class Stage(Protocol):
@@ -56,7 +55,8 @@ class Stage(Protocol):
 
 
 def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), max(1, size)):
+    size = max(1, size)  # a size below one still makes progress (it yielded empty chunks)
+    for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
@@ -69,7 +69,6 @@ def run_stage(stage: Stage, dist: Dist, layout: Layout, tasks: dict[str, Any],
         todo = stage.todo(task, dist.shard(selected[name]))
         if todo:
             plan.append((task, todo))
-            stats.by_task[name] = len(todo)
         stats.todo += len(todo)
     if not stats.todo:
         log.info("%s: every selected case already has a current record; nothing to do", stage.name)
